@@ -1,0 +1,119 @@
+// Typed front of the C++ addon (native/). Everything that touches mapped
+// lane memory or runs a kernel lives there; this module only loads it and
+// gives it TypeScript types. Errors thrown by the addon are plain Errors
+// with a string `code` (see NativeErrorCode).
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+export type KernelPath = 'portable' | 'avx2' | 'avx512';
+
+export type NativeErrorCode =
+  | 'EPARAMS' // bad argument or parameter combination
+  | 'ESHARD_OPEN' // a shard file could not be opened
+  | 'ESHARD_SIZE' // a shard file has the wrong size
+  | 'EMMAP' // mmap/madvise failed
+  | 'EIO' // read failed (in-memory mode)
+  | 'EQUERY_SIZE' // a query vector does not have m elements
+  | 'ERELEASED' // the lane handle was released
+  | 'ECPU' // a kernel path was forced that this CPU cannot run
+  | 'ENOMEM';
+
+export interface CpuFeatures {
+  avx2: boolean;
+  avx512: boolean; // AVX-512 F+BW(+VL) usable (cpuid and OS state)
+  avx512vnni: boolean;
+  avxvnni: boolean;
+  /** The path `auto` picks on this machine. */
+  best: KernelPath;
+  /** All paths this CPU can run, portable first. */
+  paths: KernelPath[];
+}
+
+export interface LaneOpenOptions {
+  /** Shard files in index order. */
+  shards: string[];
+  /** Bytes per entry. */
+  entrySize: number;
+  /** Number of entries in the lane. */
+  entries: number;
+  /** Size of every shard but the last (a multiple of entrySize). */
+  shardSize: number;
+  /** Columns of the SimplePIR matrix (entries per record row). */
+  m: number;
+  /** 'mmap' maps the shards read-only; 'memory' reads them into process memory. */
+  mode: 'mmap' | 'memory';
+}
+
+export interface AnswerOptions {
+  /** Worker threads for this call (default: all cores). */
+  threads?: number;
+  /** Force a kernel path (tests, benchmarks). Default: best available. */
+  path?: KernelPath | 'auto';
+}
+
+export interface HintOptions extends AnswerOptions {
+  /** Called on the JS thread with (rowsDone, rowsTotal) as record rows finish. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface LaneHandle {
+  readonly entries: number;
+  readonly entrySize: number;
+  readonly m: number;
+  /** Record rows R = ceil(entries / m). */
+  readonly rows: number;
+  /** Total bytes of lane data (entries * entrySize). */
+  readonly bytes: number;
+  readonly mode: 'mmap' | 'memory';
+  /** True once release() was called (the memory may still be in use by running kernels). */
+  readonly released: boolean;
+  /**
+   * Drop JS's reference. The mapping is unmapped when the last running kernel
+   * call that uses it has finished (refcount), never by GC timing.
+   */
+  release(): void;
+  /**
+   * Answer K = queries.length (1..16) queries in one pass over the lane.
+   * Each query has m uint32 words; each answer has entrySize * rows words:
+   * ans[t] = sum_c X[t][c] * q[c] mod 2^32.
+   */
+  answer(queries: Uint32Array[], options?: AnswerOptions): Promise<Uint32Array[]>;
+  /** Copy of entry `index` (plaintext; operators and tests). */
+  readEntry(index: number): Buffer;
+  /** Touch every page once off the JS thread (pre-fault a fresh mapping). */
+  warm(): Promise<void>;
+}
+
+export interface MappingStats {
+  /** Lanes whose memory is still held (mapped or allocated). */
+  lanes: number;
+  /** Bytes of lane data still held. */
+  bytes: number;
+}
+
+export interface NativeAddon {
+  cpuFeatures(): CpuFeatures;
+  /** Open a lane (maps or reads the shards off the JS thread). */
+  openLane(options: LaneOpenOptions): Promise<LaneHandle>;
+  /**
+   * H = (X - 128) * A mod 2^32 where A (m x n) is the AES-128-CTR stream of
+   * `seed` (16 bytes). Returns (entrySize * rows) x n uint32, row-major.
+   */
+  hint(lane: LaneHandle, seed: Uint8Array, n: number, options?: HintOptions): Promise<Uint32Array>;
+  /** Rows [rowStart, rowStart + rowCount) of A (row-major, n words each), generated in C++. */
+  expandA(seed: Uint8Array, rowStart: number, rowCount: number, n: number): Uint32Array;
+  /** Lane memory still held by this process. */
+  mappingStats(): MappingStats;
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+// dist/src/native.js -> <root>/build/Release/lanepir.node
+const addonPath = path.resolve(here, '..', '..', 'build', 'Release', 'lanepir.node');
+
+export const native: NativeAddon = createRequire(import.meta.url)(addonPath) as NativeAddon;
+
+/** The error code of an addon error, or undefined. */
+export function errorCode(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && 'code' in err ? String((err as { code: unknown }).code) : undefined;
+}
