@@ -1,0 +1,80 @@
+// The lanepir command line. Each subcommand lives in its own module; this
+// file only declares the options and routes errors to a clean exit.
+import { Command } from 'commander';
+import { createRequire } from 'node:module';
+import { buildCommand } from './build.js';
+import { reportAndExit } from './errors.js';
+import { inspectCommand, selftestCommand, verifyCommand } from './inspect.js';
+
+const pkg = createRequire(import.meta.url)('../../../package.json') as { version: string };
+
+/** Wraps an async action so every failure becomes one stderr line and a non-zero exit. */
+function run<A extends unknown[]>(fn: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      await fn(...args);
+    } catch (err) {
+      reportAndExit(err);
+    }
+  };
+}
+
+export function program(): Command {
+  const cli = new Command('lanepir')
+    .description('Private information retrieval (SimplePIR) over two lanes of Ethereum state')
+    .version(pkg.version)
+    .showHelpAfterError();
+  cli.configureOutput({ outputError: (str, write) => write(`lanepir: ${str.replace(/^error: /, '')}`) });
+  cli.exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
+
+  cli
+    .command('build')
+    .description('write a new generation (immutable) under DIR/generations/BLOCK')
+    .requiredOption('--data <dir>', 'data directory')
+    .requiredOption('--block <n>', 'block number (the generation id)')
+    .option('--hot-synthetic <count>', 'hot lane of COUNT deterministic synthetic entries')
+    .option('--hot-entries <file>', 'hot lane from FILE (raw entries back to back, or .jsonl)')
+    .option('--cold-synthetic <count>', 'cold lane of COUNT deterministic synthetic entries')
+    .option('--cold-entries <file>', 'cold lane from FILE (raw entries back to back, or .jsonl)')
+    .option('--entry-size <bytes>', 'bytes per entry', '32')
+    .option('--m <columns>', 'matrix width (default: 16384, or the entry count for smaller lanes; kept from the previous generation)')
+    .option('--shard-size <bytes>', 'shard file size (rounded down to a multiple of the entry size)', String(128 * 1024))
+    .option('--threads <n>', 'threads for the hint kernel (default: all cores)')
+    .option('--fresh-seed', 'do not keep the previous generation\'s seed and m')
+    .option('--publish', 'point DIR/current at the new generation')
+    .option('--quiet', 'no progress output')
+    .action(run(buildCommand));
+
+  cli
+    .command('inspect')
+    .description('print one entry in hex (plaintext, for operators)')
+    .requiredOption('--data <dir>', 'data directory')
+    .option('--generation <id>', 'generation (default: DIR/current)')
+    .requiredOption('--lane <lane>', 'hot or cold')
+    .requiredOption('--index <i>', 'entry index')
+    .action(run(inspectCommand));
+
+  cli
+    .command('verify')
+    .description('check a generation: sizes, parameters and the checksum of every file')
+    .requiredOption('--data <dir>', 'data directory')
+    .option('--generation <id>', 'generation (default: DIR/current)')
+    .action(run(verifyCommand));
+
+  cli
+    .command('selftest')
+    .description('run private round trips in-process against random indices and compare with the plaintext')
+    .requiredOption('--data <dir>', 'data directory')
+    .option('--generation <id>', 'generation (default: DIR/current)')
+    .requiredOption('--lane <lane>', 'hot or cold')
+    .option('--count <n>', 'round trips', '32')
+    .option('--threads <n>', 'kernel threads')
+    .option('--in-memory', 'read the lane into memory instead of mapping it')
+    .action(run(selftestCommand));
+
+  return cli;
+}
+
+export async function main(argv: string[] = process.argv): Promise<void> {
+  await program().parseAsync(argv);
+}

@@ -1,0 +1,6 @@
+// Public client API: everything a wallet needs to query a lanepir server.
+export { PirClient, PirClientError, type PirClientOptions, type QueryState } from './client.js';
+export { type Crs, parseCrs, queryBytes, answerBytes, hintBytes, hexToBytes, bytesToHex } from './crs.js';
+export * from './params.js';
+export { MatrixStream, littleEndianWords, wordsToLittleEndian } from './prg.js';
+export { sampleErrors } from './sampler.js';

@@ -1,0 +1,211 @@
+// Writes a new generation: shards, hint and crs per lane, then the manifest,
+// all in a temporary directory that is fsynced and renamed into place, so a
+// generation either exists whole or not at all.
+import crypto from 'node:crypto';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { native } from '../native.js';
+import { type Crs } from '../pir/crs.js';
+import { LWE_N, PLAIN_MODULUS, Q_BITS, SIGMA, checkColumns, defaultColumns, recordRows } from '../pir/params.js';
+import { wordsToLittleEndian } from '../pir/prg.js';
+import { type EntrySource } from './entries.js';
+import { StoreError } from './errors.js';
+import { fsyncDir, writeNewFile, exists } from './fsutil.js';
+import {
+  DEFAULT_SHARD_SIZE,
+  FORMAT_VERSION,
+  LANES,
+  type LaneName,
+  crsPath,
+  currentLink,
+  effectiveShardSize,
+  generationDir,
+  generationsDir,
+  hintPath,
+  laneDir,
+  manifestPath,
+  shardCount,
+  shardName,
+  shardPath,
+  shardsDir,
+} from './layout.js';
+import { type LaneSummary, type Manifest } from './manifest.js';
+import { type ProgressFn } from './progress.js';
+
+export interface LaneSpec {
+  source: EntrySource;
+  /** Matrix width; default: defaultColumns(entries). */
+  m?: number;
+  /** A's seed (16 bytes); default: fresh random. Keep it across generations so hints stay updatable. */
+  seed?: Uint8Array;
+  /** Bumped whenever (seed, m) change for a lane; default 1. */
+  paramsVersion?: number;
+}
+
+export interface BuildOptions {
+  data: string;
+  block: number;
+  lanes: Partial<Record<LaneName, LaneSpec>>;
+  /** Requested shard size (rounded down to a multiple of the entry size). */
+  shardSize?: number;
+  /** Threads for the hint kernel (default: all cores). */
+  threads?: number;
+  /** Point <data>/current at the new generation. */
+  publish?: boolean;
+  progress?: ProgressFn;
+}
+
+export interface BuildResult {
+  generation: string;
+  dir: string;
+  manifest: Manifest;
+  durationMs: number;
+}
+
+export async function buildGeneration(opts: BuildOptions): Promise<BuildResult> {
+  const started = performance.now();
+  if (!Number.isSafeInteger(opts.block) || opts.block < 0) throw new StoreError('EPARAMS', `block must be a non-negative integer, got ${opts.block}`);
+  const lanes = LANES.filter((l) => opts.lanes[l]);
+  if (lanes.length === 0) throw new StoreError('EPARAMS', 'a generation needs at least one lane');
+  // Validate every lane's parameters before writing anything.
+  for (const lane of lanes) {
+    const spec = opts.lanes[lane]!;
+    checkColumns(spec.m ?? defaultColumns(spec.source.entries));
+    if (spec.seed && spec.seed.length !== 16) throw new StoreError('EPARAMS', `${lane}: seed must be 16 bytes`);
+  }
+
+  const generation = String(opts.block);
+  const finalDir = generationDir(opts.data, generation);
+  if (await exists(finalDir)) {
+    throw new StoreError('EEXIST', `generation ${generation} already exists at ${finalDir}; generations are immutable (build a new block)`);
+  }
+  await fsp.mkdir(generationsDir(opts.data), { recursive: true });
+  const tmp = path.join(generationsDir(opts.data), `.tmp-${generation}-${crypto.randomBytes(6).toString('hex')}`);
+  await fsp.mkdir(tmp);
+  try {
+    const files: Manifest['files'] = {};
+    const summaries: Manifest['lanes'] = {};
+    for (const lane of lanes) {
+      summaries[lane] = await buildLane(tmp, lane, opts.lanes[lane]!, opts, files);
+    }
+    const manifest: Manifest = {
+      format: 'lanepir-generation',
+      format_version: FORMAT_VERSION,
+      generation,
+      block_number: opts.block,
+      created_at: new Date().toISOString(),
+      lanes: summaries,
+      files,
+    };
+    await writeNewFile(manifestPath(tmp), Buffer.from(JSON.stringify(manifest, null, 2) + '\n'));
+    await fsyncDir(tmp);
+    await fsp.rename(tmp, finalDir);
+    await fsyncDir(generationsDir(opts.data));
+    if (opts.publish) await publishGeneration(opts.data, generation);
+    return { generation, dir: finalDir, manifest, durationMs: performance.now() - started };
+  } catch (err) {
+    await fsp.rm(tmp, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+async function buildLane(
+  genDir: string,
+  lane: LaneName,
+  spec: LaneSpec,
+  opts: BuildOptions,
+  files: Manifest['files'],
+): Promise<LaneSummary> {
+  const { entries, entrySize } = spec.source;
+  const m = spec.m ?? defaultColumns(entries);
+  const R = recordRows(entries, m);
+  const shardSize = effectiveShardSize(opts.shardSize ?? DEFAULT_SHARD_SIZE, entrySize);
+  const shards = shardCount(entries, entrySize, shardSize);
+  const seed = Buffer.from(spec.seed ?? crypto.randomBytes(16));
+  const rel = (p: string) => path.relative(genDir, p).split(path.sep).join('/');
+  await fsp.mkdir(shardsDir(genDir, lane), { recursive: true });
+
+  const totalBytes = entries * entrySize;
+  const shardPaths: string[] = [];
+  const buf = Buffer.alloc(shardSize);
+  for (let i = 0; i < shards; i++) {
+    const offset = i * shardSize;
+    const size = Math.min(shardSize, totalBytes - offset);
+    const chunk = buf.subarray(0, size);
+    await spec.source.fill(offset / entrySize, chunk);
+    const file = shardPath(genDir, lane, i);
+    files[rel(file)] = { size, sha256: await writeNewFile(file, chunk) };
+    shardPaths.push(file);
+    opts.progress?.(`${lane}: shards`, i + 1, shards);
+  }
+  await fsyncDir(shardsDir(genDir, lane));
+
+  const handle = await native.openLane({ shards: shardPaths, entrySize, entries, shardSize, m, mode: 'mmap' });
+  let hint: Uint32Array;
+  try {
+    hint = await native.hint(handle, seed, LWE_N, {
+      ...(opts.threads ? { threads: opts.threads } : {}),
+      onProgress: (done, total) => opts.progress?.(`${lane}: hint`, done, total),
+    });
+  } finally {
+    handle.release();
+  }
+  const hintSha = await writeNewFile(hintPath(genDir, lane), wordsToLittleEndian(hint));
+  files[rel(hintPath(genDir, lane))] = { size: hint.byteLength, sha256: hintSha };
+
+  const paramsVersion = spec.paramsVersion ?? 1;
+  const crs: Crs = {
+    scheme: 'simplepir',
+    n: LWE_N,
+    q_bits: Q_BITS,
+    p: PLAIN_MODULUS,
+    sigma: SIGMA,
+    m,
+    R,
+    entry_size: entrySize,
+    entries,
+    seed: seed.toString('hex'),
+    prg: 'aes-128-ctr',
+    hint_sha256: hintSha,
+    params_version: paramsVersion,
+    shard_size_bytes: shardSize,
+    shards,
+  };
+  const crsBytes = Buffer.from(JSON.stringify(crs, null, 2) + '\n');
+  files[rel(crsPath(genDir, lane))] = { size: crsBytes.length, sha256: await writeNewFile(crsPath(genDir, lane), crsBytes) };
+  await fsyncDir(laneDir(genDir, lane));
+  return {
+    entries,
+    entry_size: entrySize,
+    m,
+    R,
+    shard_size_bytes: shardSize,
+    shards,
+    bytes: totalBytes,
+    seed: crs.seed,
+    hint_sha256: hintSha,
+    params_version: paramsVersion,
+  };
+}
+
+/** Points <data>/current at generation `id`, atomically (symlink + rename). */
+export async function publishGeneration(data: string, id: string): Promise<void> {
+  if (!(await exists(manifestPath(generationDir(data, id))))) {
+    throw new StoreError('ENOGEN', `generation ${id} does not exist under ${generationsDir(data)}`);
+  }
+  const link = currentLink(data);
+  const tmpLink = `${link}.tmp-${crypto.randomBytes(6).toString('hex')}`;
+  await fsp.symlink(path.join('generations', id), tmpLink);
+  try {
+    await fsp.rename(tmpLink, link);
+  } catch (err) {
+    await fsp.rm(tmpLink, { force: true });
+    throw err;
+  }
+  await fsyncDir(data);
+}
+
+/** Shard file names of a lane, for tools that list a generation. */
+export function shardNames(count: number): string[] {
+  return Array.from({ length: count }, (_, i) => shardName(i));
+}

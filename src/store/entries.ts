@@ -1,0 +1,194 @@
+// Sources of lane entries for the builder: synthetic data, a raw binary file
+// (entries back to back) or JSON Lines ({"index": 5, "value": "0x..."}).
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import readline from 'node:readline';
+import { StoreError } from './errors.js';
+
+export interface EntrySource {
+  readonly entries: number;
+  readonly entrySize: number;
+  /** Writes entries [start, start + out.length / entrySize) into out. */
+  fill(start: number, out: Buffer): Promise<void>;
+  describe(): string;
+}
+
+function keyFor(label: string): Buffer {
+  return crypto.createHash('sha256').update(label).digest().subarray(0, 16);
+}
+
+/** AES-128-CTR keystream bytes [offset, offset + length) for a key. */
+function keystream(key: Buffer, offset: number, length: number): Buffer {
+  const block = Math.floor(offset / 16);
+  const skip = offset - block * 16;
+  const iv = Buffer.alloc(16);
+  iv.writeUIntBE(block, 10, 6); // block < 2^48
+  const cipher = crypto.createCipheriv('aes-128-ctr', key, iv);
+  return cipher.update(Buffer.alloc(skip + length)).subarray(skip);
+}
+
+/** How many entries a synthetic block changes (a few, so updates can be tested). */
+export const SYNTHETIC_CHANGES_PER_BLOCK = 8;
+
+/**
+ * Deterministic pseudo-random entries for a lane at a block: a fixed base
+ * stream per lane, with a few entries (chosen by the block number) replaced.
+ * Consecutive blocks therefore differ in a handful of entries.
+ */
+export class SyntheticSource implements EntrySource {
+  private readonly changes: Map<number, Buffer>;
+
+  constructor(
+    readonly lane: string,
+    readonly entries: number,
+    readonly entrySize: number,
+    readonly block: number,
+  ) {
+    if (!Number.isSafeInteger(entries) || entries < 1) throw new StoreError('EPARAMS', `synthetic entry count must be positive, got ${entries}`);
+    this.changes = SyntheticSource.changesAt(lane, entries, entrySize, block);
+  }
+
+  /** The entries block `block` replaces, index -> new value. */
+  static changesAt(lane: string, entries: number, entrySize: number, block: number): Map<number, Buffer> {
+    const count = Math.min(SYNTHETIC_CHANGES_PER_BLOCK, entries);
+    const stream = keystream(keyFor(`lanepir/synthetic/${lane}/block/${block}`), 0, count * (8 + entrySize));
+    const out = new Map<number, Buffer>();
+    for (let k = 0; k < count; k++) {
+      const rec = stream.subarray(k * (8 + entrySize), (k + 1) * (8 + entrySize));
+      const index = Number(rec.readBigUInt64LE(0) % BigInt(entries));
+      out.set(index, Buffer.from(rec.subarray(8)));
+    }
+    return out;
+  }
+
+  async fill(start: number, out: Buffer): Promise<void> {
+    const es = this.entrySize;
+    keystream(keyFor(`lanepir/synthetic/${this.lane}`), start * es, out.length).copy(out);
+    const end = start + out.length / es;
+    for (const [index, value] of this.changes) {
+      if (index >= start && index < end) value.copy(out, (index - start) * es);
+    }
+  }
+
+  describe(): string {
+    return `synthetic ${this.lane} lane, ${this.entries} entries of ${this.entrySize} bytes at block ${this.block}`;
+  }
+}
+
+/** A raw file of entries back to back. */
+export class RawFileSource implements EntrySource {
+  private constructor(
+    readonly file: string,
+    readonly entries: number,
+    readonly entrySize: number,
+  ) {}
+
+  static async open(file: string, entrySize: number): Promise<RawFileSource> {
+    const st = await fsp.stat(file).catch((err: Error) => {
+      throw new StoreError('EINPUT', `cannot read ${file}: ${err.message}`);
+    });
+    if (st.size === 0 || st.size % entrySize !== 0) {
+      throw new StoreError('EINPUT', `${file} has ${st.size} bytes, not a positive multiple of the entry size ${entrySize}`);
+    }
+    return new RawFileSource(file, st.size / entrySize, entrySize);
+  }
+
+  async fill(start: number, out: Buffer): Promise<void> {
+    const fh = await fsp.open(this.file, 'r');
+    try {
+      let done = 0;
+      while (done < out.length) {
+        const { bytesRead } = await fh.read(out, done, out.length - done, start * this.entrySize + done);
+        if (bytesRead === 0) throw new StoreError('EINPUT', `${this.file} ended early (was it modified during the build?)`);
+        done += bytesRead;
+      }
+    } finally {
+      await fh.close();
+    }
+  }
+
+  describe(): string {
+    return `${this.file} (raw, ${this.entries} entries)`;
+  }
+}
+
+/** Parses one JSON Lines change `{"index": 5, "value": "0x..."}`; `where` names the line in errors. */
+export function parseEntryLine(line: string, entrySize: number, where: string): { index: number; value: Buffer; rest: Record<string, unknown> } {
+  let obj: unknown;
+  try {
+    obj = JSON.parse(line);
+  } catch {
+    throw new StoreError('EINPUT', `${where}: not valid JSON`);
+  }
+  if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new StoreError('EINPUT', `${where}: expected an object`);
+  const { index, value, ...rest } = obj as Record<string, unknown>;
+  if (typeof index !== 'number' || !Number.isSafeInteger(index) || index < 0) {
+    throw new StoreError('EINPUT', `${where}: "index" must be a non-negative integer`);
+  }
+  if (typeof value !== 'string' || !/^0x[0-9a-fA-F]*$/.test(value) || value.length !== 2 + 2 * entrySize) {
+    throw new StoreError('EINPUT', `${where}: "value" must be 0x followed by ${2 * entrySize} hex digits (${entrySize} bytes)`);
+  }
+  return { index, value: Buffer.from(value.slice(2), 'hex'), rest };
+}
+
+/** JSON Lines of entries; indices not listed are zero. */
+export class JsonlSource implements EntrySource {
+  private constructor(
+    readonly file: string,
+    readonly entries: number,
+    readonly entrySize: number,
+    private readonly values: Map<number, Buffer>,
+    private readonly sorted: number[],
+  ) {}
+
+  static async open(file: string, entrySize: number, entries?: number): Promise<JsonlSource> {
+    const values = new Map<number, Buffer>();
+    let max = -1;
+    let lineNo = 0;
+    const input = fs.createReadStream(file);
+    input.on('error', () => {}); // surfaced by the iterator below
+    try {
+      for await (const line of readline.createInterface({ input, crlfDelay: Infinity })) {
+        lineNo++;
+        if (line.trim() === '') continue;
+        const { index, value } = parseEntryLine(line, entrySize, `${file}:${lineNo}`);
+        values.set(index, value);
+        if (index > max) max = index;
+      }
+    } catch (err) {
+      if (err instanceof StoreError) throw err;
+      throw new StoreError('EINPUT', `cannot read ${file}: ${(err as Error).message}`);
+    }
+    const count = entries ?? max + 1;
+    if (count < 1) throw new StoreError('EINPUT', `${file} lists no entries`);
+    if (max >= count) throw new StoreError('EINPUT', `${file} has index ${max}, beyond the lane's ${count} entries`);
+    return new JsonlSource(file, count, entrySize, values, [...values.keys()].sort((a, b) => a - b));
+  }
+
+  async fill(start: number, out: Buffer): Promise<void> {
+    out.fill(0);
+    const end = start + out.length / this.entrySize;
+    // First listed index >= start, by binary search; then walk while < end.
+    let lo = 0;
+    let hi = this.sorted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.sorted[mid]! < start) lo = mid + 1;
+      else hi = mid;
+    }
+    for (let k = lo; k < this.sorted.length && this.sorted[k]! < end; k++) {
+      const index = this.sorted[k]!;
+      this.values.get(index)!.copy(out, (index - start) * this.entrySize);
+    }
+  }
+
+  describe(): string {
+    return `${this.file} (JSON Lines, ${this.entries} entries)`;
+  }
+}
+
+/** Opens an entries file: JSON Lines when it ends in .jsonl/.ndjson/.json, raw binary otherwise. */
+export async function openEntriesFile(file: string, entrySize: number): Promise<EntrySource> {
+  return /\.(jsonl|ndjson|json)$/i.test(file) ? JsonlSource.open(file, entrySize) : RawFileSource.open(file, entrySize);
+}

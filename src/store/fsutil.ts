@@ -1,0 +1,47 @@
+// Durable file writes and checksums. A generation is written once, fsynced,
+// and then only ever read: nothing here opens an existing file for writing.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+
+/** Creates `file` (which must not exist), writes `data`, fsyncs; returns its sha256 hex. */
+export async function writeNewFile(file: string, data: Uint8Array): Promise<string> {
+  const fh = await fsp.open(file, 'wx');
+  try {
+    let done = 0;
+    while (done < data.byteLength) {
+      const { bytesWritten } = await fh.write(data, done, data.byteLength - done);
+      done += bytesWritten;
+    }
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  return crypto.createHash('sha256').update(data).digest('hex');
+}
+
+/** fsync a directory so renames and new entries in it are durable. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await fsp.open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Streams a file through sha256. */
+export async function sha256File(file: string): Promise<string> {
+  const hash = crypto.createHash('sha256');
+  for await (const chunk of fs.createReadStream(file, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+export async function exists(p: string): Promise<boolean> {
+  try {
+    await fsp.lstat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,78 @@
+// Shared test helpers: temporary data directories and plain-TypeScript
+// reference implementations of the SimplePIR server side (small lanes only).
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { type Crs } from '../src/pir/crs.js';
+import { LWE_N, PLAIN_MODULUS, Q_BITS, SIGMA, recordRows } from '../src/pir/params.js';
+import { MatrixStream, wordsToLittleEndian } from '../src/pir/prg.js';
+
+export function tempDir(prefix = 'lanepir-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+export function rmrf(dir: string): void {
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/** ans[t] = sum_c X[t][c] * q[c] mod 2^32 over a lane given as raw bytes. */
+export function referenceAnswer(data: Uint8Array, entrySize: number, m: number, query: Uint32Array): Uint32Array {
+  const entries = data.length / entrySize;
+  const R = recordRows(entries, m);
+  const out = new Uint32Array(entrySize * R);
+  for (let i = 0; i < entries; i++) {
+    const r = Math.floor(i / m);
+    const c = i % m;
+    for (let b = 0; b < entrySize; b++) {
+      const t = r * entrySize + b;
+      out[t] = (out[t]! + Math.imul(data[i * entrySize + b]!, query[c]!)) >>> 0;
+    }
+  }
+  return out;
+}
+
+/** H = (X - 128) * A mod 2^32, with A from the seed (TypeScript expansion). */
+export async function referenceHint(data: Uint8Array, entrySize: number, m: number, seed: Uint8Array, n = LWE_N): Promise<Uint32Array> {
+  const entries = data.length / entrySize;
+  const R = recordRows(entries, m);
+  const A = await (await MatrixStream.create(seed, n)).rows(0, m);
+  const H = new Uint32Array(entrySize * R * n);
+  for (let r = 0; r < R; r++) {
+    for (let c = 0; c < m; c++) {
+      const i = r * m + c;
+      for (let b = 0; b < entrySize; b++) {
+        const x = (i < entries ? data[i * entrySize + b]! : 0) - 128;
+        const t = r * entrySize + b;
+        for (let j = 0; j < n; j++) H[t * n + j] = (H[t * n + j]! + Math.imul(x, A[c * n + j]!)) >>> 0;
+      }
+    }
+  }
+  return H;
+}
+
+/** A crs + hint for a small lane held in memory, built by the TS reference. */
+export async function referenceLane(data: Uint8Array, entrySize: number, m: number): Promise<{ crs: Crs; hint: Uint8Array }> {
+  const seed = crypto.randomBytes(16);
+  const hint = wordsToLittleEndian(await referenceHint(data, entrySize, m, seed));
+  const entries = data.length / entrySize;
+  const crs: Crs = {
+    scheme: 'simplepir',
+    n: LWE_N,
+    q_bits: Q_BITS,
+    p: PLAIN_MODULUS,
+    sigma: SIGMA,
+    m,
+    R: recordRows(entries, m),
+    entry_size: entrySize,
+    entries,
+    seed: seed.toString('hex'),
+    prg: 'aes-128-ctr',
+    hint_sha256: crypto.createHash('sha256').update(hint).digest('hex'),
+  };
+  return { crs, hint };
+}
+
+export function randomIndices(count: number, max: number): number[] {
+  return Array.from({ length: count }, () => crypto.randomInt(max));
+}

@@ -1,0 +1,163 @@
+// The TypeScript client against a plain-TypeScript reference server: the
+// client is tested on its own, independent of the native kernels.
+import test from 'ava';
+import crypto from 'node:crypto';
+import { PirClient } from '../src/pir/client.js';
+import { parseCrs } from '../src/pir/crs.js';
+import { DEFAULT_COLUMNS, checkColumns, defaultColumns, failureLog2, maxColumnsForCorrectness } from '../src/pir/params.js';
+import { MatrixStream, littleEndianWords, wordsToLittleEndian } from '../src/pir/prg.js';
+import { TABLE_SIZE, buildTable, sampleErrors } from '../src/pir/sampler.js';
+import { randomIndices, referenceAnswer, referenceLane } from './helpers.js';
+
+async function roundTrips(t: import('ava').ExecutionContext, data: Uint8Array, es: number, m: number, count: number) {
+  const { crs, hint } = await referenceLane(data, es, m);
+  const client = await PirClient.create(crs, hint);
+  const entries = data.length / es;
+  const indices = [0, entries - 1, ...randomIndices(count, entries)];
+  for (const index of indices) {
+    const { query, state } = await client.query(index);
+    const answer = wordsToLittleEndian(referenceAnswer(data, es, m, littleEndianWords(query)));
+    const got = client.decode(answer, state);
+    t.deepEqual(Buffer.from(got), Buffer.from(data.subarray(index * es, (index + 1) * es)), `index ${index}`);
+  }
+}
+
+test('decodes random indices: entries not a multiple of m, entry size 32', async (t) => {
+  await roundTrips(t, crypto.randomBytes(32 * 203), 32, 16, 60);
+});
+
+test('decodes random indices: entry size 84, one record row', async (t) => {
+  await roundTrips(t, crypto.randomBytes(84 * 40), 84, 40, 40);
+});
+
+test('decodes all-0x00 and all-0xFF entries', async (t) => {
+  await roundTrips(t, new Uint8Array(32 * 50).fill(0), 32, 8, 20);
+  await roundTrips(t, new Uint8Array(32 * 50).fill(0xff), 32, 8, 20);
+});
+
+test('TypeScript expansion of A equals node:crypto AES-128-CTR, from any row', async (t) => {
+  const seed = crypto.randomBytes(16);
+  const stream = await MatrixStream.create(seed, 1024);
+  const rows = await stream.rows(3, 2);
+  const iv = Buffer.alloc(16);
+  iv.writeUInt32BE(3 * 256, 12);
+  const ks = crypto.createCipheriv('aes-128-ctr', seed, iv).update(Buffer.alloc(2 * 4096));
+  t.deepEqual(Buffer.from(wordsToLittleEndian(rows)), ks);
+  const all = await stream.rows(0, 5);
+  t.deepEqual(all.subarray(3 * 1024), rows);
+});
+
+test('counter carries across 64-bit halves like a 128-bit big-endian integer', async (t) => {
+  // A row far enough out that its counter block passes 2^32 (row 2^24 + 1 at n = 1024).
+  const seed = crypto.randomBytes(16);
+  const row = 2 ** 24 + 1;
+  const got = await (await MatrixStream.create(seed, 1024)).rows(row, 1);
+  const iv = Buffer.alloc(16);
+  iv.writeUIntBE(row * 256, 10, 6);
+  t.deepEqual(Buffer.from(wordsToLittleEndian(got)), crypto.createCipheriv('aes-128-ctr', seed, iv).update(Buffer.alloc(4096)));
+});
+
+test('error sampler: mean 0 and standard deviation 6.4 over 10^6 samples', (t) => {
+  const n = 1_000_000;
+  const samples = sampleErrors(new Uint32Array(n));
+  let sum = 0;
+  let sq = 0;
+  let maxAbs = 0;
+  const counts = new Map<number, number>();
+  for (const w of samples) {
+    const x = w | 0;
+    sum += x;
+    sq += x * x;
+    maxAbs = Math.max(maxAbs, Math.abs(x));
+    counts.set(x, (counts.get(x) ?? 0) + 1);
+  }
+  const mean = sum / n;
+  const sd = Math.sqrt(sq / n - mean * mean);
+  t.true(Math.abs(mean) < 0.05, `mean ${mean}`);
+  t.true(Math.abs(sd - 6.4) < 0.03, `sd ${sd}`);
+  t.true(maxAbs < 60, `max |x| ${maxAbs}`);
+  // Symmetric: +k and -k about equally often.
+  t.true(Math.abs((counts.get(5) ?? 0) - (counts.get(-5) ?? 0)) < 1000);
+  // Pr[x = 0] = 1 / (sigma sqrt(2 pi)) ~ 0.0623
+  t.true(Math.abs((counts.get(0) ?? 0) / n - 0.0623) < 0.002);
+});
+
+test('sampler table ends where the tail drops below 2^-62 and is increasing', (t) => {
+  const { hi, lo } = buildTable(6.4);
+  t.is(hi.length, TABLE_SIZE);
+  t.true(TABLE_SIZE > 50 && TABLE_SIZE < 70, `table size ${TABLE_SIZE}`);
+  for (let k = 1; k < hi.length; k++) t.true(hi[k]! > hi[k - 1]! || (hi[k] === hi[k - 1] && lo[k]! > lo[k - 1]!));
+});
+
+test('two queries for the same index differ (fresh secret and errors)', async (t) => {
+  const data = crypto.randomBytes(32 * 64);
+  const { crs, hint } = await referenceLane(data, 32, 16);
+  const client = await PirClient.create(crs, hint);
+  const a = await client.query(7);
+  const b = await client.query(7);
+  t.notDeepEqual(Buffer.from(a.query), Buffer.from(b.query));
+  t.notDeepEqual(a.state.secret, b.state.secret);
+});
+
+test('a query state decodes once; its secret is wiped', async (t) => {
+  const data = crypto.randomBytes(32 * 64);
+  const { crs, hint } = await referenceLane(data, 32, 16);
+  const client = await PirClient.create(crs, hint);
+  const { query, state } = await client.query(9);
+  const answer = wordsToLittleEndian(referenceAnswer(data, 32, 16, littleEndianWords(query)));
+  client.decode(answer, state);
+  t.true(state.secret.every((w) => w === 0));
+  t.throws(() => client.decode(answer, state), { message: /single use/ });
+});
+
+test('client rejects a wrong hint, a wrong answer size and an index outside the lane', async (t) => {
+  const data = crypto.randomBytes(32 * 64);
+  const { crs, hint } = await referenceLane(data, 32, 16);
+  const bad = Uint8Array.from(hint);
+  bad[5] ^= 1;
+  await t.throwsAsync(PirClient.create(crs, bad), { message: /sha256/ });
+  await t.throwsAsync(PirClient.create(crs, hint.subarray(4)), { message: /expected/ });
+  const client = await PirClient.create(crs, hint);
+  await t.throwsAsync(client.query(64), { message: /outside the lane/ });
+  await t.throwsAsync(client.query(-1), { message: /outside the lane/ });
+  const { state } = await client.query(1);
+  t.throws(() => client.decode(new Uint8Array(12), state), { message: /expected/ });
+});
+
+test('prepared queries: A s precomputed before the index is known, without caching A', async (t) => {
+  const data = crypto.randomBytes(32 * 300);
+  const { crs, hint } = await referenceLane(data, 32, 300);
+  const client = await PirClient.create(crs, hint, { cacheMatrix: false });
+  await client.prepare(3);
+  t.is(client.prepared, 3);
+  for (const index of [0, 150, 299]) {
+    const { query, state } = await client.query(index);
+    const got = client.decode(wordsToLittleEndian(referenceAnswer(data, 32, 300, littleEndianWords(query))), state);
+    t.deepEqual(Buffer.from(got), data.subarray(index * 32, index * 32 + 32));
+  }
+  t.is(client.prepared, 0);
+});
+
+test('parameters: failure bound and default width', (t) => {
+  t.true(failureLog2(DEFAULT_COLUMNS) < -4000);
+  const max = maxColumnsForCorrectness();
+  t.true(max > 1_800_000 && max < 1_900_000, `max m ${max}`);
+  t.true(failureLog2(max) <= -40 && failureLog2(max + 1000) > -40);
+  t.is(defaultColumns(100), 100);
+  t.is(defaultColumns(1 << 20), 16384);
+  t.notThrows(() => checkColumns(16384));
+  t.throws(() => checkColumns(2_000_000), { message: /exceeds|failure/ });
+  t.throws(() => checkColumns(0));
+});
+
+test('parseCrs names the bad field', (t) => {
+  const good = {
+    scheme: 'simplepir', n: 1024, q_bits: 32, p: 256, sigma: 6.4, m: 16, R: 2, entry_size: 32, entries: 20,
+    seed: '00'.repeat(16), prg: 'aes-128-ctr', hint_sha256: 'ab'.repeat(32),
+  };
+  t.notThrows(() => parseCrs(good));
+  t.throws(() => parseCrs({ ...good, R: 3 }), { message: /crs.R/ });
+  t.throws(() => parseCrs({ ...good, n: 512 }), { message: /crs.n/ });
+  t.throws(() => parseCrs({ ...good, seed: 'xyz' }), { message: /crs.seed/ });
+  t.throws(() => parseCrs('nope'), { message: /object/ });
+});
