@@ -5,6 +5,8 @@ import { createRequire } from 'node:module';
 import { buildCommand } from './build.js';
 import { reportAndExit } from './errors.js';
 import { inspectCommand, selftestCommand, verifyCommand } from './inspect.js';
+import { queryCommand } from './query.js';
+import { serveCommand } from './serve.js';
 
 const pkg = createRequire(import.meta.url)('../../../package.json') as { version: string };
 
@@ -71,6 +73,29 @@ export function program(): Command {
     .option('--threads <n>', 'kernel threads')
     .option('--in-memory', 'read the lane into memory instead of mapping it')
     .action(run(selftestCommand));
+
+  cli
+    .command('serve')
+    .description('serve the published generation over HTTP (public and admin listeners)')
+    .option('--data <dir>', 'data directory (LANEPIR_DATA; default ./pir-data)')
+    .option('--config <file>', 'JSON configuration file (flags > LANEPIR_* environment > file)')
+    .option('--host <host>', 'public listener host (default 0.0.0.0)')
+    .option('--port <port>', 'public listener port (default 3000)')
+    .option('--admin-host <host>', 'admin listener host (default 127.0.0.1)')
+    .option('--admin-port <port>', 'admin listener port (default 3001)')
+    .option('--admin-token <token>', 'bearer token required on admin routes')
+    .option('--in-memory', 'read lanes into memory instead of mapping them')
+    .option('--log-level <level>', 'pino log level (default info)')
+    .action(run(async (flags) => void (await serveCommand(flags))));
+
+  cli
+    .command('query')
+    .description('privately retrieve one entry from a server (prints it in hex)')
+    .requiredOption('--url <url>', 'server URL, e.g. http://127.0.0.1:3000')
+    .requiredOption('--lane <lane>', 'hot or cold')
+    .requiredOption('--index <i>', 'entry index')
+    .option('--cache-dir <dir>', 'where crs and hints are cached (default ~/.cache/lanepir)')
+    .action(run(queryCommand));
 
   return cli;
 }

@@ -4,3 +4,4 @@ export { type Crs, parseCrs, queryBytes, answerBytes, hintBytes, hexToBytes, byt
 export * from './params.js';
 export { MatrixStream, littleEndianWords, wordsToLittleEndian } from './prg.js';
 export { sampleErrors } from './sampler.js';
+export { RemoteLane, type HintCache, type LookupResult } from './remote.js';

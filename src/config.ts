@@ -1,0 +1,113 @@
+// The server's configuration: one object, from a JSON file, then LANEPIR_*
+// environment variables, then command-line flags (each overriding the one
+// before), validated once at start-up with a message naming each bad field.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { z } from 'zod';
+
+const port = z.coerce.number().int().min(0).max(65535);
+const nonNegInt = z.coerce.number().int().min(0);
+const bool = z.union([z.boolean(), z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1')]);
+
+export const configSchema = z
+  .object({
+    /** Base data directory; generations under <data_dir>/generations, served one at <data_dir>/current. */
+    data_dir: z.string().min(1).default('./pir-data'),
+    /** Map shards (true) or read lanes into memory (false). */
+    use_mmap: bool.default(true),
+    /** Expected shard size (rounded down to a multiple of entry_size); 0 = not checked. */
+    shard_size_bytes: nonNegInt.default(128 * 1024),
+    /** Expected lane shapes; 0 = not checked. A mismatch makes a generation invalid. */
+    hot_entries: nonNegInt.default(0),
+    cold_entries: nonNegInt.default(0),
+    entry_size: nonNegInt.default(0),
+    host: z.string().min(1).default('0.0.0.0'),
+    port: port.default(3000),
+    admin_host: z.string().min(1).default('127.0.0.1'),
+    admin_port: port.default(3001),
+    /** Bearer token the admin routes require when set. */
+    admin_token: z.string().min(16, 'admin_token must be at least 16 characters').optional(),
+    /** Past generations that stay queryable besides the current one. */
+    retain_generations: nonNegInt.max(64).default(4),
+    /** Queries answered per pass over a lane (1..16). */
+    batch_max: z.coerce.number().int().min(1).max(16).default(16),
+    /** How long an idle lane waits for more queries to join a pass. */
+    batch_window_ms: z.coerce.number().min(0).max(1000).default(1),
+    /** Queries per lane queued or running before the server answers 503. */
+    max_pending_per_lane: z.coerce.number().int().min(1).default(64),
+    /** Kernel threads per pass; 0 = all cores. */
+    kernel_threads: nonNegInt.default(0),
+    /** Largest request body accepted on any route, bytes. */
+    max_body_bytes: z.coerce.number().int().min(1024).default(16 * 1024 * 1024),
+    /** Whole-request time limit, ms. */
+    request_timeout_ms: z.coerce.number().int().min(100).default(30_000),
+    /** Time to drain in-flight requests on shutdown, ms. */
+    shutdown_timeout_ms: z.coerce.number().int().min(0).default(10_000),
+    /** Worker processes (cluster mode); 0 = available parallelism. */
+    workers: nonNegInt.default(0),
+    log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  })
+  .strict();
+
+export type Config = z.infer<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;
+
+export class ConfigError extends Error {
+  readonly code = 'ECONFIG';
+}
+
+/** LANEPIR_<KEY> for each config key, plus LANEPIR_DATA and LANEPIR_IN_MEMORY. */
+export function fromEnv(env: NodeJS.ProcessEnv): Partial<Record<keyof Config, string | boolean>> {
+  const out: Partial<Record<keyof Config, string | boolean>> = {};
+  for (const key of Object.keys(configSchema.shape) as (keyof Config)[]) {
+    const v = env[`LANEPIR_${key.toUpperCase()}`];
+    if (v !== undefined && v !== '') out[key] = v;
+  }
+  if (env.LANEPIR_DATA) out.data_dir = env.LANEPIR_DATA;
+  if (env.LANEPIR_IN_MEMORY) out.use_mmap = !['1', 'true'].includes(env.LANEPIR_IN_MEMORY);
+  return out;
+}
+
+/**
+ * Merges file < environment < flags and validates. `flags` holds only the
+ * options the user actually gave.
+ */
+export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; flags?: Partial<ConfigInput> } = {}): Config {
+  let fileValues: Record<string, unknown> = {};
+  if (opts.file) {
+    let text: string;
+    try {
+      text = fs.readFileSync(opts.file, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`cannot read config file ${opts.file}: ${(err as Error).message}`);
+    }
+    try {
+      fileValues = JSON.parse(text) as Record<string, unknown>;
+    } catch (err) {
+      throw new ConfigError(`config file ${opts.file} is not valid JSON: ${(err as Error).message}`);
+    }
+  }
+  const merged = { ...fileValues, ...fromEnv(opts.env ?? {}), ...stripUndefined(opts.flags ?? {}) };
+  const parsed = configSchema.safeParse(merged);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.') || '(config)'}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  const config = parsed.data;
+  config.data_dir = path.resolve(config.data_dir);
+  if (config.workers === 0) config.workers = os.availableParallelism();
+  return config;
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** A short stable hash of the configuration (secrets left out), for /info. */
+export function configHash(config: Config): string {
+  const { admin_token: _secret, ...rest } = config;
+  const canonical = JSON.stringify(Object.fromEntries(Object.entries(rest).sort(([a], [b]) => a.localeCompare(b))));
+  return crypto.createHash('sha256').update(canonical).digest('hex').slice(0, 16);
+}

@@ -1,0 +1,303 @@
+// The HTTP API (docs/API.md): a public Koa app for clients and an admin app
+// for operators. Handlers stay thin: snapshots, batching and reloads live in
+// their own modules.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import Koa from 'koa';
+import Router, { type RouterContext } from '@koa/router';
+import getRawBody from 'raw-body';
+import { pinoHttp } from 'pino-http';
+import { type Logger } from 'pino';
+import { type Config, configHash } from '../config.js';
+import { answerBytes, queryBytes } from '../pir/crs.js';
+import { littleEndianWords, wordsToLittleEndian } from '../pir/prg.js';
+import { isLaneName, type LaneName } from '../store/layout.js';
+import { HttpError } from './errors.js';
+import { type ReloadResult, ReloadError, type Reloader } from './reloader.js';
+import { LaneScheduler, OverloadedError } from './scheduler.js';
+import { type ServedLane, type Snapshot, type SnapshotStore } from './snapshot.js';
+
+export const PROTOCOL_VERSION = 1;
+
+export interface AppContext {
+  config: Config;
+  store: SnapshotStore;
+  reloader: Reloader;
+  schedulers: Record<LaneName, LaneScheduler>;
+  logger: Logger;
+  version: string;
+  /** Names this process in X-Lanepir-Worker. */
+  workerName: string;
+  /** Reload entry point (cluster mode forwards it to the primary). */
+  reload: (target?: string) => Promise<ReloadResult>;
+  /** Extra admin routes' data (cluster mode). */
+  generations: () => Promise<unknown>;
+}
+
+type Ctx = RouterContext;
+
+function errorMiddleware(logger: Logger): Koa.Middleware {
+  return async (ctx, next) => {
+    try {
+      await next();
+    } catch (err) {
+      const e = err as HttpError;
+      if (err instanceof HttpError) {
+        ctx.status = e.status;
+        ctx.set(e.headers);
+        ctx.body = { error: e.message, code: e.code, ...e.extra };
+      } else {
+        logger.error({ err }, 'unhandled error');
+        ctx.status = 500;
+        ctx.body = { error: 'internal error', code: 'EINTERNAL' };
+      }
+    }
+  };
+}
+
+/** pino-http request logging, with the request id echoed back. */
+function requestLogger(logger: Logger, workerName: string): Koa.Middleware {
+  const http = pinoHttp({
+    logger,
+    genReqId: (req, res) => {
+      const given = req.headers['x-request-id'];
+      const id = typeof given === 'string' && /^[\w.-]{1,128}$/.test(given) ? given : crypto.randomUUID();
+      res.setHeader('X-Request-Id', id);
+      return id;
+    },
+    customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'debug'),
+  });
+  return async (ctx, next) => {
+    http(ctx.req, ctx.res);
+    ctx.set('X-Lanepir-Worker', workerName);
+    await next();
+  };
+}
+
+/** The snapshot a request asks for (?generation=N, else current), pinned until the response is done. */
+function pinSnapshot(ctx: Ctx, store: SnapshotStore): Snapshot {
+  const current = store.current;
+  const wanted = ctx.query.generation;
+  if (wanted !== undefined && typeof wanted !== 'string') throw new HttpError(400, 'EBAD_GENERATION', 'generation must be given once');
+  if (!current) throw new HttpError(503, 'ENOT_READY', 'no generation is loaded yet', {}, { 'Retry-After': '1' });
+  const snap = wanted === undefined ? current : store.get(wanted);
+  if (!snap || snap.isClosed) {
+    throw new HttpError(410, 'EGENERATION_GONE', `generation ${wanted} is not served (retired or unknown); refresh from the current generation`, {
+      current_generation: current.id,
+      current_block_number: current.blockNumber,
+    });
+  }
+  // Released when the response has been written or the connection dropped:
+  // Koa writes the body after the middleware chain returns.
+  ctx.res.once('close', snap.pin());
+  return snap;
+}
+
+function laneOf(ctx: Ctx, snap: Snapshot): ServedLane {
+  const name = ctx.params.lane!;
+  if (!isLaneName(name)) throw new HttpError(404, 'EUNKNOWN_LANE', `unknown lane ${JSON.stringify(name)} (hot or cold)`);
+  const lane = snap.lanes[name];
+  if (!lane) throw new HttpError(503, 'ELANE_NOT_LOADED', `the ${name} lane is not loaded in generation ${snap.id}`);
+  return lane;
+}
+
+function generationHeaders(ctx: Ctx, snap: Snapshot): void {
+  ctx.set('X-Lanepir-Generation', snap.id);
+  ctx.set('X-Lanepir-Block', String(snap.blockNumber));
+}
+
+function laneSummary(lane: ServedLane) {
+  const c = lane.info.crs;
+  return {
+    entries: c.entries,
+    entry_size: c.entry_size,
+    m: c.m,
+    R: c.R,
+    scheme: c.scheme,
+    n: c.n,
+    q_bits: c.q_bits,
+    p: c.p,
+    sigma: c.sigma,
+    params_version: c.params_version ?? 1,
+    hint_sha256: c.hint_sha256,
+    query_bytes: queryBytes(c),
+    answer_bytes: answerBytes(c),
+  };
+}
+
+export function publicRouter(app: AppContext): Router {
+  const { store, config } = app;
+  const router = new Router();
+  router.get('/health', (ctx) => {
+    ctx.body = { status: 'ok' };
+  });
+  router.get('/ready', (ctx) => {
+    const cur = store.current;
+    if (!cur) throw new HttpError(503, 'ENOT_READY', 'no generation is loaded yet (publish one and POST /admin/reload)');
+    ctx.body = { ready: true, generation: cur.id, block_number: cur.blockNumber };
+  });
+  router.get('/info', (ctx) => {
+    const cur = store.current;
+    ctx.body = {
+      name: 'lanepir',
+      version: app.version,
+      protocol_version: PROTOCOL_VERSION,
+      config_hash: configHash(config),
+      ready: cur !== undefined,
+      generation: cur?.id ?? null,
+      block_number: cur?.blockNumber ?? null,
+      mmap_mode: config.use_mmap,
+      batch_max: config.batch_max,
+      lanes: Object.fromEntries((cur?.laneNames ?? []).map((l) => [l, laneSummary(cur!.lanes[l]!)])),
+      generations: store.queryable().map((s) => ({
+        generation: s.id,
+        block_number: s.blockNumber,
+        current: s === cur,
+        lanes: Object.fromEntries(
+          s.laneNames.map((l) => [l, { params_version: s.lanes[l]!.info.crs.params_version ?? 1, hint_sha256: s.lanes[l]!.info.crs.hint_sha256 }]),
+        ),
+      })),
+    };
+  });
+  router.get('/crs/:lane', (ctx) => {
+    const snap = pinSnapshot(ctx, store);
+    const lane = laneOf(ctx, snap);
+    generationHeaders(ctx, snap);
+    ctx.set('Cache-Control', ctx.query.generation ? 'public, max-age=31536000, immutable' : 'no-cache');
+    ctx.body = lane.info.crs;
+  });
+  router.get('/hint/:lane', (ctx) => {
+    const snap = pinSnapshot(ctx, store);
+    const lane = laneOf(ctx, snap);
+    generationHeaders(ctx, snap);
+    const etag = `"${lane.info.crs.hint_sha256}"`;
+    ctx.set('ETag', etag);
+    ctx.set('Cache-Control', ctx.query.generation ? 'public, max-age=31536000, immutable' : 'no-cache');
+    if (ctx.get('If-None-Match') === etag) {
+      ctx.status = 304;
+      return;
+    }
+    ctx.type = 'application/octet-stream';
+    ctx.length = lane.info.crs.entry_size * lane.info.crs.R * lane.info.crs.n * 4;
+    ctx.body = fs.createReadStream(lane.info.hintPath);
+  });
+  router.post('/query/:lane', async (ctx) => {
+    const snap = pinSnapshot(ctx, store);
+    const lane = laneOf(ctx, snap);
+    const expected = queryBytes(lane.info.crs);
+    const type = ctx.get('Content-Type');
+    if (type && !type.startsWith('application/octet-stream')) {
+      throw new HttpError(415, 'EBAD_CONTENT_TYPE', `queries are application/octet-stream, got ${type}`);
+    }
+    const declared = ctx.get('Content-Length');
+    if (declared && Number(declared) > expected) {
+      throw new HttpError(413, 'EQUERY_TOO_LARGE', `a ${lane.name} query is ${expected} bytes, got ${declared}`);
+    }
+    let body: Buffer;
+    try {
+      body = await getRawBody(ctx.req, { limit: expected, length: declared ? Number(declared) : null });
+    } catch (err) {
+      const status = (err as { status?: number }).status;
+      if (status === 413) throw new HttpError(413, 'EQUERY_TOO_LARGE', `a ${lane.name} query is ${expected} bytes`);
+      throw new HttpError(400, 'EBAD_BODY', `could not read the query body: ${(err as Error).message}`);
+    }
+    if (body.length !== expected) {
+      throw new HttpError(400, 'EQUERY_SIZE', `a ${lane.name} query is ${expected} bytes (m = ${lane.info.crs.m} uint32), got ${body.length}`);
+    }
+    const scheduler = app.schedulers[lane.name];
+    let result;
+    try {
+      result = await scheduler.submit(lane, littleEndianWords(new Uint8Array(body.buffer, body.byteOffset, body.length)).slice());
+    } catch (err) {
+      if (err instanceof OverloadedError) {
+        throw new HttpError(503, 'EOVERLOADED', `the ${lane.name} lane is at capacity; retry shortly`, {}, { 'Retry-After': '1' });
+      }
+      throw err;
+    }
+    generationHeaders(ctx, snap);
+    ctx.set('X-Lanepir-Batch', String(result.batch));
+    ctx.type = 'application/octet-stream';
+    ctx.body = Buffer.from(wordsToLittleEndian(result.answer));
+  });
+  return router;
+}
+
+/** Constant-time bearer token check (hashing first makes the lengths equal). */
+export function tokenMatches(header: string | undefined, token: string): boolean {
+  const given = header?.startsWith('Bearer ') ? header.slice(7) : '';
+  const a = crypto.createHash('sha256').update(given).digest();
+  const b = crypto.createHash('sha256').update(token).digest();
+  return crypto.timingSafeEqual(a, b) && given.length > 0;
+}
+
+export function adminRouter(app: AppContext): Router {
+  const router = new Router();
+  router.use(async (ctx, next) => {
+    const token = app.config.admin_token;
+    if (token && !tokenMatches(ctx.get('Authorization') || undefined, token)) {
+      throw new HttpError(401, 'EUNAUTHORIZED', 'admin routes need Authorization: Bearer <admin token>', {}, { 'WWW-Authenticate': 'Bearer' });
+    }
+    await next();
+  });
+  router.post('/admin/reload', async (ctx) => {
+    let target: string | undefined;
+    const raw = await getRawBody(ctx.req, { limit: 4096, encoding: 'utf8' }).catch(() => {
+      throw new HttpError(413, 'EBODY_TOO_LARGE', 'reload body is limited to 4 KiB');
+    });
+    if (raw.trim() !== '') {
+      let body: unknown;
+      try {
+        body = JSON.parse(raw);
+      } catch {
+        throw new HttpError(400, 'EBAD_JSON', 'reload body must be JSON like {"generation": 19000001}');
+      }
+      const g = (body as { generation?: unknown })?.generation;
+      if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'EBAD_JSON', 'reload body must be a JSON object');
+      if (g !== undefined) {
+        if ((typeof g !== 'number' || !Number.isSafeInteger(g) || g < 0) && (typeof g !== 'string' || !/^\d+$/.test(g))) {
+          throw new HttpError(400, 'EBAD_GENERATION', 'generation must be a block number');
+        }
+        target = String(g);
+      }
+    }
+    try {
+      ctx.body = await app.reload(target);
+    } catch (err) {
+      if (err instanceof ReloadError) {
+        throw new HttpError(422, err.code, err.message, { current_generation: app.store.current?.id ?? null, ...((err as { extra?: object }).extra ?? {}) });
+      }
+      throw err;
+    }
+  });
+  router.get('/admin/generations', async (ctx) => {
+    ctx.body = await app.generations();
+  });
+  return router;
+}
+
+export function createPublicApp(app: AppContext): Koa {
+  const koa = new Koa();
+  koa.use(requestLogger(app.logger, app.workerName));
+  koa.use(errorMiddleware(app.logger));
+  const pub = publicRouter(app);
+  koa.use(pub.routes()).use(pub.allowedMethods());
+  koa.use((ctx) => {
+    throw new HttpError(404, 'ENOT_FOUND', `no route ${ctx.method} ${ctx.path}`);
+  });
+  return koa;
+}
+
+export function createAdminApp(app: AppContext): Koa {
+  const koa = new Koa();
+  koa.use(requestLogger(app.logger, app.workerName));
+  koa.use(errorMiddleware(app.logger));
+  const admin = adminRouter(app);
+  const pub = publicRouter(app);
+  koa.use(admin.routes()).use(admin.allowedMethods());
+  // Health and info are useful on the admin port too.
+  koa.use(pub.routes()).use(pub.allowedMethods());
+  koa.use((ctx) => {
+    throw new HttpError(404, 'ENOT_FOUND', `no route ${ctx.method} ${ctx.path}`);
+  });
+  return koa;
+}

@@ -1,0 +1,87 @@
+// Batching of queries per lane. A lane runs at most one kernel pass at a
+// time; queries that arrive while it runs (or within a short window of an
+// idle lane) join the next pass, up to batch_max queries on one snapshot, so
+// throughput grows with load. Queued plus running queries are bounded: past
+// the bound the caller is refused at once instead of queueing without limit.
+import { type ServedLane } from './snapshot.js';
+
+export class OverloadedError extends Error {
+  readonly code = 'EOVERLOADED';
+}
+
+interface Item {
+  query: Uint32Array;
+  resolve: (r: { answer: Uint32Array; batch: number }) => void;
+  reject: (err: unknown) => void;
+}
+
+export interface SchedulerOptions {
+  batchMax: number;
+  windowMs: number;
+  maxPending: number;
+  threads: number;
+  /** Called after every pass (metrics). */
+  onPass?: (lane: ServedLane, batch: number, seconds: number) => void;
+}
+
+export class LaneScheduler {
+  private readonly queues = new Map<ServedLane, Item[]>();
+  private pendingCount = 0;
+  private running = false;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly opts: SchedulerOptions) {}
+
+  get pending(): number {
+    return this.pendingCount;
+  }
+
+  submit(lane: ServedLane, query: Uint32Array): Promise<{ answer: Uint32Array; batch: number }> {
+    if (this.pendingCount >= this.opts.maxPending) {
+      return Promise.reject(new OverloadedError(`${this.pendingCount} queries are pending on the ${lane.name} lane`));
+    }
+    this.pendingCount++;
+    return new Promise((resolve, reject) => {
+      let q = this.queues.get(lane);
+      if (!q) this.queues.set(lane, (q = []));
+      q.push({ query, resolve, reject });
+      if (this.running) return;
+      if (this.opts.windowMs <= 0 || q.length >= this.opts.batchMax) this.runNext();
+      else this.timer ??= setTimeout(() => this.runNext(), this.opts.windowMs);
+    });
+  }
+
+  private runNext(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.running) return;
+    // Oldest queue first (insertion order of the map is arrival order of the first item).
+    const next = this.queues.entries().next();
+    if (next.done) return;
+    const [lane, queue] = next.value;
+    const batch = queue.splice(0, this.opts.batchMax);
+    if (queue.length === 0) this.queues.delete(lane);
+    else {
+      // Move the remainder to the back so other generations get their turn.
+      this.queues.delete(lane);
+      this.queues.set(lane, queue);
+    }
+    this.running = true;
+    const started = performance.now();
+    const threads = this.opts.threads > 0 ? { threads: this.opts.threads } : {};
+    lane.handle
+      .answer(batch.map((b) => b.query), threads)
+      .then(
+        (answers) => {
+          this.opts.onPass?.(lane, batch.length, (performance.now() - started) / 1000);
+          batch.forEach((b, i) => b.resolve({ answer: answers[i]!, batch: batch.length }));
+        },
+        (err) => batch.forEach((b) => b.reject(err)),
+      )
+      .finally(() => {
+        this.pendingCount -= batch.length;
+        this.running = false;
+        if (this.queues.size > 0) this.runNext();
+      });
+  }
+}

@@ -1,0 +1,124 @@
+// One lanepir server process: the snapshot store, the reloader, per-lane
+// schedulers and the two listeners (public and admin).
+import http from 'node:http';
+import { type AddressInfo } from 'node:net';
+import { createRequire } from 'node:module';
+import { pino, type Logger } from 'pino';
+import { type Config } from '../config.js';
+import { native } from '../native.js';
+import { type AppContext, createAdminApp, createPublicApp } from './app.js';
+import { Reloader, type ReloadResult, ReloadError } from './reloader.js';
+import { LaneScheduler } from './scheduler.js';
+import { SnapshotStore } from './snapshot.js';
+
+export const VERSION = (createRequire(import.meta.url)('../../../package.json') as { version: string }).version;
+
+export interface ServerOptions {
+  logger?: Logger;
+  workerName?: string;
+  /** Overrides how reloads are carried out (cluster workers forward them). */
+  reload?: AppContext['reload'];
+  generations?: AppContext['generations'];
+  /** Skip loading <data>/current at start (cluster workers are told what to map). */
+  skipInitialLoad?: boolean;
+}
+
+export interface RunningServer {
+  config: Config;
+  store: SnapshotStore;
+  reloader: Reloader;
+  logger: Logger;
+  publicUrl: string;
+  adminUrl: string;
+  publicServer: http.Server;
+  adminServer: http.Server;
+  /** Local reload (not forwarded). */
+  reloadLocal(target?: string): Promise<ReloadResult>;
+  /** Stop accepting, wait for in-flight requests (bounded), release every mapping. */
+  close(): Promise<void>;
+}
+
+function listen(server: http.Server, host: string, port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      const a = server.address() as AddressInfo;
+      const h = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+      resolve(`http://${h === '0.0.0.0' ? '127.0.0.1' : h}:${a.port}`);
+    });
+  });
+}
+
+export async function startServer(config: Config, opts: ServerOptions = {}): Promise<RunningServer> {
+  const logger = opts.logger ?? pino({ level: config.log_level });
+  const store = new SnapshotStore(config.retain_generations);
+  const reloader = new Reloader(config, store, (s) => logger.info({ generation: s.id, block: s.blockNumber }, 'released generation'));
+  const schedulerOpts = {
+    batchMax: config.batch_max,
+    windowMs: config.batch_window_ms,
+    maxPending: config.max_pending_per_lane,
+    threads: config.kernel_threads,
+  };
+  const schedulers = { hot: new LaneScheduler(schedulerOpts), cold: new LaneScheduler(schedulerOpts) };
+
+  const reloadLocal = async (target?: string): Promise<ReloadResult> => {
+    const result = await reloader.reload(target);
+    logger.info(
+      { old_block: result.old_block_number, new_block: result.new_block_number, duration_ms: result.reload_duration_ms, generation: result.new_generation, unchanged: result.unchanged },
+      'reload',
+    );
+    return result;
+  };
+  const ctx: AppContext = {
+    config,
+    store,
+    reloader,
+    schedulers,
+    logger,
+    version: VERSION,
+    workerName: opts.workerName ?? `pid-${process.pid}`,
+    reload: opts.reload ?? reloadLocal,
+    generations:
+      opts.generations ??
+      (async () => ({
+        workers: [
+          {
+            worker: opts.workerName ?? `pid-${process.pid}`,
+            pid: process.pid,
+            current: store.current?.id ?? null,
+            generations: store.queryable().map((s) => ({ generation: s.id, block_number: s.blockNumber, in_flight: s.inFlight })),
+          },
+        ],
+        mappings: native.mappingStats(),
+      })),
+  };
+
+  if (!opts.skipInitialLoad) {
+    try {
+      await reloadLocal();
+    } catch (err) {
+      // Not fatal: the server starts unready and a later reload makes it ready.
+      logger.warn({ err: err instanceof ReloadError ? err.message : err }, 'no generation loaded at start-up');
+    }
+  }
+
+  const serverOpts = { requestTimeout: config.request_timeout_ms, headersTimeout: Math.min(config.request_timeout_ms, 60_000) };
+  const publicServer = http.createServer(serverOpts, createPublicApp(ctx).callback());
+  const adminServer = http.createServer(serverOpts, createAdminApp(ctx).callback());
+  const publicUrl = await listen(publicServer, config.host, config.port);
+  const adminUrl = await listen(adminServer, config.admin_host, config.admin_port);
+
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      const stopped = Promise.all([publicServer, adminServer].map((s) => new Promise<void>((r) => s.close(() => r()))));
+      for (const s of [publicServer, adminServer]) s.closeIdleConnections();
+      const timeout = new Promise<void>((r) => setTimeout(r, config.shutdown_timeout_ms).unref());
+      await Promise.race([stopped, timeout]);
+      for (const s of [publicServer, adminServer]) s.closeAllConnections();
+      store.retireAll();
+    })());
+
+  return { config, store, reloader, logger, publicUrl, adminUrl, publicServer, adminServer, reloadLocal, close };
+}

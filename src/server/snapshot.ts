@@ -1,0 +1,115 @@
+// Snapshots: one served generation with its lanes opened. The store swaps the
+// current snapshot with a single reference assignment (O(1), no lock: the
+// event loop is the only writer), requests pin the snapshot they started on,
+// and a snapshot's lanes are released when it is neither current nor
+// retained and its last pinned request has finished.
+import { type LaneHandle } from '../native.js';
+import { type GenerationInfo, type LaneInfo } from '../store/generation.js';
+import { LANES, type LaneName } from '../store/layout.js';
+
+export interface ServedLane {
+  name: LaneName;
+  info: LaneInfo;
+  handle: LaneHandle;
+}
+
+export class Snapshot {
+  readonly id: string;
+  readonly blockNumber: number;
+  private pins = 0;
+  private retired = false;
+  private closed = false;
+
+  constructor(
+    readonly generation: GenerationInfo,
+    readonly lanes: Partial<Record<LaneName, ServedLane>>,
+    readonly mode: 'mmap' | 'memory',
+    private readonly onClose: (s: Snapshot) => void = () => {},
+  ) {
+    this.id = generation.id;
+    this.blockNumber = generation.blockNumber;
+  }
+
+  get inFlight(): number {
+    return this.pins;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  get laneNames(): LaneName[] {
+    return LANES.filter((l) => this.lanes[l]);
+  }
+
+  /** Pins the snapshot; the returned function unpins it (once, however often it is called). */
+  pin(): () => void {
+    if (this.closed) throw new Error(`snapshot ${this.id} is closed`);
+    this.pins++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.pins--;
+      this.maybeClose();
+    };
+  }
+
+  /** No longer current or retained: close as soon as no request holds it. */
+  retire(): void {
+    this.retired = true;
+    this.maybeClose();
+  }
+
+  /** Back to current or retained (a rollback to a retained generation). */
+  revive(): void {
+    if (!this.closed) this.retired = false;
+  }
+
+  private maybeClose(): void {
+    if (!this.retired || this.pins > 0 || this.closed) return;
+    this.closed = true;
+    for (const lane of Object.values(this.lanes)) lane.handle.release();
+    this.onClose(this);
+  }
+}
+
+/** The current snapshot and the retained past ones (newest first). */
+export class SnapshotStore {
+  private cur: Snapshot | undefined;
+  private past: Snapshot[] = [];
+
+  constructor(private readonly retain: number) {}
+
+  get current(): Snapshot | undefined {
+    return this.cur;
+  }
+
+  /** Current first, then retained, newest first. */
+  queryable(): Snapshot[] {
+    return this.cur ? [this.cur, ...this.past] : [...this.past];
+  }
+
+  get(id: string): Snapshot | undefined {
+    return this.queryable().find((s) => s.id === id);
+  }
+
+  /** Makes `next` current; the old current joins the retained list; the oldest beyond `retain` retire. */
+  publish(next: Snapshot): Snapshot | undefined {
+    const old = this.cur;
+    if (old === next) return old;
+    this.past = this.past.filter((s) => s !== next);
+    next.revive();
+    this.cur = next;
+    if (old) this.past.unshift(old);
+    for (const gone of this.past.splice(this.retain)) gone.retire();
+    return old;
+  }
+
+  /** Retires everything (shutdown); lanes are released as their requests finish. */
+  retireAll(): void {
+    for (const s of this.queryable()) s.retire();
+    this.cur = undefined;
+    this.past = [];
+  }
+}
