@@ -3,13 +3,23 @@
     {
       "target_name": "lanepir",
       "sources": [
-        "native/addon.cc"
+        "native/addon.cc",
+        "native/cpu.cc",
+        "native/lane.cc",
+        "native/aes.cc",
+        "native/answer.cc",
+        "native/hint.cc",
+        "native/kernels_portable.cc",
+        "native/kernels_avx2.cc",
+        "native/kernels_avxvnni.cc",
+        "native/kernels_avx512.cc",
+        "native/kernels_avx512vnni.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
-      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],
-      "cflags_cc": ["-std=c++17", "-O3", "-fexceptions"],
+      "cflags_cc": ["-std=c++17", "-O3", "-fexceptions", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "conditions": [
         ["OS=='mac'", {
           "xcode_settings": {

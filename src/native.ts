@@ -105,6 +105,18 @@ export interface NativeAddon {
   expandA(seed: Uint8Array, rowStart: number, rowCount: number, n: number): Uint32Array;
   /** Lane memory still held by this process. */
   mappingStats(): MappingStats;
+  /**
+   * Benchmark helper: read every byte of the lane `passes` times (default 1)
+   * on `threads` threads (default: all cores), off the JS thread.
+   */
+  readBandwidth(lane: LaneHandle, threads?: number, passes?: number): Promise<ReadBandwidthResult>;
+}
+
+export interface ReadBandwidthResult {
+  /** Wall time of the read passes. */
+  seconds: number;
+  /** Bytes read (lane bytes x passes). */
+  bytes: number;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -1,0 +1,95 @@
+#include "cpu.h"
+
+#include "errors.h"
+
+#include <cstdlib>
+#include <string>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
+#include <cstdint>
+#endif
+
+namespace lanepir {
+
+namespace {
+
+#if defined(__x86_64__)
+uint64_t xgetbv0() {
+  uint32_t lo, hi;
+  // xgetbv with ecx=0 reads XCR0 (which register states the OS saves).
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return (uint64_t(hi) << 32) | lo;
+}
+#endif
+
+CpuInfo detect() {
+  CpuInfo info;
+#if defined(__x86_64__)
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return info;
+  const bool osxsave = (c >> 27) & 1, avx = (c >> 28) & 1;
+  if (!osxsave || !avx) return info;
+  const uint64_t xcr0 = xgetbv0();
+  const bool ymmState = (xcr0 & 0x6) == 0x6;
+  const bool zmmState = ymmState && (xcr0 & 0xE0) == 0xE0;
+  if (__get_cpuid_max(0, nullptr) < 7) return info;
+  __cpuid_count(7, 0, a, b, c, d);
+  const bool avx2 = (b >> 5) & 1, f = (b >> 16) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
+  const bool vnni512 = (c >> 11) & 1;
+  __cpuid_count(7, 1, a, b, c, d);
+  const bool avxvnni = (a >> 4) & 1;
+  info.avx2 = ymmState && avx2;
+  info.avx512 = zmmState && info.avx2 && f && bw && vl;
+  info.avx512vnni = info.avx512 && vnni512;
+  info.avxvnni = info.avx2 && avxvnni;
+  // Testing aid: run the vpmaddwd flavours on a VNNI machine.
+  const char* noVnni = std::getenv("LANEPIR_NO_VNNI");
+  if (noVnni && *noVnni && std::string(noVnni) != "0") info.avx512vnni = info.avxvnni = false;
+#endif
+  return info;
+}
+
+}  // namespace
+
+const CpuInfo& cpuInfo() {
+  static const CpuInfo info = detect();
+  return info;
+}
+
+bool pathSupported(KernelPath p) {
+  switch (p) {
+    case KernelPath::Portable: return true;
+    case KernelPath::Avx2: return cpuInfo().avx2;
+    case KernelPath::Avx512: return cpuInfo().avx512;
+  }
+  return false;
+}
+
+KernelPath bestPath() {
+  if (cpuInfo().avx512) return KernelPath::Avx512;
+  if (cpuInfo().avx2) return KernelPath::Avx2;
+  return KernelPath::Portable;
+}
+
+const char* pathName(KernelPath p) {
+  switch (p) {
+    case KernelPath::Portable: return "portable";
+    case KernelPath::Avx2: return "avx2";
+    case KernelPath::Avx512: return "avx512";
+  }
+  return "?";
+}
+
+KernelPath resolvePath(const std::string& name) {
+  if (name.empty() || name == "auto") return bestPath();
+  KernelPath p;
+  if (name == "portable") p = KernelPath::Portable;
+  else if (name == "avx2") p = KernelPath::Avx2;
+  else if (name == "avx512") p = KernelPath::Avx512;
+  else fail("EPARAMS", "unknown kernel path '" + name + "' (expected auto, portable, avx2 or avx512)");
+  if (!pathSupported(p)) fail("ECPU", std::string("kernel path '") + name + "' is not supported by this CPU");
+  return p;
+}
+
+}  // namespace lanepir

@@ -1,0 +1,23 @@
+// Runtime CPU feature detection and kernel-path selection.
+#pragma once
+#include <string>
+
+namespace lanepir {
+
+enum class KernelPath { Portable = 0, Avx2 = 1, Avx512 = 2 };
+
+struct CpuInfo {
+  bool avx2 = false;        // AVX2 + OS ymm state
+  bool avx512 = false;      // AVX-512 F+BW+VL + OS zmm/opmask state
+  bool avx512vnni = false;  // AVX512_VNNI (implies avx512)
+  bool avxvnni = false;     // AVX-VNNI (VEX-encoded, ymm)
+};
+
+const CpuInfo& cpuInfo();
+KernelPath bestPath();
+bool pathSupported(KernelPath p);
+const char* pathName(KernelPath p);
+// "auto" / "" -> best; unknown name -> EPARAMS; unsupported -> ECPU.
+KernelPath resolvePath(const std::string& name);
+
+}  // namespace lanepir

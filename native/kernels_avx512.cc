@@ -1,0 +1,43 @@
+// Kernels for AVX-512 F/BW/VL (vpmaddwd + vpaddd). Only called after runtime dispatch (cpu.cc)
+// confirmed the CPU and OS support these instructions; the target pragma
+// applies to this translation unit's functions only.
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels.h"
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,avx512f,avx512bw,avx512vl"))), apply_to = function)
+#else
+#pragma GCC push_options
+// GCC 12 warns about _mm512_undefined_epi32() inside its own _mm512_slli_epi32.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC target("avx2,avx512f,avx512bw,avx512vl")
+#endif
+
+#define DP512(acc, a, b) _mm512_add_epi32((acc), _mm512_madd_epi16((a), (b)))
+
+namespace lanepir {
+namespace {
+#include "answer_avx512.inc"
+#include "hint_avx512.inc"
+}  // namespace
+
+void answer_run_avx512(const AnswerCtx& ctx, const uint8_t* p, size_t c0, size_t ncols, uint32_t* acc) {
+  answerRun512(ctx, p, c0, ncols, acc);
+}
+void hint_block_avx512(const uint32_t* xp, size_t T, size_t np, const uint32_t* ap, size_t n, uint32_t* C) {
+  hintBlock512(xp, T, np, ap, n, C);
+}
+}  // namespace lanepir
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#endif  // __x86_64__

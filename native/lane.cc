@@ -1,0 +1,196 @@
+#include "lane.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "errors.h"
+#include "threads.h"
+
+namespace lanepir {
+
+namespace {
+
+std::atomic<uint64_t> gLanes{0};
+std::atomic<uint64_t> gBytes{0};
+
+// Closes the fd on every exit path of open().
+struct Fd {
+  int fd = -1;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+std::string sysErr(int e) { return std::strerror(e); }
+
+}  // namespace
+
+MappingStatsValue mappingStats() { return {gLanes.load(), gBytes.load()}; }
+
+Lane::~Lane() {
+  for (auto& mp : maps_) ::munmap(mp.first, mp.second);
+  std::free(buffer_);
+  if (counted_) {
+    gLanes.fetch_sub(1);
+    gBytes.fetch_sub(heldBytes_);
+  }
+}
+
+std::shared_ptr<Lane> Lane::open(const LaneParams& p) {
+  if (p.entrySize == 0 || p.entries == 0 || p.m == 0 || p.shardSize == 0)
+    fail("EPARAMS", "entrySize, entries, m and shardSize must be positive");
+  if (p.shardSize % p.entrySize != 0)
+    fail("EPARAMS", "shardSize " + std::to_string(p.shardSize) + " is not a multiple of entrySize " +
+                        std::to_string(p.entrySize));
+  if (p.shards.empty()) fail("EPARAMS", "no shard files given");
+  if (p.entries > (uint64_t(1) << 48) / p.entrySize) fail("EPARAMS", "lane too large");
+  const uint64_t total = p.entries * p.entrySize;
+  const uint64_t expectShards = (total + p.shardSize - 1) / p.shardSize;
+
+  std::shared_ptr<Lane> lane(new Lane());
+  lane->es_ = p.entrySize;
+  lane->entries_ = p.entries;
+  lane->m_ = p.m;
+  lane->memoryMode_ = p.memoryMode;
+  lane->segEntries_ = p.shardSize / p.entrySize;
+
+  // Open and size-check every shard before mapping anything.
+  std::vector<Fd> fds(p.shards.size());
+  std::vector<uint64_t> sizes(p.shards.size());
+  uint64_t sum = 0;
+  for (size_t i = 0; i < p.shards.size(); i++) {
+    const std::string& name = p.shards[i];
+    int fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) fail("ESHARD_OPEN", "cannot open shard " + name + ": " + sysErr(errno));
+    fds[i].fd = fd;
+    struct stat st;
+    if (::fstat(fd, &st) != 0) fail("ESHARD_OPEN", "cannot stat shard " + name + ": " + sysErr(errno));
+    if (!S_ISREG(st.st_mode)) fail("ESHARD_OPEN", "shard " + name + " is not a regular file");
+    sizes[i] = uint64_t(st.st_size);
+    const bool last = i + 1 == p.shards.size();
+    if (!last && sizes[i] != p.shardSize)
+      fail("ESHARD_SIZE", "shard " + name + " has " + std::to_string(sizes[i]) + " bytes, expected " +
+                              std::to_string(p.shardSize));
+    if (last && (sizes[i] == 0 || sizes[i] > p.shardSize || sizes[i] % p.entrySize != 0))
+      fail("ESHARD_SIZE", "last shard " + name + " has " + std::to_string(sizes[i]) + " bytes, expected 1.." +
+                              std::to_string(p.shardSize) + " and a multiple of entrySize " +
+                              std::to_string(p.entrySize));
+    sum += sizes[i];
+  }
+  if (sum != total || p.shards.size() != expectShards)
+    fail("ESHARD_SIZE", "shards hold " + std::to_string(sum) + " bytes in " + std::to_string(p.shards.size()) +
+                            " files, expected " + std::to_string(total) + " bytes (" + std::to_string(p.entries) +
+                            " entries of " + std::to_string(p.entrySize) + ") in " + std::to_string(expectShards) +
+                            " files; last shard " + p.shards.back() + " has " + std::to_string(sizes.back()) +
+                            " bytes");
+
+  if (p.memoryMode) {
+    // One 2 MiB-aligned buffer so the kernels see a single segment.
+    const size_t align = size_t(2) << 20;
+    void* buf = nullptr;
+    size_t allocBytes = (total + align - 1) / align * align;
+    if (posix_memalign(&buf, align, allocBytes) != 0 || !buf)
+      fail("ENOMEM", "cannot allocate " + std::to_string(total) + " bytes for the lane");
+    lane->buffer_ = buf;
+#ifdef MADV_HUGEPAGE
+    ::madvise(buf, allocBytes, MADV_HUGEPAGE);  // fewer TLB misses for the kernels; best effort
+#endif
+    uint8_t* dst = static_cast<uint8_t*>(buf);
+    for (size_t i = 0; i < p.shards.size(); i++) {
+      uint64_t off = 0;
+      while (off < sizes[i]) {
+        size_t want = size_t(std::min<uint64_t>(sizes[i] - off, uint64_t(1) << 30));
+        ssize_t got = ::pread(fds[i].fd, dst + off, want, off_t(off));
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0)
+          fail("EIO", "read of shard " + p.shards[i] + " failed: " + (got < 0 ? sysErr(errno) : "unexpected EOF"));
+        off += uint64_t(got);
+      }
+      dst += sizes[i];
+    }
+    lane->segs_.push_back({static_cast<const uint8_t*>(buf), 0, p.entries});
+    lane->segEntries_ = p.entries;
+  } else {
+    uint64_t first = 0;
+    lane->maps_.reserve(p.shards.size());
+    for (size_t i = 0; i < p.shards.size(); i++) {
+      void* addr = ::mmap(nullptr, sizes[i], PROT_READ, MAP_SHARED, fds[i].fd, 0);
+      if (addr == MAP_FAILED) fail("EMMAP", "mmap of shard " + p.shards[i] + " failed: " + sysErr(errno));
+      lane->maps_.push_back({addr, size_t(sizes[i])});
+      if (::madvise(addr, sizes[i], MADV_SEQUENTIAL) != 0)
+        fail("EMMAP", "madvise of shard " + p.shards[i] + " failed: " + sysErr(errno));
+      const uint64_t count = sizes[i] / p.entrySize;
+      lane->segs_.push_back({static_cast<const uint8_t*>(addr), first, count});
+      first += count;
+    }
+    // fds close here (Fd destructors); the mappings stay valid.
+  }
+  lane->heldBytes_ = total;
+  lane->counted_ = true;
+  gLanes.fetch_add(1);
+  gBytes.fetch_add(total);
+  return lane;
+}
+
+void warmLane(const Lane& lane) {
+  const size_t page = size_t(sysconf(_SC_PAGESIZE));
+  uint64_t sink = 0;
+  for (const Segment& s : lane.segments()) {
+    const uint64_t bytes = s.count * lane.entrySize();
+    const volatile uint8_t* d = s.data;
+    for (uint64_t off = 0; off < bytes; off += page) sink += d[off];
+    if (bytes) sink += d[bytes - 1];
+  }
+  static std::atomic<uint64_t> keep{0};
+  keep.fetch_add(sink, std::memory_order_relaxed);  // keeps the reads alive
+}
+
+namespace {
+uint64_t sumBytes(const uint8_t* p, uint64_t n) {
+  // Eight independent lanes so the compiler vectorizes and the loop is load-bound.
+  uint64_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  uint64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    for (int j = 0; j < 8; j++) {
+      uint64_t v;
+      std::memcpy(&v, p + i + 8 * j, 8);
+      acc[j] += v;
+    }
+  }
+  uint64_t s = 0;
+  for (; i < n; i++) s += p[i];
+  for (int j = 0; j < 8; j++) s += acc[j];
+  return s;
+}
+}  // namespace
+
+double readBandwidth(const Lane& lane, unsigned threads, unsigned passes) {
+  if (threads == 0) threads = 1;
+  if (threads > lane.entries()) threads = unsigned(lane.entries());
+  std::vector<uint64_t> sinks(threads * 8, 0);
+  auto work = [&](unsigned t) {
+    const uint64_t e0 = lane.entries() * t / threads, e1 = lane.entries() * (t + 1) / threads;
+    uint64_t s = 0;
+    for (unsigned pass = 0; pass < passes; pass++)
+      lane.forEachRun(e0, e1, [&](const uint8_t* p, uint64_t, uint64_t n) { s += sumBytes(p, n * lane.entrySize()); });
+    sinks[t * 8] = s;
+  };
+  auto t0 = std::chrono::steady_clock::now();
+  parallelRun(threads, work);
+  auto t1 = std::chrono::steady_clock::now();
+  static std::atomic<uint64_t> keep{0};
+  for (uint64_t v : sinks) keep.fetch_add(v, std::memory_order_relaxed);
+  return std::chrono::duration<double>(t1 - t0).count();
+}
+
+}  // namespace lanepir
