@@ -19,7 +19,13 @@
 #pragma GCC target("avx2,avx512f,avx512bw,avx512vl,avx512vnni")
 #endif
 
-#define DP512(acc, a, b) _mm512_dpwssd_epi32((acc), (a), (b))
+// vpdpwssd through inline asm: GCC 12 spills and copies every accumulator
+// around the _mm512_dpwssd_epi32 builtin in long unrolled loops.
+static inline __m512i lpDpwssd512(__m512i acc, __m512i a, __m512i b) {
+  __asm__("vpdpwssd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
+  return acc;
+}
+#define DP512(acc, a, b) lpDpwssd512((acc), (a), (b))
 
 namespace lanepir {
 namespace {

@@ -16,7 +16,13 @@
 #pragma GCC target("avx2,avxvnni")
 #endif
 
-#define DP256(acc, a, b) _mm256_dpwssd_avx_epi32((acc), (a), (b))
+// {vex} vpdpwssd through inline asm (see kernels_avx512vnni.cc: GCC 12
+// spills accumulators around the builtin).
+static inline __m256i lpDpwssd256(__m256i acc, __m256i a, __m256i b) {
+  __asm__("%{vex%} vpdpwssd %2, %1, %0" : "+x"(acc) : "x"(a), "x"(b));
+  return acc;
+}
+#define DP256(acc, a, b) lpDpwssd256((acc), (a), (b))
 
 namespace lanepir {
 namespace {
