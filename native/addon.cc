@@ -22,6 +22,10 @@
 
 using namespace lanepir;
 
+namespace lanepir {
+void InitControl(Napi::Env env, Napi::Object exports);
+}
+
 namespace {
 
 struct AddonData {
@@ -239,12 +243,11 @@ Napi::Value LaneWrap::ReadEntry(const Napi::CallbackInfo& info) {
     auto lane = liveLane();
     if (info.Length() < 1 || !info[0].IsNumber()) fail("EPARAMS", "index must be a number");
     const double d = info[0].As<Napi::Number>().DoubleValue();
-    if (!(d >= 0) || d != std::floor(d) || d >= double(lane->entries())) {
-      Failure f{"EPARAMS", "entry index " + info[0].ToString().Utf8Value() + " is out of range [0, " +
-                               std::to_string(lane->entries()) + ")",
-                true};
-      throw codedError(env, f.code, f.msg, true);
-    }
+    if (!(d >= 0) || d != std::floor(d) || d >= double(lane->entries()))
+      throw codedError(env, "EPARAMS",
+                       "entry index " + info[0].ToString().Utf8Value() + " is out of range [0, " +
+                           std::to_string(lane->entries()) + ")",
+                       /*range=*/true);
     const uint8_t* p = lane->entryPtr(uint64_t(d));
     return Napi::Buffer<uint8_t>::Copy(env, p, size_t(lane->entrySize()));
   } catch (const Napi::Error&) {
@@ -589,6 +592,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("expandA", Napi::Function::New(env, ExpandA, "expandA"));
   exports.Set("mappingStats", Napi::Function::New(env, MappingStats, "mappingStats"));
   exports.Set("readBandwidth", Napi::Function::New(env, ReadBandwidth, "readBandwidth"));
+  InitControl(env, exports);  // cluster control segment (control_binding.cc)
   return exports;
 }
 
