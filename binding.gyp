@@ -9,11 +9,14 @@
         "native/aes.cc",
         "native/answer.cc",
         "native/hint.cc",
+        "native/control.cc",
+        "native/control_binding.cc",
         "native/kernels_portable.cc",
         "native/kernels_avx2.cc",
         "native/kernels_avxvnni.cc",
         "native/kernels_avx512.cc",
-        "native/kernels_avx512vnni.cc"
+        "native/kernels_avx512vnni.cc",
+        "native/kernels_avx512vbmi.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "NAPI_CPP_EXCEPTIONS"],

@@ -36,16 +36,19 @@ CpuInfo detect() {
   if (__get_cpuid_max(0, nullptr) < 7) return info;
   __cpuid_count(7, 0, a, b, c, d);
   const bool avx2 = (b >> 5) & 1, f = (b >> 16) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
-  const bool vnni512 = (c >> 11) & 1;
+  const bool vnni512 = (c >> 11) & 1, vbmi = (c >> 1) & 1;
   __cpuid_count(7, 1, a, b, c, d);
   const bool avxvnni = (a >> 4) & 1;
   info.avx2 = ymmState && avx2;
   info.avx512 = zmmState && info.avx2 && f && bw && vl;
   info.avx512vnni = info.avx512 && vnni512;
   info.avxvnni = info.avx2 && avxvnni;
+  info.avx512vbmi = info.avx512 && vbmi;
   // Testing aid: run the vpmaddwd flavours on a VNNI machine.
   const char* noVnni = std::getenv("LANEPIR_NO_VNNI");
   if (noVnni && *noVnni && std::string(noVnni) != "0") info.avx512vnni = info.avxvnni = false;
+  const char* noVbmi = std::getenv("LANEPIR_NO_VBMI");
+  if (noVbmi && *noVbmi && std::string(noVbmi) != "0") info.avx512vbmi = false;
 #endif
   return info;
 }

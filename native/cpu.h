@@ -11,6 +11,7 @@ struct CpuInfo {
   bool avx512 = false;      // AVX-512 F+BW+VL + OS zmm/opmask state
   bool avx512vnni = false;  // AVX512_VNNI (implies avx512)
   bool avxvnni = false;     // AVX-VNNI (VEX-encoded, ymm)
+  bool avx512vbmi = false;  // AVX512_VBMI (vpermb), used with VNNI only
 };
 
 const CpuInfo& cpuInfo();

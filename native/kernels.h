@@ -52,6 +52,7 @@ void answer_run_avx2(const AnswerCtx&, const uint8_t*, size_t, size_t, uint32_t*
 void answer_run_avxvnni(const AnswerCtx&, const uint8_t*, size_t, size_t, uint32_t*);
 void answer_run_avx512(const AnswerCtx&, const uint8_t*, size_t, size_t, uint32_t*);
 void answer_run_avx512vnni(const AnswerCtx&, const uint8_t*, size_t, size_t, uint32_t*);
+void answer_run_avx512vbmi(const AnswerCtx&, const uint8_t*, size_t, size_t, uint32_t*);
 void hint_block_avx2(const uint32_t*, size_t, size_t, const uint32_t*, size_t, uint32_t*);
 void hint_block_avxvnni(const uint32_t*, size_t, size_t, const uint32_t*, size_t, uint32_t*);
 void hint_block_avx512(const uint32_t*, size_t, size_t, const uint32_t*, size_t, uint32_t*);

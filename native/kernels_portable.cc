@@ -8,6 +8,7 @@ void answer_run_portable(const AnswerCtx& ctx, const uint8_t* p, size_t c0, size
   const size_t es = ctx.es;
   for (size_t i = 0; i < ncols; i++) {
     const uint8_t* x = p + i * es;
+    __builtin_prefetch(x + 8192);  // see answer_avx512.inc
     for (int k = 0; k < ctx.K; k++) {
       // Full 32-bit multiply into the lo accumulator; hi stays 0.
       const uint32_t qv = ctx.q[size_t(k) * ctx.m + c0 + i];
@@ -38,7 +39,8 @@ void hint_block_portable(const uint32_t* xp, size_t T, size_t npairs, const uint
 AnswerRunFn answerKernel(KernelPath p) {
 #if defined(__x86_64__)
   const CpuInfo& ci = cpuInfo();
-  if (p == KernelPath::Avx512) return ci.avx512vnni ? answer_run_avx512vnni : answer_run_avx512;
+  if (p == KernelPath::Avx512)
+    return ci.avx512vnni ? (ci.avx512vbmi ? answer_run_avx512vbmi : answer_run_avx512vnni) : answer_run_avx512;
   if (p == KernelPath::Avx2) return ci.avxvnni ? answer_run_avxvnni : answer_run_avx2;
 #endif
   (void)p;
