@@ -129,3 +129,56 @@ export const native: NativeAddon = createRequire(import.meta.url)(addonPath) as 
 export function errorCode(err: unknown): string | undefined {
   return typeof err === 'object' && err !== null && 'code' in err ? String((err as { code: unknown }).code) : undefined;
 }
+
+// ---- Cluster control segment (native/control.*) ----
+
+export interface PublishedGeneration {
+  /** Publishes so far (changes on every publish). */
+  count: number;
+  generation: number | null;
+  blockNumber: number | null;
+  /** Unix ms of the publish. */
+  publishedAt: number;
+  dir: string;
+}
+
+export interface WorkerSlotState {
+  pid: number;
+  serving: number | null;
+  requests?: number;
+  held: { generation: number; inFlight: number }[];
+}
+
+export interface WorkerSlotRead extends WorkerSlotState {
+  /** Unix ms of the slot's last write. */
+  heartbeatAt: number;
+  requests: number;
+}
+
+export interface ControlSegment {
+  readonly name: string;
+  readonly slots: number;
+  readonly primaryPid: number;
+  /** Primary only: the single store that switches the whole server. Returns the publish count. */
+  publish(p: { generation: number; blockNumber: number; dir: string }): number;
+  readPublished(): PublishedGeneration | null;
+  /** One atomic load: cheap enough for every request. */
+  publishCount(): number;
+  writeSlot(index: number, state: WorkerSlotState): void;
+  readSlot(index: number): WorkerSlotRead;
+  clearSlot(index: number): void;
+  /** Removes the segment's name (the primary, at exit). */
+  unlink(): void;
+  /** Unmaps it; later calls throw ESEGMENT. */
+  close(): void;
+}
+
+export interface ControlAddon {
+  /** Creates the segment; replaces a stale one whose primary is dead; ESEGMENT_BUSY if it is alive. */
+  controlCreate(name: string, slots: number): ControlSegment;
+  /** Maps an existing segment (ENOSEGMENT when there is none). */
+  controlOpen(name: string): ControlSegment;
+  controlLayout: { version: number; headerBytes: number; slotBytes: number; heldMax: number };
+}
+
+export const control: ControlAddon = native as unknown as ControlAddon;

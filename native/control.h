@@ -1,0 +1,114 @@
+// The cluster's shared control segment: a small POSIX shared-memory region
+// that the primary creates and every worker maps. It holds the published
+// generation (written only by the primary) and one slot per worker (each
+// written only by its worker). Every field is a lock-free 64-bit atomic, and
+// each record is guarded by a seqlock so a reader never sees a torn record.
+// The layout is fixed and versioned; docs/ARCHITECTURE.md describes it.
+#pragma once
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace lanepir {
+
+static_assert(std::atomic<uint64_t>::is_always_lock_free, "shared-memory atomics must be lock-free (address-free)");
+static_assert(sizeof(std::atomic<uint64_t>) == 8, "atomic<uint64_t> must be a plain 64-bit word");
+
+constexpr uint64_t kControlMagic = 0x0052495045'4E414CULL;  // "LANEPIR\0" little-endian
+constexpr uint32_t kControlLayoutVersion = 1;
+constexpr size_t kHeaderBytes = 4096;
+constexpr size_t kSlotBytes = 512;
+constexpr size_t kDirWords = 64;  // 512 bytes of generation directory
+constexpr size_t kHeldMax = 16;
+constexpr uint64_t kNone = ~uint64_t(0);
+
+using AU64 = std::atomic<uint64_t>;
+
+// Byte offsets are part of the documented layout (static_asserts below).
+struct ControlHeader {
+  AU64 magic;           // 0
+  AU64 versionAndSlots; // 8: layout version (low 32 bits), slot count (high 32)
+  AU64 sizes;           // 16: header bytes (low 32), slot bytes (high 32)
+  AU64 primaryPid;      // 24
+  AU64 createdMs;       // 32
+  AU64 reserved[3];     // 40
+  // Published generation (seqlock; odd seq = write in progress).
+  AU64 pubSeq;          // 64
+  AU64 pubCount;        // 72: number of publishes so far
+  AU64 pubGeneration;   // 80
+  AU64 pubBlock;        // 88
+  AU64 pubTimeMs;       // 96
+  AU64 pubDirLen;       // 104
+  AU64 pubDir[kDirWords];  // 112 .. 624
+};
+
+struct HeldGeneration {
+  AU64 generation;
+  AU64 inFlight;
+};
+
+struct WorkerSlot {
+  AU64 seq;          // 0: seqlock
+  AU64 pid;          // 8: 0 = free
+  AU64 heartbeatMs;  // 16
+  AU64 serving;      // 24: generation served, kNone if none
+  AU64 heldCount;    // 32
+  AU64 requests;     // 40: requests answered (monotonic)
+  HeldGeneration held[kHeldMax];  // 48 .. 304
+};
+
+static_assert(offsetof(ControlHeader, pubSeq) == 64, "layout");
+static_assert(offsetof(ControlHeader, pubDir) == 112, "layout");
+static_assert(sizeof(ControlHeader) <= kHeaderBytes, "layout");
+static_assert(offsetof(WorkerSlot, held) == 48, "layout");
+static_assert(sizeof(WorkerSlot) <= kSlotBytes, "layout");
+
+struct Published {
+  uint64_t count = 0, generation = kNone, block = kNone, timeMs = 0;
+  std::string dir;
+};
+
+struct SlotState {
+  uint64_t pid = 0, heartbeatMs = 0, serving = kNone, requests = 0;
+  std::vector<std::pair<uint64_t, uint64_t>> held;  // (generation, in-flight)
+};
+
+class ControlSegment {
+ public:
+  // Creates the segment (the primary). A stale segment whose primary is dead
+  // is replaced; one whose primary is alive is an error (ESEGMENT_BUSY).
+  static ControlSegment* create(const std::string& name, uint32_t slots);
+  // Maps an existing segment (workers, inspection tools).
+  static ControlSegment* open(const std::string& name);
+  ~ControlSegment();
+
+  const std::string& name() const { return name_; }
+  uint32_t slots() const { return slots_; }
+  uint64_t primaryPid() const;
+
+  void publish(uint64_t generation, uint64_t block, const std::string& dir);
+  Published readPublished() const;
+  // Cheap: one atomic load (changes on every publish).
+  uint64_t publishCount() const;
+
+  void writeSlot(uint32_t index, const SlotState& s);
+  SlotState readSlot(uint32_t index) const;
+  void clearSlot(uint32_t index);
+
+  void unlink();  // remove the name (primary, at exit)
+  void close();   // unmap
+
+ private:
+  ControlSegment(std::string name, void* base, size_t bytes, uint32_t slots);
+  ControlHeader* header() const { return static_cast<ControlHeader*>(base_); }
+  WorkerSlot* slot(uint32_t i) const;
+
+  std::string name_;
+  void* base_;
+  size_t bytes_;
+  uint32_t slots_;
+};
+
+}  // namespace lanepir
