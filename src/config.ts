@@ -45,6 +45,8 @@ export const configSchema = z
     request_timeout_ms: z.coerce.number().int().min(100).default(30_000),
     /** Time to drain in-flight requests on shutdown, ms. */
     shutdown_timeout_ms: z.coerce.number().int().min(0).default(10_000),
+    /** How long each worker may take to map and warm a generation during a cluster reload, ms. */
+    prepare_timeout_ms: z.coerce.number().int().min(100).default(60_000),
     /** Worker processes (cluster mode); 0 = available parallelism. */
     workers: nonNegInt.default(0),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

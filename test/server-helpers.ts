@@ -10,13 +10,14 @@ import { startServer, type RunningServer } from '../src/server/server.js';
 
 export const HOT = { entries: 3000, m: 256 };
 export const COLD = { entries: 20000, m: 2048 };
+export const SHARD_SIZE = 16384;
 
 /** Builds generation `block` with both lanes; later blocks keep the lanes' seeds and m. */
 export async function buildBlock(data: string, block: number, seeds?: { hot: Buffer; cold: Buffer }, publish = false) {
   const r = await buildGeneration({
     data,
     block,
-    shardSize: 16384,
+    shardSize: SHARD_SIZE,
     publish,
     lanes: {
       hot: { source: new SyntheticSource('hot', HOT.entries, 32, block), m: HOT.m, ...(seeds ? { seed: seeds.hot } : {}) },
@@ -28,7 +29,7 @@ export async function buildBlock(data: string, block: number, seeds?: { hot: Buf
 
 export async function serve(data: string, overrides: Partial<ConfigInput> = {}): Promise<RunningServer> {
   const config = loadConfig({
-    flags: { data_dir: data, host: '127.0.0.1', port: 0, admin_host: '127.0.0.1', admin_port: 0, log_level: 'silent', ...overrides },
+    flags: { data_dir: data, host: '127.0.0.1', port: 0, admin_host: '127.0.0.1', admin_port: 0, log_level: 'silent', shard_size_bytes: SHARD_SIZE, ...overrides },
   });
   return startServer(config);
 }

@@ -160,7 +160,7 @@ test('a query for a retired or unknown generation gets 410 with the current gene
   t.is(res.status, 410);
 });
 
-test('the old mapping is released after its last request, not before', async (t) => {
+test.serial('the old mapping is released after its last request, not before', async (t) => {
   const data = tempDir();
   t.teardown(() => rmrf(data));
   const seeds = await buildBlock(data, 1, undefined, true);
@@ -169,15 +169,24 @@ test('the old mapping is released after its last request, not before', async (t)
   const server = await serve(data, { retain_generations: 0 });
   t.teardown(() => server.close());
   t.is(native.mappingStats().lanes, before + 2);
-  // A hint download that is not read holds generation 1 pinned.
-  const pinned = await new Promise<http.IncomingMessage>((resolve) => http.get(`${server.publicUrl}/hint/cold`, resolve));
-  pinned.pause();
+  // A query whose body is still arriving holds generation 1 pinned.
+  const body = new Uint8Array(COLD.m * 4);
+  const req = http.request(`${server.publicUrl}/query/cold`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': body.length },
+  });
+  const answered = new Promise<http.IncomingMessage>((resolve) => req.on('response', resolve));
+  req.write(body.subarray(0, 100));
+  await new Promise((r) => setTimeout(r, 100));
   t.is((await reload(server, 2)).status, 200);
   t.is(native.mappingStats().lanes, before + 4, 'generation 1 stays mapped while a request holds it');
-  const old = server.store.queryable().length;
-  t.is(old, 1);
-  pinned.resume();
-  await new Promise((r) => pinned.on('end', r));
+  t.deepEqual(server.store.queryable().map((s) => s.id), ['2']);
+  req.end(body.subarray(100));
+  const res = await answered;
+  t.is(res.statusCode, 200);
+  t.is(res.headers['x-lanepir-generation'], '1', 'the query finished on the generation it started on');
+  res.resume();
+  await new Promise((r) => res.on('end', r));
   await new Promise((r) => setTimeout(r, 50));
   t.is(native.mappingStats().lanes, before + 2, 'generation 1 is unmapped after its last request');
 });
@@ -244,7 +253,8 @@ test('a flood beyond the pending bound gets 503 with Retry-After at once', async
   const data = tempDir();
   t.teardown(() => rmrf(data));
   await buildBlock(data, 1, undefined, true);
-  const server = await serve(data, { max_pending_per_lane: 2, batch_max: 1, batch_window_ms: 20 });
+  // A long batching window holds the first queries, so the rest find the lane full.
+  const server = await serve(data, { max_pending_per_lane: 2, batch_window_ms: 300 });
   t.teardown(() => server.close());
   const body = new Uint8Array(COLD.m * 4);
   const results = await Promise.all(

@@ -85,6 +85,7 @@ export function program(): Command {
     .option('--admin-port <port>', 'admin listener port (default 3001)')
     .option('--admin-token <token>', 'bearer token required on admin routes')
     .option('--in-memory', 'read lanes into memory instead of mapping them')
+    .option('--workers <n>', 'worker processes (default: available parallelism)')
     .option('--log-level <level>', 'pino log level (default info)')
     .action(run(async (flags) => void (await serveCommand(flags))));
 

@@ -1,6 +1,8 @@
-// lanepir serve: run the server until SIGTERM/SIGINT; SIGHUP reloads.
+// lanepir serve: the cluster primary and its workers (--workers 1 too: one
+// code path), until SIGTERM/SIGINT; SIGHUP reloads.
+import { pino } from 'pino';
 import { type ConfigInput, loadConfig } from '../config.js';
-import { startServer, type RunningServer } from '../server/server.js';
+import { type PrimaryHandle, runPrimary } from '../cluster/primary.js';
 import { intOption } from './errors.js';
 
 export interface ServeFlags {
@@ -31,23 +33,22 @@ export function configFromFlags(flags: ServeFlags) {
   return loadConfig({ ...(flags.config ? { file: flags.config } : {}), env: process.env, flags: given });
 }
 
-/** Wires signals to a running server: TERM/INT drain and exit 0, HUP reloads. */
-export function handleSignals(server: RunningServer): void {
+export async function serveCommand(flags: ServeFlags): Promise<PrimaryHandle> {
+  const config = configFromFlags(flags);
+  const logger = pino({ level: config.log_level, base: { role: 'primary' } });
+  const primary = await runPrimary(config, logger);
   const stop = (signal: string) => {
-    server.logger.info({ signal }, 'shutting down: draining in-flight requests');
-    void server.close().then(() => process.exit(0));
+    logger.info({ signal }, 'shutting down: draining in-flight requests');
+    void primary.shutdown().then(() => process.exit(0));
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => {
-    server.reloadLocal().catch((err: Error) => server.logger.error({ err: err.message }, 'SIGHUP reload failed'));
+    primary.reload().catch((err: Error) => logger.error({ err: err.message }, 'SIGHUP reload failed'));
   });
-}
-
-export async function serveCommand(flags: ServeFlags): Promise<RunningServer> {
-  const config = configFromFlags(flags);
-  const server = await startServer(config);
-  handleSignals(server);
-  server.logger.info({ public: server.publicUrl, admin: server.adminUrl, data: config.data_dir, mmap: config.use_mmap }, 'lanepir serving');
-  return server;
+  logger.info(
+    { public: primary.publicUrl, admin: primary.adminUrl, data: config.data_dir, mmap: config.use_mmap, workers: config.workers, segment: primary.segment.name },
+    'lanepir serving',
+  );
+  return primary;
 }

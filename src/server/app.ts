@@ -15,6 +15,7 @@ import { isLaneName, type LaneName } from '../store/layout.js';
 import { HttpError } from './errors.js';
 import { type ReloadResult, ReloadError, type Reloader } from './reloader.js';
 import { LaneScheduler, OverloadedError } from './scheduler.js';
+import { type ServerMetrics } from './metrics.js';
 import { type ServedLane, type Snapshot, type SnapshotStore } from './snapshot.js';
 
 export const PROTOCOL_VERSION = 1;
@@ -30,8 +31,13 @@ export interface AppContext {
   workerName: string;
   /** Reload entry point (cluster mode forwards it to the primary). */
   reload: (target?: string) => Promise<ReloadResult>;
-  /** Extra admin routes' data (cluster mode). */
+  /** What GET /admin/generations shows (cluster mode asks the primary). */
   generations: () => Promise<unknown>;
+  metrics: ServerMetrics;
+  /** The /metrics exposition (cluster mode aggregates across workers). */
+  metricsText: () => Promise<{ contentType: string; body: string }>;
+  /** Called first on every request (cluster workers check the published generation). */
+  beforeRequest?: () => void;
 }
 
 type Ctx = RouterContext;
@@ -56,7 +62,8 @@ function errorMiddleware(logger: Logger): Koa.Middleware {
 }
 
 /** pino-http request logging, with the request id echoed back. */
-function requestLogger(logger: Logger, workerName: string): Koa.Middleware {
+function requestLogger(app: AppContext): Koa.Middleware {
+  const { logger, workerName } = app;
   const http = pinoHttp({
     logger,
     genReqId: (req, res) => {
@@ -68,14 +75,31 @@ function requestLogger(logger: Logger, workerName: string): Koa.Middleware {
     customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'debug'),
   });
   return async (ctx, next) => {
+    app.beforeRequest?.();
     http(ctx.req, ctx.res);
     ctx.set('X-Lanepir-Worker', workerName);
     await next();
   };
 }
 
+/** Counts queries by lane and final status, and times them (outside the error middleware). */
+function queryMetrics(metrics: ServerMetrics): Koa.Middleware {
+  return async (ctx, next) => {
+    const m = /^\/query\/([^/]+)$/.exec(ctx.path);
+    if (!m || ctx.method !== 'POST') return next();
+    const lane = isLaneName(m[1]!) ? m[1]! : 'unknown';
+    const end = metrics.queryLatency.startTimer({ lane });
+    try {
+      await next();
+    } finally {
+      end();
+      metrics.queries.inc({ lane, status: String(ctx.status) });
+    }
+  };
+}
+
 /** The snapshot a request asks for (?generation=N, else current), pinned until the response is done. */
-function pinSnapshot(ctx: Ctx, store: SnapshotStore): Snapshot {
+function pinSnapshot(ctx: Ctx, store: SnapshotStore, metrics: ServerMetrics): Snapshot {
   const current = store.current;
   const wanted = ctx.query.generation;
   if (wanted !== undefined && typeof wanted !== 'string') throw new HttpError(400, 'EBAD_GENERATION', 'generation must be given once');
@@ -89,7 +113,12 @@ function pinSnapshot(ctx: Ctx, store: SnapshotStore): Snapshot {
   }
   // Released when the response has been written or the connection dropped:
   // Koa writes the body after the middleware chain returns.
-  ctx.res.once('close', snap.pin());
+  const unpin = snap.pin();
+  metrics.inFlight.inc();
+  ctx.res.once('close', () => {
+    unpin();
+    metrics.inFlight.dec();
+  });
   return snap;
 }
 
@@ -160,14 +189,14 @@ export function publicRouter(app: AppContext): Router {
     };
   });
   router.get('/crs/:lane', (ctx) => {
-    const snap = pinSnapshot(ctx, store);
+    const snap = pinSnapshot(ctx, store, app.metrics);
     const lane = laneOf(ctx, snap);
     generationHeaders(ctx, snap);
     ctx.set('Cache-Control', ctx.query.generation ? 'public, max-age=31536000, immutable' : 'no-cache');
     ctx.body = lane.info.crs;
   });
   router.get('/hint/:lane', (ctx) => {
-    const snap = pinSnapshot(ctx, store);
+    const snap = pinSnapshot(ctx, store, app.metrics);
     const lane = laneOf(ctx, snap);
     generationHeaders(ctx, snap);
     const etag = `"${lane.info.crs.hint_sha256}"`;
@@ -182,7 +211,7 @@ export function publicRouter(app: AppContext): Router {
     ctx.body = fs.createReadStream(lane.info.hintPath);
   });
   router.post('/query/:lane', async (ctx) => {
-    const snap = pinSnapshot(ctx, store);
+    const snap = pinSnapshot(ctx, store, app.metrics);
     const lane = laneOf(ctx, snap);
     const expected = queryBytes(lane.info.crs);
     const type = ctx.get('Content-Type');
@@ -264,7 +293,7 @@ export function adminRouter(app: AppContext): Router {
       ctx.body = await app.reload(target);
     } catch (err) {
       if (err instanceof ReloadError) {
-        throw new HttpError(422, err.code, err.message, { current_generation: app.store.current?.id ?? null, ...((err as { extra?: object }).extra ?? {}) });
+        throw new HttpError(422, err.code, err.message, { current_generation: app.store.current?.id ?? null, ...err.extra });
       }
       throw err;
     }
@@ -272,12 +301,18 @@ export function adminRouter(app: AppContext): Router {
   router.get('/admin/generations', async (ctx) => {
     ctx.body = await app.generations();
   });
+  router.get('/metrics', async (ctx) => {
+    const { contentType, body } = await app.metricsText();
+    ctx.type = contentType;
+    ctx.body = body;
+  });
   return router;
 }
 
 export function createPublicApp(app: AppContext): Koa {
   const koa = new Koa();
-  koa.use(requestLogger(app.logger, app.workerName));
+  koa.use(requestLogger(app));
+  koa.use(queryMetrics(app.metrics));
   koa.use(errorMiddleware(app.logger));
   const pub = publicRouter(app);
   koa.use(pub.routes()).use(pub.allowedMethods());
@@ -289,7 +324,7 @@ export function createPublicApp(app: AppContext): Koa {
 
 export function createAdminApp(app: AppContext): Koa {
   const koa = new Koa();
-  koa.use(requestLogger(app.logger, app.workerName));
+  koa.use(requestLogger(app));
   koa.use(errorMiddleware(app.logger));
   const admin = adminRouter(app);
   const pub = publicRouter(app);

@@ -2,10 +2,13 @@
 // then swap it in with one assignment. Reloads run one at a time; a request
 // for the same target as the reload in progress joins it. Any failure leaves
 // the served snapshot untouched (all or nothing).
+//
+// Cluster workers use the two halves separately: prepare() opens a generation
+// without serving it, commit() swaps it in when the primary says so.
 import { type Config } from '../config.js';
 import { type LaneHandle } from '../native.js';
 import { StoreError } from '../store/errors.js';
-import { loadGeneration, openLane, resolveGeneration } from '../store/generation.js';
+import { type GenerationInfo, loadGeneration, openLane, resolveGeneration } from '../store/generation.js';
 import { LANES, type LaneName, effectiveShardSize } from '../store/layout.js';
 import { Snapshot, type SnapshotStore, type ServedLane } from './snapshot.js';
 
@@ -27,6 +30,7 @@ export class ReloadError extends Error {
   constructor(
     readonly code: string,
     message: string,
+    readonly extra: Record<string, unknown> = {},
   ) {
     super(message);
     this.name = 'ReloadError';
@@ -35,7 +39,8 @@ export class ReloadError extends Error {
 
 export class Reloader {
   private chain: Promise<unknown> = Promise.resolve();
-  private inProgress: { target: string | undefined; promise: Promise<ReloadResult> } | undefined;
+  private inProgress: { key: string; promise: Promise<unknown> } | undefined;
+  private readonly prepared = new Map<string, Snapshot>();
 
   constructor(
     private readonly config: Config,
@@ -43,59 +48,41 @@ export class Reloader {
     private readonly onSnapshotClosed: (s: Snapshot) => void = () => {},
   ) {}
 
-  /** Reload to generation `target`, or to what <data>/current points at. */
-  reload(target?: string): Promise<ReloadResult> {
-    if (this.inProgress && this.inProgress.target === target) return this.inProgress.promise;
-    const promise = this.chain.then(() => this.run(target));
-    const entry = { target, promise };
+  /** Runs fn after every earlier operation; an identical operation still in progress is joined. */
+  private serialize<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    if (this.inProgress?.key === key) return this.inProgress.promise as Promise<T>;
+    const promise = this.chain.then(fn);
+    const entry = { key, promise };
     this.chain = promise.catch(() => {});
-    // Joinable while it has not finished.
     this.inProgress = entry;
-    void promise.finally(() => {
-      if (this.inProgress === entry) this.inProgress = undefined;
-    }).catch(() => {});
+    promise.then(
+      () => this.inProgress === entry && (this.inProgress = undefined),
+      () => this.inProgress === entry && (this.inProgress = undefined),
+    );
     return promise;
   }
 
-  private async run(target: string | undefined): Promise<ReloadResult> {
-    const started = performance.now();
-    const old = this.store.current;
-    const { id, dir } = await resolveGeneration(this.config.data_dir, target).catch(rethrow);
-    const result = (next: Snapshot, unchanged: boolean): ReloadResult => ({
-      old_block_number: old?.blockNumber ?? null,
-      new_block_number: next.blockNumber,
-      reload_duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
-      hot_loaded: next.lanes.hot !== undefined,
-      cold_loaded: next.lanes.cold !== undefined,
-      mmap_mode: next.mode === 'mmap',
-      old_generation: old?.id ?? null,
-      new_generation: next.id,
-      unchanged,
+  /** Reload to generation `target`, or to what <data>/current points at. */
+  reload(target?: string): Promise<ReloadResult> {
+    return this.serialize(`reload:${target ?? ''}`, async () => {
+      const started = performance.now();
+      const old = this.store.current;
+      const { id, dir } = await resolveGeneration(this.config.data_dir, target).catch(rethrow);
+      if (old && old.id === id) return this.result(old, old, started, true);
+      const next = this.store.get(id) ?? (await this.open(await validateGeneration(this.config, dir, old?.laneNames ?? [])));
+      this.store.publish(next);
+      return this.result(old, next, started, false);
     });
-    if (old && old.id === id) return result(old, true);
-    // A retained generation (e.g. a rollback) is already open: swap it back in.
-    const retained = this.store.get(id);
-    if (retained) {
-      this.store.publish(retained);
-      return result(retained, false);
-    }
+  }
 
-    const info = await loadGeneration(dir, {
-      hotEntries: this.config.hot_entries,
-      coldEntries: this.config.cold_entries,
-      entrySize: this.config.entry_size,
-    }).catch(rethrow);
-    for (const lane of old?.laneNames ?? []) {
-      if (!info.lanes[lane]) throw new ReloadError('ELANE_MISSING', `generation ${id} has no ${lane} lane, which is being served`);
-    }
-    if (this.config.shard_size_bytes > 0) {
-      for (const l of Object.values(info.lanes)) {
-        const want = effectiveShardSize(this.config.shard_size_bytes, l.crs.entry_size);
-        if (l.summary.shard_size_bytes !== want) {
-          throw new ReloadError('ESHARD_SIZE', `${l.lane}: shards of ${l.summary.shard_size_bytes} bytes, the configuration expects ${want}`);
-        }
-      }
-    }
+  /** Validates generation `target` (or current) without mapping it. */
+  async validate(target?: string): Promise<GenerationInfo> {
+    const { dir } = await resolveGeneration(this.config.data_dir, target).catch(rethrow);
+    return validateGeneration(this.config, dir, this.store.current?.laneNames ?? []);
+  }
+
+  /** Maps (or reads) a validated generation's lanes into a snapshot that nobody serves yet. */
+  private async open(info: GenerationInfo, warm = false): Promise<Snapshot> {
     const mode = this.config.use_mmap ? 'mmap' : 'memory';
     const lanes: Partial<Record<LaneName, ServedLane>> = {};
     const opened: LaneHandle[] = [];
@@ -106,18 +93,89 @@ export class Reloader {
         const handle = await openLane(l, mode);
         opened.push(handle);
         lanes[name] = { name, info: l, handle };
+        if (warm) await handle.warm();
       }
     } catch (err) {
       for (const h of opened) h.release();
       rethrow(err);
     }
-    const next = new Snapshot(info, lanes, mode, this.onSnapshotClosed);
-    this.store.publish(next);
-    return result(next, false);
+    return new Snapshot(info, lanes, mode, this.onSnapshotClosed);
+  }
+
+  /** Cluster: open generation `id` (validated, mapped, warmed) without serving it. */
+  prepare(id: string): Promise<Snapshot> {
+    return this.serialize(`prepare:${id}`, async () => {
+      const existing = this.store.get(id) ?? this.prepared.get(id);
+      if (existing) return existing;
+      const snap = await this.open(await this.validate(id), true);
+      this.prepared.set(id, snap);
+      return snap;
+    });
+  }
+
+  /** Cluster: serve generation `id` if it is prepared or retained; returns the snapshot now current. */
+  commit(id: string): Snapshot | undefined {
+    const snap = this.prepared.get(id) ?? this.store.get(id);
+    if (!snap) return undefined;
+    this.prepared.delete(id);
+    this.store.publish(snap);
+    return snap;
+  }
+
+  /** Cluster: drop a prepared generation that will not be served. */
+  abort(id: string): void {
+    const snap = this.prepared.get(id);
+    if (!snap) return;
+    this.prepared.delete(id);
+    snap.retire();
+  }
+
+  /** Drops every prepared generation (shutdown). */
+  abortAll(): void {
+    for (const id of [...this.prepared.keys()]) this.abort(id);
+  }
+
+  private result(old: Snapshot | undefined, next: Snapshot, started: number, unchanged: boolean): ReloadResult {
+    return {
+      old_block_number: old?.blockNumber ?? null,
+      new_block_number: next.blockNumber,
+      reload_duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
+      hot_loaded: next.lanes.hot !== undefined,
+      cold_loaded: next.lanes.cold !== undefined,
+      mmap_mode: next.mode === 'mmap',
+      old_generation: old?.id ?? null,
+      new_generation: next.id,
+      unchanged,
+    };
   }
 }
 
-function rethrow(err: unknown): never {
+/**
+ * Everything a generation must satisfy before it is served: sound structure
+ * (manifest, parameters, files), the configuration's expectations, and every
+ * lane that is being served (`served`) still present.
+ */
+export async function validateGeneration(config: Config, dir: string, served: readonly LaneName[]): Promise<GenerationInfo> {
+  const info = await loadGeneration(dir, {
+    hotEntries: config.hot_entries,
+    coldEntries: config.cold_entries,
+    entrySize: config.entry_size,
+  }).catch(rethrow);
+  for (const lane of served) {
+    if (!info.lanes[lane]) throw new ReloadError('ELANE_MISSING', `generation ${info.id} has no ${lane} lane, which is being served`);
+  }
+  if (config.shard_size_bytes > 0) {
+    for (const l of Object.values(info.lanes)) {
+      const want = effectiveShardSize(config.shard_size_bytes, l.crs.entry_size);
+      if (l.summary.shard_size_bytes !== want) {
+        throw new ReloadError('ESHARD_SIZE', `${l.lane}: shards of ${l.summary.shard_size_bytes} bytes, the configuration expects ${want}`);
+      }
+    }
+  }
+  return info;
+}
+
+export function rethrow(err: unknown): never {
   if (err instanceof ReloadError) throw err;
   const e = err as { code?: unknown; message?: string };
   if (err instanceof StoreError || typeof e?.code === 'string') {

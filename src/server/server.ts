@@ -9,6 +9,7 @@ import { native } from '../native.js';
 import { type AppContext, createAdminApp, createPublicApp } from './app.js';
 import { Reloader, type ReloadResult, ReloadError } from './reloader.js';
 import { LaneScheduler } from './scheduler.js';
+import { ServerMetrics } from './metrics.js';
 import { SnapshotStore } from './snapshot.js';
 
 export const VERSION = (createRequire(import.meta.url)('../../../package.json') as { version: string }).version;
@@ -19,8 +20,11 @@ export interface ServerOptions {
   /** Overrides how reloads are carried out (cluster workers forward them). */
   reload?: AppContext['reload'];
   generations?: AppContext['generations'];
-  /** Skip loading <data>/current at start (cluster workers are told what to map). */
-  skipInitialLoad?: boolean;
+  metricsText?: AppContext['metricsText'];
+  beforeRequest?: AppContext['beforeRequest'];
+  /** Generation to load before listening: undefined = <data>/current, null = none (cluster workers pass the published one). */
+  initialGeneration?: string | null;
+  metrics?: ServerMetrics;
 }
 
 export interface RunningServer {
@@ -28,6 +32,7 @@ export interface RunningServer {
   store: SnapshotStore;
   reloader: Reloader;
   logger: Logger;
+  metrics: ServerMetrics;
   publicUrl: string;
   adminUrl: string;
   publicServer: http.Server;
@@ -54,16 +59,32 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   const logger = opts.logger ?? pino({ level: config.log_level });
   const store = new SnapshotStore(config.retain_generations);
   const reloader = new Reloader(config, store, (s) => logger.info({ generation: s.id, block: s.blockNumber }, 'released generation'));
+  const metrics = opts.metrics ?? new ServerMetrics();
   const schedulerOpts = {
     batchMax: config.batch_max,
     windowMs: config.batch_window_ms,
     maxPending: config.max_pending_per_lane,
     threads: config.kernel_threads,
+    onPass: (lane: { name: string; handle: { bytes: number } }, batch: number, seconds: number) => {
+      metrics.batchSize.observe({ lane: lane.name }, batch);
+      metrics.kernelBytes.inc({ lane: lane.name }, lane.handle.bytes);
+      metrics.kernelSeconds.inc({ lane: lane.name }, seconds);
+      if (seconds > 0) metrics.kernelGbps.set({ lane: lane.name }, lane.handle.bytes / seconds / 1e9);
+    },
   };
   const schedulers = { hot: new LaneScheduler(schedulerOpts), cold: new LaneScheduler(schedulerOpts) };
 
   const reloadLocal = async (target?: string): Promise<ReloadResult> => {
-    const result = await reloader.reload(target);
+    const end = metrics.reloadDuration.startTimer();
+    let result: ReloadResult;
+    try {
+      result = await reloader.reload(target);
+    } catch (err) {
+      metrics.reloads.inc({ result: 'refused' });
+      throw err;
+    }
+    end();
+    metrics.reloads.inc({ result: result.unchanged ? 'unchanged' : 'ok' });
     logger.info(
       { old_block: result.old_block_number, new_block: result.new_block_number, duration_ms: result.reload_duration_ms, generation: result.new_generation, unchanged: result.unchanged },
       'reload',
@@ -77,6 +98,11 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     schedulers,
     logger,
     version: VERSION,
+    metrics,
+    metricsText:
+      opts.metricsText ??
+      (async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() })),
+    ...(opts.beforeRequest ? { beforeRequest: opts.beforeRequest } : {}),
     workerName: opts.workerName ?? `pid-${process.pid}`,
     reload: opts.reload ?? reloadLocal,
     generations:
@@ -94,9 +120,9 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
       })),
   };
 
-  if (!opts.skipInitialLoad) {
+  if (opts.initialGeneration !== null) {
     try {
-      await reloadLocal();
+      await reloadLocal(opts.initialGeneration);
     } catch (err) {
       // Not fatal: the server starts unready and a later reload makes it ready.
       logger.warn({ err: err instanceof ReloadError ? err.message : err }, 'no generation loaded at start-up');
@@ -120,5 +146,5 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
       store.retireAll();
     })());
 
-  return { config, store, reloader, logger, publicUrl, adminUrl, publicServer, adminServer, reloadLocal, close };
+  return { config, store, reloader, logger, metrics, publicUrl, adminUrl, publicServer, adminServer, reloadLocal, close };
 }

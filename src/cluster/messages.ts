@@ -1,0 +1,54 @@
+// IPC between the primary and its workers (process.send over node:cluster).
+// Requests carry a correlation id; the answer echoes it.
+import { type ReloadResult } from '../server/reloader.js';
+
+export interface ErrorBody {
+  status: number;
+  code: string;
+  message: string;
+  extra?: Record<string, unknown>;
+}
+
+/** Worker -> primary. */
+export type WorkerMessage =
+  | { t: 'ready'; slot: number; generation: string | null; publicUrl: string; adminUrl: string }
+  | { t: 'reload'; id: string; target?: string }
+  | { t: 'generations'; id: string }
+  | { t: 'metrics'; id: string }
+  | { t: 'prepared'; id: string; ok: true; ms: number }
+  | { t: 'prepared'; id: string; ok: false; error: ErrorBody }
+  | { t: 'switched'; id: string; generation: string; ok: boolean; at: number; error?: string };
+
+/** Primary -> worker. */
+export type PrimaryMessage =
+  | { t: 'reload-result'; id: string; ok: true; result: ClusterReloadResult }
+  | { t: 'reload-result'; id: string; ok: false; error: ErrorBody }
+  | { t: 'generations-result'; id: string; data: unknown }
+  | { t: 'metrics-result'; id: string; contentType: string; body: string }
+  | { t: 'prepare'; id: string; generation: string }
+  | { t: 'switch'; id: string; generation: string }
+  | { t: 'abort'; id: string; generation: string }
+  | { t: 'shutdown' };
+
+export interface WorkerConfirmation {
+  worker: string;
+  pid: number;
+  slot: number;
+  prepared: boolean;
+  prepare_ms?: number;
+  switched: boolean;
+  /** Milliseconds from the publish to this worker serving the generation. */
+  publish_to_switch_ms?: number;
+  error?: string;
+}
+
+export interface ClusterReloadResult extends ReloadResult {
+  workers: WorkerConfirmation[];
+  /** Milliseconds from the publish to the last worker switched. */
+  publish_to_switch_ms: number | null;
+}
+
+/** Wall-clock milliseconds with sub-millisecond precision (comparable across processes). */
+export function preciseNow(): number {
+  return performance.timeOrigin + performance.now();
+}

@@ -1,0 +1,361 @@
+// The cluster primary: forks the workers, owns the control segment, and
+// orchestrates reloads. A reload is validated here, prepared (mapped and
+// warmed) by every live worker, and only when all of them are ready is it
+// published in the segment: that single store switches the whole server.
+import cluster, { type Worker } from 'node:cluster';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pino, type Logger } from 'pino';
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { type Config } from '../config.js';
+import { type ControlSegment, control } from '../native.js';
+import { resolveGeneration } from '../store/generation.js';
+import { type LaneName } from '../store/layout.js';
+import { ReloadError, rethrow, validateGeneration } from '../server/reloader.js';
+import {
+  type ClusterReloadResult,
+  type ErrorBody,
+  type PrimaryMessage,
+  type WorkerConfirmation,
+  type WorkerMessage,
+  preciseNow,
+} from './messages.js';
+import { segmentName } from './segment.js';
+
+const SWITCH_TIMEOUT_MS = 5_000;
+const MAX_BACKOFF_MS = 5_000;
+const STABLE_AFTER_MS = 30_000;
+
+interface WorkerState {
+  slot: number;
+  worker: Worker;
+  name: string;
+  ready: boolean;
+  startedAt: number;
+  /** Waiters for this worker's acknowledgements, by correlation id. */
+  acks: Map<string, (msg: WorkerMessage | undefined) => void>;
+}
+
+class PrimaryMetrics {
+  readonly registry = new Registry();
+  readonly reloads = new Counter({ name: 'lanepir_reloads_total', help: 'Cluster reloads by result', labelNames: ['result'] as const, registers: [this.registry] });
+  readonly reloadDuration = new Histogram({
+    name: 'lanepir_reload_duration_seconds',
+    help: 'Cluster reload duration (validate, prepare on every worker, publish, switch)',
+    buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1, 5, 30],
+    registers: [this.registry],
+  });
+  readonly publishToSwitch = new Histogram({
+    name: 'lanepir_publish_to_switch_seconds',
+    help: 'From the publish in the control segment to the last worker switched',
+    buckets: [0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05],
+    registers: [this.registry],
+  });
+  readonly publishedGeneration = new Gauge({ name: 'lanepir_published_generation', help: 'Generation published to the workers', registers: [this.registry] });
+  readonly publishedBlock = new Gauge({ name: 'lanepir_published_block', help: 'Block number of the published generation', registers: [this.registry] });
+  readonly restarts = new Counter({ name: 'lanepir_worker_restarts_total', help: 'Workers re-forked after a crash', registers: [this.registry] });
+  readonly workers = new Gauge({ name: 'lanepir_workers', help: 'Live workers', registers: [this.registry] });
+}
+
+export interface PrimaryHandle {
+  publicUrl: string;
+  adminUrl: string;
+  segment: ControlSegment;
+  reload(target?: string): Promise<ClusterReloadResult>;
+  /** Drain every worker, remove the segment. */
+  shutdown(): Promise<void>;
+}
+
+export async function runPrimary(config: Config, logger: Logger = pino({ level: config.log_level, base: { role: 'primary' } })): Promise<PrimaryHandle> {
+  const count = config.workers;
+  const segment = control.controlCreate(segmentName(config), count);
+  const metrics = new PrimaryMetrics();
+  const aggregator = new AggregatorRegistry();
+  const workers = new Map<number, WorkerState>();
+  const backoff = new Map<number, number>();
+  let shuttingDown = false;
+  let servedLanes: LaneName[] = [];
+  let urls: { publicUrl: string; adminUrl: string } | undefined;
+
+  // Publish what <data>/current points at, if it is sound; workers map it before listening.
+  try {
+    const { dir } = await resolveGeneration(config.data_dir);
+    const info = await validateGeneration(config, dir, []);
+    segment.publish({ generation: Number(info.id), blockNumber: info.blockNumber, dir: info.dir });
+    servedLanes = Object.keys(info.lanes) as LaneName[];
+    metrics.publishedGeneration.set(Number(info.id));
+    metrics.publishedBlock.set(info.blockNumber);
+  } catch (err) {
+    logger.warn({ err: (err as Error).message }, 'no generation published at start-up; workers start unready');
+  }
+
+  cluster.setupPrimary({ exec: path.join(path.dirname(fileURLToPath(import.meta.url)), 'worker-main.js'), args: [] });
+  const env = { LANEPIR_SEGMENT: segment.name, LANEPIR_CONFIG_JSON: JSON.stringify(config) };
+  const readyWaiters: (() => void)[] = [];
+
+  const fork = (slot: number) => {
+    const worker = cluster.fork({ ...env, LANEPIR_WORKER_SLOT: String(slot) });
+    const state: WorkerState = { slot, worker, name: `worker-${slot}-${worker.process.pid}`, ready: false, startedAt: Date.now(), acks: new Map() };
+    workers.set(slot, state);
+    worker.on('message', (msg: WorkerMessage) => onMessage(state, msg));
+    worker.on('exit', (code, signal) => {
+      if (workers.get(slot) === state) workers.delete(slot);
+      metrics.workers.set(workers.size);
+      // A worker that dies mid-reload is dropped from it.
+      for (const resolve of state.acks.values()) resolve(undefined);
+      state.acks.clear();
+      try {
+        segment.clearSlot(slot);
+      } catch {
+        // segment already closed at shutdown
+      }
+      if (shuttingDown) return;
+      const lived = Date.now() - state.startedAt;
+      const delay = lived > STABLE_AFTER_MS ? 100 : Math.min(MAX_BACKOFF_MS, (backoff.get(slot) ?? 50) * 2);
+      backoff.set(slot, delay);
+      logger.error({ worker: state.name, code, signal, restart_in_ms: delay }, 'worker exited; re-forking');
+      metrics.restarts.inc();
+      setTimeout(() => !shuttingDown && fork(slot), delay).unref();
+    });
+  };
+
+  const send = (w: WorkerState, msg: PrimaryMessage) => {
+    if (w.worker.isConnected()) w.worker.send(msg);
+  };
+
+  /** Sends msg to a worker and waits for the acknowledgement with the same id (undefined: the worker died or timed out). */
+  const request = (w: WorkerState, msg: PrimaryMessage & { id: string }, timeoutMs: number) =>
+    new Promise<WorkerMessage | undefined>((resolve) => {
+      const timer = setTimeout(() => {
+        w.acks.delete(msg.id);
+        resolve(undefined);
+      }, timeoutMs);
+      w.acks.set(msg.id, (m) => {
+        clearTimeout(timer);
+        resolve(m);
+      });
+      send(w, msg);
+    });
+
+  // ---- reloads (serialized; a request for the target in progress joins it) ----
+  let chain: Promise<unknown> = Promise.resolve();
+  let inProgress: { target: string | undefined; promise: Promise<ClusterReloadResult> } | undefined;
+  let reloadSeq = 0;
+
+  const reload = (target?: string): Promise<ClusterReloadResult> => {
+    if (inProgress && inProgress.target === target) return inProgress.promise;
+    const promise = chain.then(() => orchestrate(target));
+    const entry = { target, promise };
+    inProgress = entry;
+    chain = promise.catch(() => {});
+    const clear = () => {
+      if (inProgress === entry) inProgress = undefined;
+    };
+    promise.then(clear, clear);
+    return promise;
+  };
+
+  const orchestrate = async (target: string | undefined): Promise<ClusterReloadResult> => {
+    const started = performance.now();
+    const endTimer = metrics.reloadDuration.startTimer();
+    const before = segment.readPublished();
+    const live = [...workers.values()].filter((w) => w.ready);
+    const confirmations = new Map<WorkerState, WorkerConfirmation>(
+      live.map((w) => [w, { worker: w.name, pid: w.worker.process.pid ?? 0, slot: w.slot, prepared: false, switched: false }]),
+    );
+    const base = (id: string, block: number, lanes: LaneName[], unchanged: boolean, publishToSwitch: number | null): ClusterReloadResult => ({
+      old_block_number: before?.blockNumber ?? null,
+      new_block_number: block,
+      reload_duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
+      hot_loaded: lanes.includes('hot'),
+      cold_loaded: lanes.includes('cold'),
+      mmap_mode: config.use_mmap,
+      old_generation: before?.generation != null ? String(before.generation) : null,
+      new_generation: id,
+      unchanged,
+      workers: [...confirmations.values()],
+      publish_to_switch_ms: publishToSwitch,
+    });
+    try {
+      const { id, dir } = await resolveGeneration(config.data_dir, target).catch(rethrow);
+      if (before?.generation != null && String(before.generation) === id) {
+        for (const [w, c] of confirmations) {
+          const slot = segment.readSlot(w.slot);
+          c.prepared = c.switched = slot.serving === Number(id);
+        }
+        metrics.reloads.inc({ result: 'unchanged' });
+        return base(id, before.blockNumber!, servedLanes, true, null);
+      }
+      const info = await validateGeneration(config, dir, servedLanes);
+      const lanes = Object.keys(info.lanes) as LaneName[];
+      const rid = `r${++reloadSeq}`;
+
+      // 1. Every live worker maps and warms the generation.
+      const prepared = await Promise.all(
+        live.map(async (w) => {
+          const t0 = performance.now();
+          const ack = await request(w, { t: 'prepare', id: rid, generation: id }, config.prepare_timeout_ms);
+          const c = confirmations.get(w)!;
+          if (ack === undefined) {
+            if (!w.worker.isDead()) c.error = `no answer within ${config.prepare_timeout_ms} ms`;
+            else c.error = 'worker exited during the reload (dropped)';
+            return w.worker.isDead() ? 'dropped' : 'failed';
+          }
+          if (ack.t === 'prepared' && ack.ok) {
+            c.prepared = true;
+            c.prepare_ms = Math.round((performance.now() - t0) * 1000) / 1000;
+            return 'ok';
+          }
+          c.error = ack.t === 'prepared' && !ack.ok ? `${ack.error.code}: ${ack.error.message}` : 'unexpected answer';
+          return 'failed';
+        }),
+      );
+      const failed = live.filter((_, i) => prepared[i] === 'failed');
+      if (failed.length > 0) {
+        for (const w of live) send(w, { t: 'abort', id: rid, generation: id });
+        const first = confirmations.get(failed[0]!)!;
+        throw new ReloadError('EPREPARE', `${failed.length} worker(s) could not prepare generation ${id}; nobody switched (${first.worker}: ${first.error})`, {
+          workers: [...confirmations.values()],
+        });
+      }
+
+      // 2. The switch: one store in the shared segment.
+      const publishedAt = preciseNow();
+      segment.publish({ generation: Number(id), blockNumber: info.blockNumber, dir: info.dir });
+      servedLanes = lanes;
+      metrics.publishedGeneration.set(Number(id));
+      metrics.publishedBlock.set(info.blockNumber);
+
+      // 3. Tell the workers (each also notices the publish on its next request).
+      let lastSwitch: number | null = null;
+      await Promise.all(
+        live
+          .filter((w) => confirmations.get(w)!.prepared)
+          .map(async (w) => {
+            const ack = await request(w, { t: 'switch', id: rid, generation: id }, SWITCH_TIMEOUT_MS);
+            const c = confirmations.get(w)!;
+            if (ack?.t === 'switched' && ack.ok) {
+              c.switched = true;
+              c.publish_to_switch_ms = Math.round(Math.max(0, ack.at - publishedAt) * 1000) / 1000;
+              lastSwitch = Math.max(lastSwitch ?? 0, c.publish_to_switch_ms);
+            } else {
+              c.error = ack?.t === 'switched' ? ack.error : 'no switch confirmation (worker exited or timed out)';
+            }
+          }),
+      );
+      if (lastSwitch !== null) metrics.publishToSwitch.observe(lastSwitch / 1000);
+      metrics.reloads.inc({ result: 'ok' });
+      endTimer();
+      const result = base(id, info.blockNumber, lanes, false, lastSwitch);
+      logger.info(
+        { old_block: result.old_block_number, new_block: result.new_block_number, duration_ms: result.reload_duration_ms, publish_to_switch_ms: lastSwitch, generation: id },
+        'reload',
+      );
+      return result;
+    } catch (err) {
+      metrics.reloads.inc({ result: 'refused' });
+      logger.warn({ err: (err as Error).message }, 'reload refused');
+      throw err;
+    }
+  };
+
+  /** A worker that became ready on an older generation than the one published since (it started mid-reload) is brought up to date. */
+  const catchUp = async (w: WorkerState, serving: string | null) => {
+    const published = segment.readPublished();
+    if (!published || published.generation === null || String(published.generation) === serving) return;
+    const id = String(published.generation);
+    const rid = `c${++reloadSeq}`;
+    const prepared = await request(w, { t: 'prepare', id: rid, generation: id }, config.prepare_timeout_ms);
+    if (prepared?.t === 'prepared' && prepared.ok) await request(w, { t: 'switch', id: rid, generation: id }, SWITCH_TIMEOUT_MS);
+    else logger.error({ worker: w.name, generation: id }, 'worker could not catch up with the published generation');
+  };
+
+  const generations = () => {
+    const published = segment.readPublished();
+    return {
+      published: published && { generation: published.generation, block_number: published.blockNumber, published_at: new Date(published.publishedAt).toISOString(), dir: published.dir },
+      workers: [...workers.values()]
+        .sort((a, b) => a.slot - b.slot)
+        .map((w) => {
+          const s = segment.readSlot(w.slot);
+          return {
+            worker: w.name,
+            slot: w.slot,
+            pid: s.pid || (w.worker.process.pid ?? 0),
+            ready: w.ready,
+            serving: s.serving,
+            heartbeat_age_ms: s.heartbeatAt ? Date.now() - s.heartbeatAt : null,
+            requests: s.requests,
+            generations: s.held.map((h) => ({ generation: h.generation, in_flight: h.inFlight })),
+          };
+        }),
+    };
+  };
+
+  const errorBody = (err: unknown): ErrorBody => {
+    if (err instanceof ReloadError) return { status: 422, code: err.code, message: err.message, extra: err.extra };
+    logger.error({ err }, 'reload failed');
+    return { status: 500, code: 'EINTERNAL', message: (err as Error).message ?? String(err) };
+  };
+
+  const onMessage = (w: WorkerState, msg: WorkerMessage) => {
+    switch (msg?.t) {
+      case 'ready':
+        w.ready = true;
+        backoff.delete(w.slot);
+        urls ??= { publicUrl: msg.publicUrl, adminUrl: msg.adminUrl };
+        metrics.workers.set([...workers.values()].filter((x) => x.ready).length);
+        logger.info({ worker: w.name, generation: msg.generation }, 'worker ready');
+        readyWaiters.splice(0).forEach((f) => f());
+        void catchUp(w, msg.generation);
+        break;
+      case 'prepared':
+      case 'switched': {
+        const resolve = w.acks.get(msg.id);
+        w.acks.delete(msg.id);
+        resolve?.(msg);
+        break;
+      }
+      case 'reload':
+        reload(msg.target).then(
+          (result) => send(w, { t: 'reload-result', id: msg.id, ok: true, result }),
+          (err) => send(w, { t: 'reload-result', id: msg.id, ok: false, error: errorBody(err) }),
+        );
+        break;
+      case 'generations':
+        send(w, { t: 'generations-result', id: msg.id, data: generations() });
+        break;
+      case 'metrics':
+        Promise.all([aggregator.clusterMetrics(), metrics.registry.metrics()]).then(
+          ([workersText, primaryText]) =>
+            send(w, { t: 'metrics-result', id: msg.id, contentType: metrics.registry.contentType, body: `${primaryText}\n${workersText}` }),
+          (err: Error) => send(w, { t: 'metrics-result', id: msg.id, contentType: 'text/plain', body: `# metrics unavailable: ${err.message}\n` }),
+        );
+        break;
+    }
+  };
+
+  for (let slot = 0; slot < count; slot++) fork(slot);
+  // Wait until every worker is listening (or has died trying: then it is re-forked).
+  await new Promise<void>((resolve) => {
+    const check = () => ([...workers.values()].filter((w) => w.ready).length >= count ? resolve() : readyWaiters.push(check));
+    check();
+  });
+
+  const shutdown = async () => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    const exits = [...workers.values()].map((w) => new Promise<void>((r) => (w.worker.isDead() ? r() : w.worker.once('exit', () => r()))));
+    for (const w of workers.values()) send(w, { t: 'shutdown' });
+    const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), config.shutdown_timeout_ms + 5_000).unref());
+    if ((await Promise.race([Promise.all(exits), timeout])) === 'timeout') {
+      for (const w of workers.values()) w.worker.process.kill('SIGKILL');
+      await Promise.all(exits);
+    }
+    segment.unlink();
+    segment.close();
+    logger.info('stopped');
+  };
+
+  return { publicUrl: urls!.publicUrl, adminUrl: urls!.adminUrl, segment, reload, shutdown };
+}

@@ -1,0 +1,184 @@
+// A cluster worker: a full lanepir server (its own mappings of the shard
+// files, which share the page cache with the other workers) whose reloads
+// are orchestrated by the primary. It serves the generation published in the
+// control segment, checks the segment's publish count on every request (so a
+// lost message cannot leave it behind), and records what it holds in its slot.
+import crypto from 'node:crypto';
+import { pino } from 'pino';
+import { AggregatorRegistry } from 'prom-client';
+import { type Config } from '../config.js';
+import { control } from '../native.js';
+import { HttpError } from '../server/errors.js';
+import { ServerMetrics } from '../server/metrics.js';
+import { ReloadError } from '../server/reloader.js';
+import { type RunningServer, startServer } from '../server/server.js';
+import { type ClusterReloadResult, type PrimaryMessage, type WorkerMessage, preciseNow } from './messages.js';
+
+const SLOT_INTERVAL_MS = 200;
+
+/**
+ * Failpoints for tests of failure paths that cannot be provoked from outside
+ * (LANEPIR_FAILPOINTS="prepare:slot=0" makes worker 0 fail every prepare).
+ */
+function failpointActive(name: string, slot: number): Error | undefined {
+  for (const spec of (process.env.LANEPIR_FAILPOINTS ?? '').split(',')) {
+    const [fp, arg] = spec.trim().split(':');
+    if (fp === name && (arg === undefined || arg === `slot=${slot}`)) {
+      return Object.assign(new Error(`failpoint ${spec.trim()} is set`), { code: 'EFAILPOINT' });
+    }
+  }
+  return undefined;
+}
+
+export async function runWorker(): Promise<void> {
+  const config = JSON.parse(process.env.LANEPIR_CONFIG_JSON!) as Config;
+  const slot = Number(process.env.LANEPIR_WORKER_SLOT);
+  const segment = control.controlOpen(process.env.LANEPIR_SEGMENT!);
+  const workerName = `worker-${slot}-${process.pid}`;
+  const logger = pino({ level: config.log_level, base: { worker: workerName } });
+  const metrics = new ServerMetrics();
+  // Constructing one installs prom-client's answer to the primary's metric requests.
+  new AggregatorRegistry();
+  AggregatorRegistry.setRegistries([metrics.registry]);
+  const send = (msg: WorkerMessage) => process.send?.(msg);
+
+  // Requests to the primary, answered by id.
+  const asks = new Map<string, (msg: PrimaryMessage) => void>();
+  const ask = <T extends PrimaryMessage>(msg: (id: string) => WorkerMessage): Promise<T> =>
+    new Promise((resolve) => {
+      const id = crypto.randomUUID();
+      asks.set(id, resolve as (m: PrimaryMessage) => void);
+      send(msg(id));
+    });
+
+  let server: RunningServer | undefined;
+  let requests = 0;
+  let seenCount = segment.publishCount();
+  const switchedAt = new Map<string, number>();
+
+  const writeSlot = () => {
+    if (!server) return;
+    const store = server.store;
+    segment.writeSlot(slot, {
+      pid: process.pid,
+      serving: store.current ? Number(store.current.id) : null,
+      requests,
+      held: store.queryable().map((s) => ({ generation: Number(s.id), inFlight: s.inFlight })),
+    });
+  };
+  const noteSwitch = (id: string) => {
+    if (!switchedAt.has(id)) switchedAt.set(id, preciseNow());
+    if (switchedAt.size > 64) switchedAt.delete(switchedAt.keys().next().value!);
+    metrics.servedGeneration.set({ worker: workerName }, Number(id));
+    writeSlot();
+  };
+
+  /** Serve what the segment says is published, if this worker has it open. */
+  const followSegment = () => {
+    const count = segment.publishCount();
+    if (count === seenCount || !server) return;
+    seenCount = count;
+    const published = segment.readPublished();
+    if (!published || published.generation === null) return;
+    const id = String(published.generation);
+    if (server.store.current?.id === id) return;
+    if (server.reloader.commit(id)) {
+      noteSwitch(id);
+      return;
+    }
+    // Not prepared here (this worker missed the prepare): map it now, keep serving meanwhile.
+    logger.warn({ generation: id }, 'published generation was not prepared here; mapping it');
+    server.reloader.reload(id).then(
+      () => noteSwitch(id),
+      (err: Error) => logger.error({ err: err.message, generation: id }, 'could not map the published generation'),
+    );
+  };
+
+  const published = segment.readPublished();
+  server = await startServer(config, {
+    logger,
+    workerName,
+    metrics,
+    // Map the published generation before accepting connections.
+    initialGeneration: published?.generation != null ? String(published.generation) : null,
+    beforeRequest: () => {
+      requests++;
+      followSegment();
+    },
+    reload: async (target) => {
+      const msg = await ask<Extract<PrimaryMessage, { t: 'reload-result' }>>((id) => ({ t: 'reload', id, ...(target !== undefined ? { target } : {}) }));
+      if (msg.ok) return msg.result;
+      const e = msg.error;
+      if (e.status === 422) throw new ReloadError(e.code, e.message, e.extra);
+      throw new HttpError(e.status, e.code, e.message, e.extra);
+    },
+    generations: async () => (await ask<Extract<PrimaryMessage, { t: 'generations-result' }>>((id) => ({ t: 'generations', id }))).data,
+    metricsText: async () => {
+      const m = await ask<Extract<PrimaryMessage, { t: 'metrics-result' }>>((id) => ({ t: 'metrics', id }));
+      return { contentType: m.contentType, body: m.body };
+    },
+  });
+  if (server.store.current) noteSwitch(server.store.current.id);
+  const timer = setInterval(writeSlot, SLOT_INTERVAL_MS);
+  timer.unref();
+
+  let stopping = false;
+  const shutdown = async () => {
+    if (stopping) return;
+    stopping = true;
+    clearInterval(timer);
+    await server!.close();
+    server!.reloader.abortAll();
+    writeSlot();
+    segment.close();
+    process.exit(0);
+  };
+
+  process.on('message', (raw: unknown) => {
+    const msg = raw as PrimaryMessage;
+    switch (msg?.t) {
+      case 'reload-result':
+      case 'generations-result':
+      case 'metrics-result': {
+        const resolve = asks.get(msg.id);
+        asks.delete(msg.id);
+        resolve?.(msg);
+        break;
+      }
+      case 'prepare': {
+        const started = performance.now();
+        const failpoint = failpointActive('prepare', slot);
+        (failpoint ? Promise.reject(failpoint) : server!.reloader.prepare(msg.generation)).then(
+          () => send({ t: 'prepared', id: msg.id, ok: true, ms: performance.now() - started }),
+          (err: Error & { code?: string; extra?: Record<string, unknown> }) =>
+            send({ t: 'prepared', id: msg.id, ok: false, error: { status: 422, code: err.code ?? 'EPREPARE', message: err.message } }),
+        );
+        break;
+      }
+      case 'switch': {
+        seenCount = segment.publishCount();
+        const snap = server!.store.current?.id === msg.generation ? server!.store.current : server!.reloader.commit(msg.generation);
+        if (snap) noteSwitch(msg.generation);
+        send({
+          t: 'switched',
+          id: msg.id,
+          generation: msg.generation,
+          ok: snap !== undefined,
+          at: switchedAt.get(msg.generation) ?? preciseNow(),
+          ...(snap ? {} : { error: 'generation was not prepared' }),
+        });
+        break;
+      }
+      case 'abort':
+        server!.reloader.abort(msg.generation);
+        break;
+      case 'shutdown':
+        void shutdown();
+        break;
+    }
+  });
+  process.once('SIGTERM', () => void shutdown());
+  process.once('SIGINT', () => void shutdown());
+  process.on('SIGHUP', () => {}); // the primary handles reloads
+  send({ t: 'ready', slot, generation: server.store.current?.id ?? null, publicUrl: server.publicUrl, adminUrl: server.adminUrl });
+}

@@ -1,0 +1,87 @@
+// Running `lanepir serve` (the cluster) as a child process for tests.
+import { type ChildProcess, spawn } from 'node:child_process';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import { SHARD_SIZE } from './server-helpers.js';
+
+export const BIN = path.resolve('bin/lanepir.js');
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface Cluster {
+  proc: ChildProcess;
+  url: string;
+  adminUrl: string;
+  output: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  stop: () => Promise<void>;
+}
+
+export async function startCluster(data: string, opts: { workers?: number; env?: Record<string, string>; args?: string[] } = {}): Promise<Cluster> {
+  const port = await freePort();
+  const adminPort = await freePort();
+  const proc = spawn(
+    process.execPath,
+    [BIN, 'serve', '--data', data, '--host', '127.0.0.1', '--port', String(port), '--admin-port', String(adminPort), '--workers', String(opts.workers ?? 2), '--log-level', 'warn', ...(opts.args ?? [])],
+    { env: { ...process.env, LANEPIR_SHARD_SIZE_BYTES: String(SHARD_SIZE), ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  proc.stdout!.on('data', (d) => (out += d));
+  proc.stderr!.on('data', (d) => (out += d));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`lanepir serve exited early:\n${out}`);
+    try {
+      // Up when every worker is listening (the first one answers /health before the others are ready).
+      const r = await get(`http://127.0.0.1:${adminPort}/admin/generations`);
+      const workers = r.status === 200 ? (JSON.parse(r.body.toString()).workers as { ready: boolean }[]) : [];
+      if (workers.length === (opts.workers ?? 2) && workers.every((w) => w.ready)) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`lanepir serve did not start:\n${out}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const stop = async () => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+    await exited;
+  };
+  return { proc, url, adminUrl: `http://127.0.0.1:${adminPort}`, output: () => out, exited, stop };
+}
+
+export interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+}
+
+/** One request on its own connection (so node:cluster may hand it to any worker). */
+export function request(url: string, opts: { method?: string; body?: Uint8Array | string; headers?: Record<string, string> } = {}): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: opts.method ?? 'GET', agent: false, headers: { Connection: 'close', ...opts.headers } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    // A request that hangs is a failure, not a stuck test.
+    req.setTimeout(15_000, () => req.destroy(new Error(`request to ${url} timed out`)));
+    req.end(opts.body);
+  });
+}
+
+export const get = (url: string) => request(url);
+export const json = (r: Reply) => JSON.parse(r.body.toString()) as Record<string, any>;
