@@ -19,6 +19,7 @@
 #include "errors.h"
 #include "hint.h"
 #include "lane.h"
+#include "napi_errors.h"
 
 using namespace lanepir;
 
@@ -31,34 +32,6 @@ namespace {
 struct AddonData {
   Napi::FunctionReference laneCtor;
 };
-
-Napi::Error codedError(Napi::Env env, const std::string& code, const std::string& msg, bool range = false) {
-  Napi::Error e = range ? Napi::RangeError::New(env, msg) : Napi::Error::New(env, msg);
-  e.Set("code", Napi::String::New(env, code));
-  return e;
-}
-
-// Code and message of whatever the current catch block caught.
-struct Failure {
-  std::string code, msg;
-  bool range = false;
-};
-
-Failure currentFailure() {
-  try {
-    throw;
-  } catch (const NativeError& e) {
-    return {e.code, e.what(), false};
-  } catch (const std::bad_alloc&) {
-    return {"ENOMEM", "out of memory", false};
-  } catch (const std::system_error& e) {
-    return {"ENOMEM", std::string("system resource error: ") + e.what(), false};
-  } catch (const std::exception& e) {
-    return {"EPARAMS", e.what(), false};
-  } catch (...) {
-    return {"EPARAMS", "unknown native error", false};
-  }
-}
 
 // ---- argument helpers (throw NativeError EPARAMS) ----
 

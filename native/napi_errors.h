@@ -1,5 +1,7 @@
-// Turning native failures into JS errors with a `code` property, for the
-// binding files. Call throwCurrent() inside a catch (...) block.
+// Turning native failures into JS errors with a `code` property, shared by
+// the binding files. Failure captures a caught exception without touching
+// N-API (so an AsyncWorker can capture it on its thread and reject on the JS
+// thread); throwCurrent() raises the exception being handled in JS.
 #pragma once
 #include <napi.h>
 
@@ -11,30 +13,47 @@
 
 namespace lanepir {
 
-inline Napi::Error codedError(Napi::Env env, const std::string& code, const std::string& msg) {
-  Napi::Error e = Napi::Error::New(env, msg);
+inline Napi::Error codedError(Napi::Env env, const std::string& code, const std::string& msg, bool range = false) {
+  Napi::Error e = range ? Napi::RangeError::New(env, msg) : Napi::Error::New(env, msg);
   e.Set("code", Napi::String::New(env, code));
   return e;
+}
+
+// Code and message of whatever the current catch block caught.
+struct Failure {
+  std::string code, msg;
+  bool range = false;
+};
+
+inline Failure currentFailure() {
+  try {
+    throw;
+  } catch (const NativeError& e) {
+    return {e.code, e.what(), false};
+  } catch (const std::bad_alloc&) {
+    return {"ENOMEM", "out of memory", false};
+  } catch (const std::system_error& e) {
+    return {"ENOMEM", std::string("system resource error: ") + e.what(), false};
+  } catch (const std::exception& e) {
+    return {"EPARAMS", e.what(), false};
+  } catch (...) {
+    return {"EPARAMS", "unknown native error", false};
+  }
 }
 
 inline void throwCoded(Napi::Env env, const std::string& code, const std::string& msg) {
   codedError(env, code, msg).ThrowAsJavaScriptException();
 }
 
-// Rethrows the exception being handled and raises it in JS with its code.
+// Call inside catch (...): raises the exception being handled in JS with its code.
 inline void throwCurrent(Napi::Env env) {
   try {
     throw;
-  } catch (const NativeError& e) {
-    throwCoded(env, e.code, e.what());
   } catch (const Napi::Error& e) {
     e.ThrowAsJavaScriptException();
-  } catch (const std::bad_alloc&) {
-    throwCoded(env, "ENOMEM", "out of memory");
-  } catch (const std::exception& e) {
-    throwCoded(env, "EINTERNAL", e.what());
   } catch (...) {
-    throwCoded(env, "EINTERNAL", "unknown native error");
+    const Failure f = currentFailure();
+    codedError(env, f.code, f.msg, f.range).ThrowAsJavaScriptException();
   }
 }
 
