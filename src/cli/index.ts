@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import { buildCommand } from './build.js';
 import { reportAndExit } from './errors.js';
 import { inspectCommand, selftestCommand, verifyCommand } from './inspect.js';
+import { publishCommand, pruneCommand, reloadCommand } from './ops.js';
 import { queryCommand } from './query.js';
 import { serveCommand } from './serve.js';
 
@@ -97,6 +98,35 @@ export function program(): Command {
     .requiredOption('--index <i>', 'entry index')
     .option('--cache-dir <dir>', 'where crs and hints are cached (default ~/.cache/lanepir)')
     .action(run(queryCommand));
+
+  cli
+    .command('publish')
+    .description('point DIR/current at generation N, atomically')
+    .requiredOption('--data <dir>', 'data directory')
+    .requiredOption('--generation <id>', 'generation to publish')
+    .action(run(publishCommand));
+
+  const admin = (cmd: Command) =>
+    cmd
+      .option('--admin-url <url>', 'admin API (LANEPIR_ADMIN_URL; default from the configuration: http://127.0.0.1:3001)')
+      .option('--admin-token <token>', 'admin bearer token (LANEPIR_ADMIN_TOKEN; default from the configuration)')
+      .option('--config <file>', 'the server\'s JSON configuration, for the admin address and token');
+
+  admin(
+    cli
+      .command('reload')
+      .description('ask a running server to reload (DIR/current, or --generation N); fails when refused')
+      .option('--generation <id>', 'generation to serve'),
+  ).action(run(reloadCommand));
+
+  admin(
+    cli
+      .command('prune')
+      .description('delete generations that are not current, not among the newest --retain, and held by no worker')
+      .requiredOption('--data <dir>', 'data directory')
+      .option('--retain <n>', 'newest generations always kept', '5')
+      .option('--dry-run', 'only print what would be removed'),
+  ).action(run(pruneCommand));
 
   return cli;
 }

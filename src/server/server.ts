@@ -105,15 +105,19 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     ...(opts.beforeRequest ? { beforeRequest: opts.beforeRequest } : {}),
     workerName: opts.workerName ?? `pid-${process.pid}`,
     reload: opts.reload ?? reloadLocal,
+    // Same shape as the cluster primary's answer (one worker).
     generations:
       opts.generations ??
       (async () => ({
+        published: store.current ? { generation: Number(store.current.id), block_number: store.current.blockNumber, dir: store.current.generation.dir } : null,
         workers: [
           {
             worker: opts.workerName ?? `pid-${process.pid}`,
+            slot: 0,
             pid: process.pid,
-            current: store.current?.id ?? null,
-            generations: store.queryable().map((s) => ({ generation: s.id, block_number: s.blockNumber, in_flight: s.inFlight })),
+            ready: true,
+            serving: store.current ? Number(store.current.id) : null,
+            generations: store.queryable().map((s) => ({ generation: Number(s.id), in_flight: s.inFlight })),
           },
         ],
         mappings: native.mappingStats(),
