@@ -65,6 +65,28 @@ void readConsistent(const AU64& seq, F read) {
   fail("ESEGMENT_TORN", "a control segment record stayed mid-write (its writer died); it is cleared on the next write");
 }
 
+// Strings are stored NUL-padded in 64-bit words so every byte is read and
+// written through the same lock-free atomics as the numbers.
+template <size_t N>
+void storeString(AU64 (&words)[N], const std::string& s) {
+  uint64_t tmp[N] = {};
+  std::memcpy(tmp, s.data(), s.size() < N * 8 ? s.size() : N * 8);
+  for (size_t i = 0; i < N; i++) words[i].store(tmp[i], std::memory_order_relaxed);
+}
+
+template <size_t N>
+std::string loadString(const AU64 (&words)[N], size_t len = N * 8) {
+  uint64_t tmp[N];
+  for (size_t i = 0; i < N; i++) tmp[i] = words[i].load(std::memory_order_relaxed);
+  const char* c = reinterpret_cast<const char*>(tmp);
+  if (len > N * 8) len = N * 8;
+  return std::string(c, strnlen(c, len));
+}
+
+void checkId(const std::string& id) {
+  if (id.size() >= kIdWords * 8) fail("EPARAMS", "generation id is longer than 31 bytes: " + id);
+}
+
 void* mapFd(int fd, size_t bytes) {
   void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (p == MAP_FAILED) fail("EMMAP", sysMsg("mmap of control segment"));
@@ -127,10 +149,8 @@ ControlSegment* ControlSegment::create(const std::string& name, uint32_t slots) 
   h->sizes.store(uint64_t(kHeaderBytes) | (uint64_t(kSlotBytes) << 32));
   h->primaryPid.store(uint64_t(::getpid()));
   h->createdMs.store(nowMs());
-  h->pubGeneration.store(kNone);
   h->pubBlock.store(kNone);
   auto* seg = new ControlSegment(name, base, bytes, slots);
-  for (uint32_t i = 0; i < slots; i++) seg->slot(i)->serving.store(kNone);
   // Magic last: a reader that sees it sees an initialised header.
   h->magic.store(kControlMagic, std::memory_order_release);
   return seg;
@@ -175,18 +195,17 @@ uint64_t ControlSegment::primaryPid() const {
   return header()->primaryPid.load();
 }
 
-void ControlSegment::publish(uint64_t generation, uint64_t block, const std::string& dir) {
+void ControlSegment::publish(const std::string& id, uint64_t block, const std::string& dir) {
   if (!base_) fail("ESEGMENT", "control segment is closed");
+  checkId(id);
   if (dir.size() > kDirWords * 8) fail("EPARAMS", "generation directory path is longer than 512 bytes");
   ControlHeader* h = header();
-  uint64_t words[kDirWords] = {};
-  std::memcpy(words, dir.data(), dir.size());
   const uint64_t odd = beginWrite(h->pubSeq);
-  h->pubGeneration.store(generation, std::memory_order_relaxed);
+  storeString(h->pubId, id);
   h->pubBlock.store(block, std::memory_order_relaxed);
   h->pubTimeMs.store(nowMs(), std::memory_order_relaxed);
   h->pubDirLen.store(dir.size(), std::memory_order_relaxed);
-  for (size_t i = 0; i < kDirWords; i++) h->pubDir[i].store(words[i], std::memory_order_relaxed);
+  storeString(h->pubDir, dir);
   h->pubCount.store(h->pubCount.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   endWrite(h->pubSeq, odd);
 }
@@ -195,18 +214,13 @@ Published ControlSegment::readPublished() const {
   if (!base_) fail("ESEGMENT", "control segment is closed");
   const ControlHeader* h = header();
   Published p;
-  uint64_t words[kDirWords];
-  uint64_t len = 0;
   readConsistent(h->pubSeq, [&] {
     p.count = h->pubCount.load(std::memory_order_relaxed);
-    p.generation = h->pubGeneration.load(std::memory_order_relaxed);
     p.block = h->pubBlock.load(std::memory_order_relaxed);
     p.timeMs = h->pubTimeMs.load(std::memory_order_relaxed);
-    len = h->pubDirLen.load(std::memory_order_relaxed);
-    for (size_t i = 0; i < kDirWords; i++) words[i] = h->pubDir[i].load(std::memory_order_relaxed);
+    p.id = loadString(h->pubId);
+    p.dir = loadString(h->pubDir, size_t(h->pubDirLen.load(std::memory_order_relaxed)));
   });
-  if (len > kDirWords * 8) len = kDirWords * 8;
-  p.dir.assign(reinterpret_cast<const char*>(words), size_t(len));
   return p;
 }
 
@@ -217,15 +231,17 @@ uint64_t ControlSegment::publishCount() const {
 
 void ControlSegment::writeSlot(uint32_t index, const SlotState& s) {
   WorkerSlot* w = slot(index);
+  checkId(s.serving);
+  for (const auto& h : s.held) checkId(h.first);
   const size_t n = s.held.size() < kHeldMax ? s.held.size() : kHeldMax;
   const uint64_t odd = beginWrite(w->seq);
   w->pid.store(s.pid, std::memory_order_relaxed);
   w->heartbeatMs.store(s.heartbeatMs ? s.heartbeatMs : nowMs(), std::memory_order_relaxed);
-  w->serving.store(s.serving, std::memory_order_relaxed);
   w->requests.store(s.requests, std::memory_order_relaxed);
+  storeString(w->serving, s.serving);
   w->heldCount.store(n, std::memory_order_relaxed);
   for (size_t i = 0; i < kHeldMax; i++) {
-    w->held[i].generation.store(i < n ? s.held[i].first : kNone, std::memory_order_relaxed);
+    storeString(w->held[i].id, i < n ? s.held[i].first : std::string());
     w->held[i].inFlight.store(i < n ? s.held[i].second : 0, std::memory_order_relaxed);
   }
   endWrite(w->seq, odd);
@@ -237,13 +253,12 @@ SlotState ControlSegment::readSlot(uint32_t index) const {
   readConsistent(w->seq, [&] {
     s.pid = w->pid.load(std::memory_order_relaxed);
     s.heartbeatMs = w->heartbeatMs.load(std::memory_order_relaxed);
-    s.serving = w->serving.load(std::memory_order_relaxed);
     s.requests = w->requests.load(std::memory_order_relaxed);
+    s.serving = loadString(w->serving);
     uint64_t n = w->heldCount.load(std::memory_order_relaxed);
     if (n > kHeldMax) n = kHeldMax;
     s.held.clear();
-    for (uint64_t i = 0; i < n; i++)
-      s.held.emplace_back(w->held[i].generation.load(std::memory_order_relaxed), w->held[i].inFlight.load(std::memory_order_relaxed));
+    for (uint64_t i = 0; i < n; i++) s.held.emplace_back(loadString(w->held[i].id), w->held[i].inFlight.load(std::memory_order_relaxed));
   });
   return s;
 }

@@ -19,8 +19,9 @@ static_assert(sizeof(std::atomic<uint64_t>) == 8, "atomic<uint64_t> must be a pl
 constexpr uint64_t kControlMagic = 0x0052495045'4E414CULL;  // "LANEPIR\0" little-endian
 constexpr uint32_t kControlLayoutVersion = 1;
 constexpr size_t kHeaderBytes = 4096;
-constexpr size_t kSlotBytes = 512;
+constexpr size_t kSlotBytes = 1024;
 constexpr size_t kDirWords = 64;  // 512 bytes of generation directory
+constexpr size_t kIdWords = 4;    // generation id: up to 31 bytes, NUL-padded
 constexpr size_t kHeldMax = 16;
 constexpr uint64_t kNone = ~uint64_t(0);
 
@@ -37,15 +38,15 @@ struct ControlHeader {
   // Published generation (seqlock; odd seq = write in progress).
   AU64 pubSeq;          // 64
   AU64 pubCount;        // 72: number of publishes so far
-  AU64 pubGeneration;   // 80
-  AU64 pubBlock;        // 88
-  AU64 pubTimeMs;       // 96
-  AU64 pubDirLen;       // 104
-  AU64 pubDir[kDirWords];  // 112 .. 624
+  AU64 pubBlock;        // 80
+  AU64 pubTimeMs;       // 88
+  AU64 pubDirLen;       // 96
+  AU64 pubId[kIdWords];    // 104 .. 136: generation id
+  AU64 pubDir[kDirWords];  // 136 .. 648
 };
 
 struct HeldGeneration {
-  AU64 generation;
+  AU64 id[kIdWords];
   AU64 inFlight;
 };
 
@@ -53,26 +54,30 @@ struct WorkerSlot {
   AU64 seq;          // 0: seqlock
   AU64 pid;          // 8: 0 = free
   AU64 heartbeatMs;  // 16
-  AU64 serving;      // 24: generation served, kNone if none
+  AU64 requests;     // 24: requests seen (monotonic)
   AU64 heldCount;    // 32
-  AU64 requests;     // 40: requests answered (monotonic)
-  HeldGeneration held[kHeldMax];  // 48 .. 304
+  AU64 serving[kIdWords];         // 40 .. 72: generation served ("" = none)
+  HeldGeneration held[kHeldMax];  // 72 .. 712
 };
 
 static_assert(offsetof(ControlHeader, pubSeq) == 64, "layout");
-static_assert(offsetof(ControlHeader, pubDir) == 112, "layout");
+static_assert(offsetof(ControlHeader, pubId) == 104, "layout");
+static_assert(offsetof(ControlHeader, pubDir) == 136, "layout");
 static_assert(sizeof(ControlHeader) <= kHeaderBytes, "layout");
-static_assert(offsetof(WorkerSlot, held) == 48, "layout");
+static_assert(offsetof(WorkerSlot, serving) == 40, "layout");
+static_assert(offsetof(WorkerSlot, held) == 72, "layout");
+static_assert(sizeof(HeldGeneration) == 40, "layout");
 static_assert(sizeof(WorkerSlot) <= kSlotBytes, "layout");
 
 struct Published {
-  uint64_t count = 0, generation = kNone, block = kNone, timeMs = 0;
-  std::string dir;
+  uint64_t count = 0, block = kNone, timeMs = 0;
+  std::string id, dir;
 };
 
 struct SlotState {
-  uint64_t pid = 0, heartbeatMs = 0, serving = kNone, requests = 0;
-  std::vector<std::pair<uint64_t, uint64_t>> held;  // (generation, in-flight)
+  uint64_t pid = 0, heartbeatMs = 0, requests = 0;
+  std::string serving;  // "" = none
+  std::vector<std::pair<std::string, uint64_t>> held;  // (generation, in-flight)
 };
 
 class ControlSegment {
@@ -88,7 +93,7 @@ class ControlSegment {
   uint32_t slots() const { return slots_; }
   uint64_t primaryPid() const;
 
-  void publish(uint64_t generation, uint64_t block, const std::string& dir);
+  void publish(const std::string& id, uint64_t block, const std::string& dir);
   Published readPublished() const;
   // Cheap: one atomic load (changes on every publish).
   uint64_t publishCount() const;

@@ -19,6 +19,19 @@ Napi::Value u64OrNull(Napi::Env env, uint64_t v) {
   return v == kNone ? env.Null() : Napi::Number::New(env, double(v));
 }
 
+Napi::Value idOrNull(Napi::Env env, const std::string& id) {
+  return id.empty() ? env.Null() : Napi::String::New(env, id);
+}
+
+// A generation id: a non-empty string (null/undefined where `allowNull`).
+std::string idArg(const Napi::Value& v, const char* what, bool allowNull = false) {
+  if (allowNull && (v.IsNull() || v.IsUndefined())) return std::string();
+  if (!v.IsString()) fail("EPARAMS", std::string(what) + " must be a generation id string");
+  std::string s = v.As<Napi::String>().Utf8Value();
+  if (s.empty()) fail("EPARAMS", std::string(what) + " must not be empty");
+  return s;
+}
+
 uint64_t u64Arg(const Napi::Value& v, const char* what, bool allowNull = false) {
   if (allowNull && (v.IsNull() || v.IsUndefined())) return kNone;
   if (!v.IsNumber()) fail("EPARAMS", std::string(what) + " must be a number");
@@ -86,7 +99,7 @@ class ControlHandle : public Napi::ObjectWrap<ControlHandle> {
       Napi::Object o = info[0].As<Napi::Object>();
       Napi::Value dir = o.Get("dir");
       if (!dir.IsString()) fail("EPARAMS", "dir must be a string");
-      seg_->publish(u64Arg(o.Get("generation"), "generation"), u64Arg(o.Get("blockNumber"), "blockNumber"),
+      seg_->publish(idArg(o.Get("generation"), "generation"), u64Arg(o.Get("blockNumber"), "blockNumber"),
                     dir.As<Napi::String>().Utf8Value());
       return Napi::Number::New(info.Env(), double(seg_->publishCount()));
     });
@@ -98,7 +111,7 @@ class ControlHandle : public Napi::ObjectWrap<ControlHandle> {
       if (p.count == 0) return info.Env().Null();
       Napi::Object o = Napi::Object::New(info.Env());
       o.Set("count", Napi::Number::New(info.Env(), double(p.count)));
-      o.Set("generation", u64OrNull(info.Env(), p.generation));
+      o.Set("generation", idOrNull(info.Env(), p.id));
       o.Set("blockNumber", u64OrNull(info.Env(), p.block));
       o.Set("publishedAt", Napi::Number::New(info.Env(), double(p.timeMs)));
       o.Set("dir", Napi::String::New(info.Env(), p.dir));
@@ -118,7 +131,7 @@ class ControlHandle : public Napi::ObjectWrap<ControlHandle> {
       Napi::Object o = info[1].As<Napi::Object>();
       SlotState s;
       s.pid = u64Arg(o.Get("pid"), "pid");
-      s.serving = u64Arg(o.Get("serving"), "serving", true);
+      s.serving = idArg(o.Get("serving"), "serving", true);
       s.requests = o.Has("requests") ? u64Arg(o.Get("requests"), "requests") : 0;
       Napi::Value held = o.Get("held");
       if (held.IsArray()) {
@@ -127,7 +140,7 @@ class ControlHandle : public Napi::ObjectWrap<ControlHandle> {
           Napi::Value e = a.Get(i);
           if (!e.IsObject()) fail("EPARAMS", "held entries are {generation, inFlight}");
           Napi::Object h = e.As<Napi::Object>();
-          s.held.emplace_back(u64Arg(h.Get("generation"), "held.generation"), u64Arg(h.Get("inFlight"), "held.inFlight"));
+          s.held.emplace_back(idArg(h.Get("generation"), "held.generation"), u64Arg(h.Get("inFlight"), "held.inFlight"));
         }
       }
       seg_->writeSlot(index, s);
@@ -142,12 +155,12 @@ class ControlHandle : public Napi::ObjectWrap<ControlHandle> {
       Napi::Object o = Napi::Object::New(env);
       o.Set("pid", Napi::Number::New(env, double(s.pid)));
       o.Set("heartbeatAt", Napi::Number::New(env, double(s.heartbeatMs)));
-      o.Set("serving", u64OrNull(env, s.serving));
+      o.Set("serving", idOrNull(env, s.serving));
       o.Set("requests", Napi::Number::New(env, double(s.requests)));
       Napi::Array held = Napi::Array::New(env, s.held.size());
       for (size_t i = 0; i < s.held.size(); i++) {
         Napi::Object h = Napi::Object::New(env);
-        h.Set("generation", u64OrNull(env, s.held[i].first));
+        h.Set("generation", Napi::String::New(env, s.held[i].first));
         h.Set("inFlight", Napi::Number::New(env, double(s.held[i].second)));
         held.Set(uint32_t(i), h);
       }

@@ -135,7 +135,7 @@ export function errorCode(err: unknown): string | undefined {
 export interface PublishedGeneration {
   /** Publishes so far (changes on every publish). */
   count: number;
-  generation: number | null;
+  generation: string | null;
   blockNumber: number | null;
   /** Unix ms of the publish. */
   publishedAt: number;
@@ -144,9 +144,11 @@ export interface PublishedGeneration {
 
 export interface WorkerSlotState {
   pid: number;
-  serving: number | null;
+  /** Generation served (ids up to 31 bytes), null when none. */
+  serving: string | null;
   requests?: number;
-  held: { generation: number; inFlight: number }[];
+  /** Up to 16 generations held, with their in-flight requests. */
+  held: { generation: string; inFlight: number }[];
 }
 
 export interface WorkerSlotRead extends WorkerSlotState {
@@ -160,7 +162,7 @@ export interface ControlSegment {
   readonly slots: number;
   readonly primaryPid: number;
   /** Primary only: the single store that switches the whole server. Returns the publish count. */
-  publish(p: { generation: number; blockNumber: number; dir: string }): number;
+  publish(p: { generation: string; blockNumber: number; dir: string }): number;
   readPublished(): PublishedGeneration | null;
   /** One atomic load: cheap enough for every request. */
   publishCount(): number;

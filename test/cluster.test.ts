@@ -113,25 +113,28 @@ test('reloads through each worker switch every worker; in-flight queries decode 
   const config = loadConfig({ flags: { data_dir: data, port: Number(new URL(c.url).port) } });
   const seg = control.controlOpen(segmentName(config));
   t.teardown(() => seg.close());
-  t.is(seg.readPublished()!.generation, 1);
+  t.is(seg.readPublished()!.generation, '1');
   t.is(seg.slots, 2);
   const slots = [seg.readSlot(0), seg.readSlot(1)];
   for (const s of slots) {
     t.true(s.pid > 0);
-    t.is(s.serving, 1);
-    t.true(s.held.some((h) => h.generation === 1));
+    t.is(s.serving, '1');
+    t.true(s.held.some((h) => h.generation === '1'));
   }
   // ...and from the documented raw layout, without the addon.
   const raw = fs.readFileSync(`/dev/shm${segmentName(config)}`);
   t.is(raw.subarray(0, 7).toString(), 'LANEPIR');
   t.is(raw.readUInt32LE(8), 1, 'layout version');
   t.is(raw.readUInt32LE(12), 2, 'slots');
-  t.is(Number(raw.readBigUInt64LE(80)), 1, 'published generation');
+  t.is(raw.subarray(104, 136).toString().replace(/\0+$/, ''), '1', 'published generation id');
+  t.is(Number(raw.readBigUInt64LE(80)), 1, 'published block');
+  t.is(raw.readUInt32LE(20), 1024, 'slot bytes');
   t.is(Number(raw.readBigUInt64LE(4096 + 8)), slots[0]!.pid, 'slot 0 pid');
+  t.is(raw.subarray(4096 + 40, 4096 + 72).toString().replace(/\0+$/, ''), '1', 'slot 0 serves generation 1');
 
   const gens = json(await request(`${c.adminUrl}/admin/generations`));
   t.is(gens.workers.length, 2);
-  t.is(gens.published.generation, 1);
+  t.is(gens.published.generation, '1');
 
   // /metrics aggregates the workers.
   const metrics = (await request(`${c.adminUrl}/metrics`)).body.toString();
@@ -174,17 +177,17 @@ test('a worker killed with SIGKILL under load is replaced and serves the current
   killedAt = Date.now();
   process.kill(victim.pid, 'SIGKILL');
   // Wait for the replacement to be ready.
-  let replaced: { pid: number; serving: number; ready: boolean }[] = [];
+  let replaced: { pid: number; serving: string; ready: boolean }[] = [];
   for (let i = 0; i < 100; i++) {
     await new Promise((r) => setTimeout(r, 100));
     replaced = json(await request(`${c.adminUrl}/admin/generations`)).workers;
-    if (replaced.length === 2 && replaced.every((w) => w.ready && w.pid !== victim.pid && w.serving === 2)) break;
+    if (replaced.length === 2 && replaced.every((w) => w.ready && w.pid !== victim.pid && w.serving === '2')) break;
   }
   await new Promise((r) => setTimeout(r, 500));
   stop = true;
   await Promise.all(loops);
   t.is(replaced.length, 2);
-  t.true(replaced.every((w) => w.pid !== victim.pid && w.serving === 2), JSON.stringify(replaced));
+  t.true(replaced.every((w) => w.pid !== victim.pid && w.serving === '2'), JSON.stringify(replaced));
   t.deepEqual(lateFailures, []);
   t.true(answered > 10);
   t.true(early <= 3, `${early} requests failed around the kill`);
@@ -212,8 +215,8 @@ test('a worker that cannot prepare the new generation fails the reload and nobod
   t.true((r.body.workers as { switched: boolean }[]).every((w) => !w.switched));
   for (let k = 0; k < 8; k++) t.is(json(await request(`${c.url}/info`)).generation, '1');
   const gens = json(await request(`${c.adminUrl}/admin/generations`));
-  t.is(gens.published.generation, 1);
-  t.true(gens.workers.every((w: { serving: number }) => w.serving === 1));
+  t.is(gens.published.generation, '1');
+  t.true(gens.workers.every((w: { serving: string }) => w.serving === '1'));
 });
 
 test('SIGTERM drains in-flight requests and exits 0 with no segment left behind', async (t) => {
@@ -270,11 +273,14 @@ test('a stale segment from a crashed server is replaced; a live one is refused',
   t.teardown(() => fs.rmSync(`/dev/shm${name}`, { force: true }));
   t.is(seg.primaryPid, process.pid);
   t.is(seg.readPublished(), null);
-  seg.publish({ generation: 7, blockNumber: 700, dir: '/data/generations/7' });
-  t.like(seg.readPublished(), { generation: 7, blockNumber: 700, dir: '/data/generations/7', count: 1 });
-  seg.writeSlot(2, { pid: 1234, serving: 7, requests: 9, held: [{ generation: 7, inFlight: 3 }, { generation: 6, inFlight: 0 }] });
-  t.like(seg.readSlot(2), { pid: 1234, serving: 7, requests: 9 });
-  t.deepEqual(seg.readSlot(2).held, [{ generation: 7, inFlight: 3 }, { generation: 6, inFlight: 0 }]);
+  seg.publish({ generation: '700r1', blockNumber: 700, dir: '/data/generations/700r1' });
+  t.like(seg.readPublished(), { generation: '700r1', blockNumber: 700, dir: '/data/generations/700r1', count: 1 });
+  seg.writeSlot(2, { pid: 1234, serving: '700r1', requests: 9, held: [{ generation: '700r1', inFlight: 3 }, { generation: '699', inFlight: 0 }] });
+  t.like(seg.readSlot(2), { pid: 1234, serving: '700r1', requests: 9 });
+  t.deepEqual(seg.readSlot(2).held, [{ generation: '700r1', inFlight: 3 }, { generation: '699', inFlight: 0 }]);
+  t.throws(() => seg.publish({ generation: 'x'.repeat(32), blockNumber: 1, dir: '/d' }), { code: 'EPARAMS' });
+  seg.clearSlot(2);
+  t.like(seg.readSlot(2), { pid: 0, serving: null });
   t.throws(() => seg.readSlot(3), { code: 'EPARAMS' });
   // Rewrite the primary pid in place (never truncate a mapped file).
   const setPrimaryPid = (pid: bigint) => {

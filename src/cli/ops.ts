@@ -69,15 +69,14 @@ export async function reloadCommand(flags: AdminFlags & { generation?: string })
 /** Generations any worker of the server still holds (plus the published one). */
 export async function heldGenerations(target: { url: string; token: string | undefined }): Promise<Set<string>> {
   const g = (await adminRequest(target, '/admin/generations')) as {
-    published?: { generation: number | null } | null;
-    workers: { serving?: number | string | null; current?: string | null; generations: { generation: number | string }[] }[];
+    published?: { generation: string | null } | null;
+    workers: { serving?: string | null; generations: { generation: string }[] }[];
   };
   const held = new Set<string>();
-  if (g.published?.generation != null) held.add(String(g.published.generation));
+  if (g.published?.generation != null) held.add(g.published.generation);
   for (const w of g.workers) {
-    for (const h of w.generations) held.add(String(h.generation));
-    if (w.serving != null) held.add(String(w.serving));
-    if (w.current != null) held.add(String(w.current));
+    for (const h of w.generations) held.add(h.generation);
+    if (w.serving != null) held.add(w.serving);
   }
   return held;
 }

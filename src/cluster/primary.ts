@@ -10,7 +10,7 @@ import { AggregatorRegistry, Counter, Gauge, Histogram, Registry } from 'prom-cl
 import { type Config } from '../config.js';
 import { type ControlSegment, control } from '../native.js';
 import { resolveGeneration } from '../store/generation.js';
-import { type LaneName } from '../store/layout.js';
+import { type LaneName, generationBlock } from '../store/layout.js';
 import { ReloadError, rethrow, validateGeneration } from '../server/reloader.js';
 import {
   type ClusterReloadResult,
@@ -81,9 +81,9 @@ export async function runPrimary(config: Config, logger: Logger = pino({ level: 
   try {
     const { dir } = await resolveGeneration(config.data_dir);
     const info = await validateGeneration(config, dir, []);
-    segment.publish({ generation: Number(info.id), blockNumber: info.blockNumber, dir: info.dir });
+    segment.publish({ generation: info.id, blockNumber: info.blockNumber, dir: info.dir });
     servedLanes = Object.keys(info.lanes) as LaneName[];
-    metrics.publishedGeneration.set(Number(info.id));
+    metrics.publishedGeneration.set(generationBlock(info.id));
     metrics.publishedBlock.set(info.blockNumber);
   } catch (err) {
     logger.warn({ err: (err as Error).message }, 'no generation published at start-up; workers start unready');
@@ -170,7 +170,7 @@ export async function runPrimary(config: Config, logger: Logger = pino({ level: 
       hot_loaded: lanes.includes('hot'),
       cold_loaded: lanes.includes('cold'),
       mmap_mode: config.use_mmap,
-      old_generation: before?.generation != null ? String(before.generation) : null,
+      old_generation: before?.generation ?? null,
       new_generation: id,
       unchanged,
       workers: [...confirmations.values()],
@@ -178,10 +178,10 @@ export async function runPrimary(config: Config, logger: Logger = pino({ level: 
     });
     try {
       const { id, dir } = await resolveGeneration(config.data_dir, target).catch(rethrow);
-      if (before?.generation != null && String(before.generation) === id) {
+      if (before?.generation === id) {
         for (const [w, c] of confirmations) {
           const slot = segment.readSlot(w.slot);
-          c.prepared = c.switched = slot.serving === Number(id);
+          c.prepared = c.switched = slot.serving === id;
         }
         metrics.reloads.inc({ result: 'unchanged' });
         return base(id, before.blockNumber!, servedLanes, true, null);
@@ -221,9 +221,9 @@ export async function runPrimary(config: Config, logger: Logger = pino({ level: 
 
       // 2. The switch: one store in the shared segment.
       const publishedAt = preciseNow();
-      segment.publish({ generation: Number(id), blockNumber: info.blockNumber, dir: info.dir });
+      segment.publish({ generation: id, blockNumber: info.blockNumber, dir: info.dir });
       servedLanes = lanes;
-      metrics.publishedGeneration.set(Number(id));
+      metrics.publishedGeneration.set(generationBlock(id));
       metrics.publishedBlock.set(info.blockNumber);
 
       // 3. Tell the workers (each also notices the publish on its next request).
@@ -262,8 +262,8 @@ export async function runPrimary(config: Config, logger: Logger = pino({ level: 
   /** A worker that became ready on an older generation than the one published since (it started mid-reload) is brought up to date. */
   const catchUp = async (w: WorkerState, serving: string | null) => {
     const published = segment.readPublished();
-    if (!published || published.generation === null || String(published.generation) === serving) return;
-    const id = String(published.generation);
+    if (!published || published.generation === null || published.generation === serving) return;
+    const id = published.generation;
     const rid = `c${++reloadSeq}`;
     const prepared = await request(w, { t: 'prepare', id: rid, generation: id }, config.prepare_timeout_ms);
     if (prepared?.t === 'prepared' && prepared.ok) await request(w, { t: 'switch', id: rid, generation: id }, SWITCH_TIMEOUT_MS);

@@ -8,6 +8,7 @@ import { pino } from 'pino';
 import { AggregatorRegistry } from 'prom-client';
 import { type Config } from '../config.js';
 import { control } from '../native.js';
+import { generationBlock } from '../store/layout.js';
 import { HttpError } from '../server/errors.js';
 import { ServerMetrics } from '../server/metrics.js';
 import { ReloadError } from '../server/reloader.js';
@@ -61,15 +62,15 @@ export async function runWorker(): Promise<void> {
     const store = server.store;
     segment.writeSlot(slot, {
       pid: process.pid,
-      serving: store.current ? Number(store.current.id) : null,
+      serving: store.current?.id ?? null,
       requests,
-      held: store.queryable().map((s) => ({ generation: Number(s.id), inFlight: s.inFlight })),
+      held: store.queryable().map((s) => ({ generation: s.id, inFlight: s.inFlight })),
     });
   };
   const noteSwitch = (id: string) => {
     if (!switchedAt.has(id)) switchedAt.set(id, preciseNow());
     if (switchedAt.size > 64) switchedAt.delete(switchedAt.keys().next().value!);
-    metrics.servedGeneration.set({ worker: workerName }, Number(id));
+    metrics.servedGeneration.set({ worker: workerName }, generationBlock(id));
     writeSlot();
   };
 
@@ -80,7 +81,7 @@ export async function runWorker(): Promise<void> {
     seenCount = count;
     const published = segment.readPublished();
     if (!published || published.generation === null) return;
-    const id = String(published.generation);
+    const id = published.generation;
     if (server.store.current?.id === id) return;
     if (server.reloader.commit(id)) {
       noteSwitch(id);
@@ -100,7 +101,7 @@ export async function runWorker(): Promise<void> {
     workerName,
     metrics,
     // Map the published generation before accepting connections.
-    initialGeneration: published?.generation != null ? String(published.generation) : null,
+    initialGeneration: published?.generation ?? null,
     beforeRequest: () => {
       requests++;
       followSegment();

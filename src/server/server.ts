@@ -109,15 +109,15 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     generations:
       opts.generations ??
       (async () => ({
-        published: store.current ? { generation: Number(store.current.id), block_number: store.current.blockNumber, dir: store.current.generation.dir } : null,
+        published: store.current ? { generation: store.current.id, block_number: store.current.blockNumber, dir: store.current.generation.dir } : null,
         workers: [
           {
             worker: opts.workerName ?? `pid-${process.pid}`,
             slot: 0,
             pid: process.pid,
             ready: true,
-            serving: store.current ? Number(store.current.id) : null,
-            generations: store.queryable().map((s) => ({ generation: Number(s.id), in_flight: s.inFlight })),
+            serving: store.current?.id ?? null,
+            generations: store.queryable().map((s) => ({ generation: s.id, in_flight: s.inFlight })),
           },
         ],
         mappings: native.mappingStats(),

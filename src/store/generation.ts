@@ -47,7 +47,7 @@ export interface Expectations {
 /** The generation to use: `id` if given, else the one <data>/current points at. */
 export async function resolveGeneration(data: string, id?: string): Promise<{ id: string; dir: string }> {
   if (id !== undefined) {
-    if (!GENERATION_ID.test(id)) throw new StoreError('EGENERATION', `invalid generation id ${JSON.stringify(id)} (expected a block number)`);
+    if (!GENERATION_ID.test(id)) throw new StoreError('EGENERATION', `invalid generation id ${JSON.stringify(id)} (expected a block number, or <block>r<k> for a block rebuilt after a reorg)`);
     return { id, dir: generationDir(data, id) };
   }
   let target: string;

@@ -9,8 +9,24 @@ export type LaneName = (typeof LANES)[number];
 
 export const FORMAT_VERSION = 1;
 export const DEFAULT_SHARD_SIZE = 128 * 1024;
-/** Generation ids are block numbers written in decimal. */
-export const GENERATION_ID = /^(0|[1-9][0-9]{0,15})$/;
+/**
+ * Generation ids: the block number in decimal, and for a block rebuilt after
+ * a reorg, `<block>r<k>` (k = 1, 2, ...): ids are never reused, because
+ * generations are immutable and clients cache per generation.
+ */
+export const GENERATION_ID = /^(0|[1-9][0-9]{0,15})(r[1-9][0-9]{0,3})?$/;
+
+/** The block number part of a generation id. */
+export function generationBlock(id: string): number {
+  return Number(id.split('r')[0]);
+}
+
+/** Orders generation ids by block, then by reorg rebuild. */
+export function compareGenerationIds(a: string, b: string): number {
+  const [ab, ar] = a.split('r');
+  const [bb, br] = b.split('r');
+  return Number(ab) - Number(bb) || Number(ar ?? 0) - Number(br ?? 0);
+}
 
 export function isLaneName(s: string): s is LaneName {
   return (LANES as readonly string[]).includes(s);

@@ -1,7 +1,7 @@
 // Which generations may be deleted: never the one <data>/current points at,
 // never one a server still holds, and never the newest `retain` ones.
 import fsp from 'node:fs/promises';
-import { GENERATION_ID, generationDir, generationsDir } from './layout.js';
+import { GENERATION_ID, compareGenerationIds, generationDir, generationsDir } from './layout.js';
 import { resolveGeneration } from './generation.js';
 
 export interface PrunePlan {
@@ -13,7 +13,7 @@ export interface PrunePlan {
 
 export async function listGenerations(data: string): Promise<string[]> {
   const names = await fsp.readdir(generationsDir(data)).catch(() => [] as string[]);
-  return names.filter((n) => GENERATION_ID.test(n)).sort((a, b) => Number(a) - Number(b));
+  return names.filter((n) => GENERATION_ID.test(n)).sort(compareGenerationIds);
 }
 
 export async function planPrune(data: string, held: Set<string>, retain: number): Promise<PrunePlan> {
