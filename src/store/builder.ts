@@ -63,8 +63,6 @@ export interface BuildResult {
 }
 
 export async function buildGeneration(opts: BuildOptions): Promise<BuildResult> {
-  const started = performance.now();
-  if (!Number.isSafeInteger(opts.block) || opts.block < 0) throw new StoreError('EPARAMS', `block must be a non-negative integer, got ${opts.block}`);
   const lanes = LANES.filter((l) => opts.lanes[l]);
   if (lanes.length === 0) throw new StoreError('EPARAMS', 'a generation needs at least one lane');
   // Validate every lane's parameters before writing anything.
@@ -73,7 +71,32 @@ export async function buildGeneration(opts: BuildOptions): Promise<BuildResult> 
     checkColumns(spec.m ?? defaultColumns(spec.source.entries));
     if (spec.seed && spec.seed.length !== 16) throw new StoreError('EPARAMS', `${lane}: seed must be 16 bytes`);
   }
+  return commitGeneration(opts, async (tmp, files) => {
+    const summaries: Manifest['lanes'] = {};
+    for (const lane of lanes) summaries[lane] = await buildLane(tmp, lane, opts.lanes[lane]!, opts, files);
+    return { lanes: summaries };
+  });
+}
 
+export interface CommitOptions {
+  data: string;
+  block: number;
+  publish?: boolean;
+}
+
+/**
+ * The generation write protocol shared by full and incremental builds: `fill`
+ * writes the lanes into a fresh temporary directory and lists their files;
+ * then the manifest is written, everything fsynced and the directory renamed
+ * into place. On any error the temporary directory is removed, so nothing of
+ * a failed build remains.
+ */
+export async function commitGeneration(
+  opts: CommitOptions,
+  fill: (tmp: string, files: Manifest['files']) => Promise<{ lanes: Manifest['lanes']; parent?: string }>,
+): Promise<BuildResult> {
+  const started = performance.now();
+  if (!Number.isSafeInteger(opts.block) || opts.block < 0) throw new StoreError('EPARAMS', `block must be a non-negative integer, got ${opts.block}`);
   const generation = String(opts.block);
   const finalDir = generationDir(opts.data, generation);
   if (await exists(finalDir)) {
@@ -84,17 +107,15 @@ export async function buildGeneration(opts: BuildOptions): Promise<BuildResult> 
   await fsp.mkdir(tmp);
   try {
     const files: Manifest['files'] = {};
-    const summaries: Manifest['lanes'] = {};
-    for (const lane of lanes) {
-      summaries[lane] = await buildLane(tmp, lane, opts.lanes[lane]!, opts, files);
-    }
+    const { lanes, parent } = await fill(tmp, files);
     const manifest: Manifest = {
       format: 'lanepir-generation',
       format_version: FORMAT_VERSION,
       generation,
       block_number: opts.block,
+      ...(parent !== undefined ? { parent } : {}),
       created_at: new Date().toISOString(),
-      lanes: summaries,
+      lanes,
       files,
     };
     await writeNewFile(manifestPath(tmp), Buffer.from(JSON.stringify(manifest, null, 2) + '\n'));
@@ -109,6 +130,63 @@ export async function buildGeneration(opts: BuildOptions): Promise<BuildResult> 
   }
 }
 
+/** A file's key in the manifest: its path relative to the generation, with '/'. */
+export function manifestKey(genDir: string, file: string): string {
+  return path.relative(genDir, file).split(path.sep).join('/');
+}
+
+export interface LaneParams {
+  m: number;
+  entries: number;
+  entrySize: number;
+  seed: Uint8Array;
+  hintSha256: string;
+  paramsVersion: number;
+  shardSize: number;
+}
+
+/** crs.json of a lane (key order is part of the byte-for-byte contract between full and incremental builds). */
+export function laneCrs(p: LaneParams): Crs {
+  return {
+    scheme: 'simplepir',
+    n: LWE_N,
+    q_bits: Q_BITS,
+    p: PLAIN_MODULUS,
+    sigma: SIGMA,
+    m: p.m,
+    R: recordRows(p.entries, p.m),
+    entry_size: p.entrySize,
+    entries: p.entries,
+    seed: Buffer.from(p.seed).toString('hex'),
+    prg: 'aes-128-ctr',
+    hint_sha256: p.hintSha256,
+    params_version: p.paramsVersion,
+    shard_size_bytes: p.shardSize,
+    shards: shardCount(p.entries, p.entrySize, p.shardSize),
+  };
+}
+
+export function crsFileBytes(crs: Crs): Buffer {
+  return Buffer.from(JSON.stringify(crs, null, 2) + '\n');
+}
+
+/** The manifest's summary of a lane, from its crs. */
+export function laneSummary(crs: Crs): LaneSummary {
+  const shardSize = crs.shard_size_bytes as number;
+  return {
+    entries: crs.entries,
+    entry_size: crs.entry_size,
+    m: crs.m,
+    R: crs.R,
+    shard_size_bytes: shardSize,
+    shards: shardCount(crs.entries, crs.entry_size, shardSize),
+    bytes: crs.entries * crs.entry_size,
+    seed: crs.seed,
+    hint_sha256: crs.hint_sha256,
+    params_version: crs.params_version ?? 1,
+  };
+}
+
 async function buildLane(
   genDir: string,
   lane: LaneName,
@@ -118,11 +196,9 @@ async function buildLane(
 ): Promise<LaneSummary> {
   const { entries, entrySize } = spec.source;
   const m = spec.m ?? defaultColumns(entries);
-  const R = recordRows(entries, m);
   const shardSize = effectiveShardSize(opts.shardSize ?? DEFAULT_SHARD_SIZE, entrySize);
   const shards = shardCount(entries, entrySize, shardSize);
   const seed = Buffer.from(spec.seed ?? crypto.randomBytes(16));
-  const rel = (p: string) => path.relative(genDir, p).split(path.sep).join('/');
   await fsp.mkdir(shardsDir(genDir, lane), { recursive: true });
 
   const totalBytes = entries * entrySize;
@@ -134,7 +210,7 @@ async function buildLane(
     const chunk = buf.subarray(0, size);
     await spec.source.fill(offset / entrySize, chunk);
     const file = shardPath(genDir, lane, i);
-    files[rel(file)] = { size, sha256: await writeNewFile(file, chunk) };
+    files[manifestKey(genDir, file)] = { size, sha256: await writeNewFile(file, chunk) };
     shardPaths.push(file);
     opts.progress?.(`${lane}: shards`, i + 1, shards);
   }
@@ -151,41 +227,13 @@ async function buildLane(
     handle.release();
   }
   const hintSha = await writeNewFile(hintPath(genDir, lane), wordsToLittleEndian(hint));
-  files[rel(hintPath(genDir, lane))] = { size: hint.byteLength, sha256: hintSha };
+  files[manifestKey(genDir, hintPath(genDir, lane))] = { size: hint.byteLength, sha256: hintSha };
 
-  const paramsVersion = spec.paramsVersion ?? 1;
-  const crs: Crs = {
-    scheme: 'simplepir',
-    n: LWE_N,
-    q_bits: Q_BITS,
-    p: PLAIN_MODULUS,
-    sigma: SIGMA,
-    m,
-    R,
-    entry_size: entrySize,
-    entries,
-    seed: seed.toString('hex'),
-    prg: 'aes-128-ctr',
-    hint_sha256: hintSha,
-    params_version: paramsVersion,
-    shard_size_bytes: shardSize,
-    shards,
-  };
-  const crsBytes = Buffer.from(JSON.stringify(crs, null, 2) + '\n');
-  files[rel(crsPath(genDir, lane))] = { size: crsBytes.length, sha256: await writeNewFile(crsPath(genDir, lane), crsBytes) };
+  const crs = laneCrs({ m, entries, entrySize, seed, hintSha256: hintSha, paramsVersion: spec.paramsVersion ?? 1, shardSize });
+  const crsBytes = crsFileBytes(crs);
+  files[manifestKey(genDir, crsPath(genDir, lane))] = { size: crsBytes.length, sha256: await writeNewFile(crsPath(genDir, lane), crsBytes) };
   await fsyncDir(laneDir(genDir, lane));
-  return {
-    entries,
-    entry_size: entrySize,
-    m,
-    R,
-    shard_size_bytes: shardSize,
-    shards,
-    bytes: totalBytes,
-    seed: crs.seed,
-    hint_sha256: hintSha,
-    params_version: paramsVersion,
-  };
+  return laneSummary(crs);
 }
 
 /** Points <data>/current at generation `id`, atomically (symlink + rename). */

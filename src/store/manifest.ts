@@ -1,7 +1,7 @@
 // manifest.json: what a generation holds, and a checksum of every file in it.
 import fs from 'node:fs/promises';
 import { z } from 'zod';
-import { FORMAT_VERSION, LANES, manifestPath } from './layout.js';
+import { FORMAT_VERSION, GENERATION_ID, LANES, manifestPath } from './layout.js';
 import { StoreError } from './errors.js';
 
 const laneSummary = z.object({
@@ -24,6 +24,8 @@ export const manifestSchema = z.object({
   format_version: z.literal(FORMAT_VERSION),
   generation: z.string(),
   block_number: z.number().int().nonnegative(),
+  /** Set by incremental builds: the generation this one was built from (its diffs are <lane>/diff.bin). */
+  parent: z.string().regex(GENERATION_ID).optional(),
   created_at: z.string(),
   lanes: z.object({ hot: laneSummary.optional(), cold: laneSummary.optional() }).strict(),
   files: z.record(z.string(), fileEntry),
