@@ -2,7 +2,9 @@
 import fsp from 'node:fs/promises';
 import { type LaneSpec, buildGeneration } from '../store/builder.js';
 import { type EntrySource, SyntheticSource, openEntriesFile } from '../store/entries.js';
-import { GENERATION_ID, LANES, type LaneName, generationsDir, generationDir } from '../store/layout.js';
+import { buildIncremental, readUpdatesFile } from '../store/incremental.js';
+import { loadGeneration } from '../store/generation.js';
+import { DEFAULT_SHARD_SIZE, GENERATION_ID, LANES, type LaneName, generationsDir, generationDir } from '../store/layout.js';
 import { readManifest } from '../store/manifest.js';
 import { stderrProgress } from '../store/progress.js';
 import { UsageError, intOption } from './errors.js';
@@ -14,8 +16,11 @@ export interface BuildFlags {
   hotEntries?: string;
   coldSynthetic?: string;
   coldEntries?: string;
-  entrySize: string;
+  entrySize?: string;
   m?: string;
+  fromGeneration?: string;
+  hotUpdates?: string;
+  coldUpdates?: string;
   shardSize?: string;
   threads?: string;
   freshSeed?: boolean;
@@ -42,8 +47,10 @@ async function inheritedParams(data: string, block: number, lane: LaneName, entr
 }
 
 export async function buildCommand(flags: BuildFlags): Promise<void> {
+  if (flags.fromGeneration !== undefined) return incrementalCommand(flags);
+  if (flags.hotUpdates !== undefined || flags.coldUpdates !== undefined) throw new UsageError('--hot-updates and --cold-updates need --from-generation');
   const block = intOption('--block', flags.block)!;
-  const entrySize = intOption('--entry-size', flags.entrySize, 1)!;
+  const entrySize = intOption('--entry-size', flags.entrySize ?? '32', 1)!;
   const m = intOption('--m', flags.m, 1);
   const lanes: Partial<Record<LaneName, LaneSpec>> = {};
   for (const lane of LANES) {
@@ -67,7 +74,7 @@ export async function buildCommand(flags: BuildFlags): Promise<void> {
     data: flags.data,
     block,
     lanes,
-    ...(flags.shardSize !== undefined ? { shardSize: intOption('--shard-size', flags.shardSize, 1)! } : {}),
+    shardSize: intOption('--shard-size', flags.shardSize ?? String(DEFAULT_SHARD_SIZE), 1)!,
     ...(flags.threads !== undefined ? { threads: intOption('--threads', flags.threads, 1)! } : {}),
     publish: flags.publish === true,
     ...(flags.quiet ? {} : { progress: stderrProgress() }),
@@ -77,5 +84,55 @@ export async function buildCommand(flags: BuildFlags): Promise<void> {
     .join('; ');
   process.stdout.write(
     `built generation ${result.generation} at ${result.dir} in ${(result.durationMs / 1000).toFixed(2)} s (${summary})${flags.publish ? ', published' : ''}\n`,
+  );
+}
+
+/**
+ * lanepir build --from-generation M [--hot-updates FILE] [--cold-updates FILE]:
+ * generation BLOCK from M plus changed entries (src/store/incremental.ts).
+ * Lane shape (entry size, m, seed, shard size) comes from M. All update files
+ * are read and checked before anything is written.
+ */
+async function incrementalCommand(flags: BuildFlags): Promise<void> {
+  const block = intOption('--block', flags.block)!;
+  const from = flags.fromGeneration!;
+  if (!GENERATION_ID.test(from)) throw new UsageError(`--from-generation must be a generation id (block number), got ${JSON.stringify(from)}`);
+  const clashing = (
+    [
+      ['--hot-synthetic', flags.hotSynthetic],
+      ['--hot-entries', flags.hotEntries],
+      ['--cold-synthetic', flags.coldSynthetic],
+      ['--cold-entries', flags.coldEntries],
+      ['--entry-size', flags.entrySize],
+      ['--m', flags.m],
+      ['--shard-size', flags.shardSize],
+      ['--fresh-seed', flags.freshSeed],
+    ] as const
+  ).filter(([, v]) => v !== undefined && v !== false);
+  if (clashing.length > 0) {
+    throw new UsageError(`${clashing.map(([k]) => k).join(', ')} cannot be combined with --from-generation (an incremental build keeps the lanes of generation ${from}; give --hot-updates/--cold-updates)`);
+  }
+  const parent = await loadGeneration(generationDir(flags.data, from));
+  const updates: Partial<Record<LaneName, Map<number, Buffer>>> = {};
+  for (const lane of LANES) {
+    const file = lane === 'hot' ? flags.hotUpdates : flags.coldUpdates;
+    if (file === undefined) continue;
+    const info = parent.lanes[lane];
+    if (!info) throw new UsageError(`generation ${from} has no ${lane} lane; --${lane}-updates cannot apply`);
+    updates[lane] = await readUpdatesFile(file, info.crs.entry_size);
+  }
+  const result = await buildIncremental({
+    data: flags.data,
+    block,
+    from,
+    updates,
+    publish: flags.publish === true,
+    ...(flags.quiet ? {} : { progress: stderrProgress() }),
+  });
+  const summary = Object.entries(result.stats)
+    .map(([lane, s]) => `${lane}: ${s.changed} changed entries${s.grewBy ? `, +${s.grewBy} entries` : ''}, ${s.writtenShards} shards written, ${s.linkedShards} linked`)
+    .join('; ');
+  process.stdout.write(
+    `built generation ${result.generation} from ${from} at ${result.dir} in ${(result.durationMs / 1000).toFixed(2)} s (${summary})${flags.publish ? ', published' : ''}\n`,
   );
 }
