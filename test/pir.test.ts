@@ -47,6 +47,15 @@ test('TypeScript expansion of A equals node:crypto AES-128-CTR, from any row', a
   t.deepEqual(all.subarray(3 * 1024), rows);
 });
 
+test('C++ (expandA) and TypeScript (WebCrypto) expansions of A agree', async (t) => {
+  const { native } = await import('../src/native.js');
+  const seed = crypto.randomBytes(16);
+  const stream = await MatrixStream.create(seed, 1024);
+  for (const [start, count] of [[0, 4], [1, 1], [16383, 2], [123456, 3]] as const) {
+    t.deepEqual(native.expandA(seed, start, count, 1024), await stream.rows(start, count), `rows ${start}..${start + count}`);
+  }
+});
+
 test('counter carries across 64-bit halves like a 128-bit big-endian integer', async (t) => {
   // A row far enough out that its counter block passes 2^32 (row 2^24 + 1 at n = 1024).
   const seed = crypto.randomBytes(16);
