@@ -14,11 +14,13 @@ import { fsyncDir, writeNewFile, exists } from './fsutil.js';
 import {
   DEFAULT_SHARD_SIZE,
   FORMAT_VERSION,
+  GENERATION_ID,
   LANES,
   type LaneName,
   crsPath,
   currentLink,
   effectiveShardSize,
+  generationBlock,
   generationDir,
   generationsDir,
   hintPath,
@@ -81,6 +83,8 @@ export async function buildGeneration(opts: BuildOptions): Promise<BuildResult> 
 export interface CommitOptions {
   data: string;
   block: number;
+  /** Generation id (default: the block number; `<block>r<k>` for a rebuild after a reorg). */
+  id?: string;
   publish?: boolean;
 }
 
@@ -97,7 +101,10 @@ export async function commitGeneration(
 ): Promise<BuildResult> {
   const started = performance.now();
   if (!Number.isSafeInteger(opts.block) || opts.block < 0) throw new StoreError('EPARAMS', `block must be a non-negative integer, got ${opts.block}`);
-  const generation = String(opts.block);
+  const generation = opts.id ?? String(opts.block);
+  if (!GENERATION_ID.test(generation) || generationBlock(generation) !== opts.block) {
+    throw new StoreError('EPARAMS', `generation id ${JSON.stringify(generation)} does not name block ${opts.block} (expected ${opts.block} or ${opts.block}r<k>)`);
+  }
   const finalDir = generationDir(opts.data, generation);
   if (await exists(finalDir)) {
     throw new StoreError('EEXIST', `generation ${generation} already exists at ${finalDir}; generations are immutable (build a new block)`);

@@ -31,8 +31,10 @@ export interface EntryUpdate {
 
 export interface IncrementalOptions {
   data: string;
-  /** Block number of the new generation; must be above `from`. */
+  /** Block number of the new generation. */
   block: number;
+  /** Its id (default: the block number; `<block>r<k>` when rebuilding after a reorg). Must sort after `from`. */
+  id?: string;
   /** Generation M to build from. */
   from: string;
   /**
@@ -90,8 +92,10 @@ interface PlannedLane {
 
 export async function buildIncremental(opts: IncrementalOptions): Promise<IncrementalResult> {
   if (!GENERATION_ID.test(opts.from)) throw new StoreError('EGENERATION', `invalid generation id ${JSON.stringify(opts.from)}`);
-  if (!Number.isSafeInteger(opts.block) || compareGenerationIds(String(opts.block), opts.from) <= 0) {
-    throw new StoreError('EPARAMS', `block ${opts.block} must be above the generation it is built from (${opts.from})`);
+  const id = opts.id ?? String(opts.block);
+  // Ids strictly increase along a chain of parents (deltaChain relies on it).
+  if (!GENERATION_ID.test(id) || compareGenerationIds(id, opts.from) <= 0) {
+    throw new StoreError('EPARAMS', `generation ${id} must be above the generation it is built from (${opts.from})`);
   }
   const fromDir = generationDir(opts.data, opts.from);
   const parent = await loadGeneration(fromDir).catch((err: Error) => {
@@ -264,7 +268,7 @@ async function buildLaneIncrementally(
     n,
     seed,
     from: parentManifest.generation,
-    to: String(opts.block),
+    to: opts.id ?? String(opts.block),
     fromEntries: oldEntries,
     toEntries: newEntries,
     fromHintSha256: info.crs.hint_sha256,
