@@ -5,6 +5,7 @@
 //   answer ans = X qu                               (entry_size * R words)
 //   decode v = ans[t] - 128 * sum(qu) - H[t] s  =  Delta (x - 128) + noise
 import { type Crs, parseCrs, answerBytes, hexToBytes, bytesToHex, hintBytes } from './crs.js';
+import { type LaneDelta, addEntryChange, checkDelta, decodeDelta, growHint } from './delta.js';
 import { DELTA, PLAIN_MODULUS } from './params.js';
 import { MatrixStream, littleEndianWords, wordsToLittleEndian } from './prg.js';
 import { randomWords } from './random.js';
@@ -53,13 +54,20 @@ const STREAM_ROWS = 256;
 export class PirClient {
   private readonly pool: Prepared[] = [];
   private matrix: Uint32Array | undefined;
+  /** Set while applyDelta() rewrites the hint: decode() must not read it half-updated. */
+  private updating = false;
 
   private constructor(
-    readonly crs: Crs,
-    private readonly hint: Uint32Array,
+    private params: Crs,
+    private hint: Uint32Array,
     private readonly stream: MatrixStream,
     private readonly cacheMatrix: boolean,
   ) {}
+
+  /** The lane's parameters for the hint the client holds (replaced by applyDelta). */
+  get crs(): Crs {
+    return this.params;
+  }
 
   /** A client for the lane described by `crs` (parsed crs.json) with its hint.bin bytes. */
   static async create(crs: unknown, hint: Uint8Array, options: PirClientOptions = {}): Promise<PirClient> {
@@ -83,6 +91,11 @@ export class PirClient {
 
   get entrySize(): number {
     return this.crs.entry_size;
+  }
+
+  /** The hint's bytes (hint.bin layout) as the client holds it now, e.g. to cache it after applyDelta(). A copy. */
+  exportHint(): Uint8Array {
+    return wordsToLittleEndian(this.hint).slice();
   }
 
   /** Queries prepared ahead of time. */
@@ -131,6 +144,7 @@ export class PirClient {
 
   /** Decodes the server's answer to the query that produced `state`. */
   decode(answer: Uint8Array, state: QueryState): Uint8Array {
+    if (this.updating) throw new PirClientError('the hint is being updated (applyDelta); decode after it finishes', 'EBUSY');
     if (state.used) throw new PirClientError('this query state was already decoded; secrets are single use', 'ESTATE');
     if (state.hintSha256 !== this.crs.hint_sha256) throw new PirClientError('query state belongs to another lane or generation', 'ESTATE');
     const expected = answerBytes(this.crs);
@@ -155,6 +169,96 @@ export class PirClient {
     s.fill(0);
     return out;
   }
+
+  /**
+   * Brings the hint to a later generation of the lane: `delta` is the server's
+   * delta (GET /delta, docs/FORMAT.md) from this client's generation to the
+   * one `newCrs` describes. Each changed byte costs n multiply-adds with row
+   * c of A; the hint grows when the lane gained record rows. The result must
+   * hash to newCrs.hint_sha256; otherwise nothing changes and EDELTA is
+   * thrown. Query states made before the update no longer decode (ESTATE).
+   */
+  async applyDelta(delta: Uint8Array | LaneDelta, newCrs: unknown): Promise<void> {
+    if (this.updating) throw new PirClientError('another applyDelta() is running', 'EBUSY');
+    const fail: (message: string) => never = (message) => {
+      throw new PirClientError(message, 'EDELTA');
+    };
+    let next: Crs;
+    let d: LaneDelta;
+    try {
+      next = parseCrs(newCrs);
+      if (delta instanceof Uint8Array) d = decodeDelta(delta);
+      else {
+        checkDelta(delta);
+        d = delta;
+      }
+    } catch (err) {
+      fail(`cannot apply the delta: ${(err as Error).message}`);
+    }
+    const cur = this.params;
+    if (next.seed !== cur.seed || next.m !== cur.m || next.n !== cur.n || next.entry_size !== cur.entry_size || (next.params_version ?? 1) !== (cur.params_version ?? 1)) {
+      fail('the lane parameters changed (seed, m, entry size or params_version): download the hint again');
+    }
+    if (bytesToHex(d.seed) !== cur.seed || d.m !== cur.m || d.n !== cur.n || d.entrySize !== cur.entry_size) fail('the delta is for another lane (seed, m, n or entry size differ)');
+    if (d.fromHintSha256 !== cur.hint_sha256 || d.fromEntries !== cur.entries) fail(`the delta starts from generation ${d.from}, not from this client's hint`);
+    if (d.toHintSha256 !== next.hint_sha256 || d.toEntries !== next.entries) fail(`the delta ends at generation ${d.to}, which is not the one newCrs describes`);
+    if (d.indices.length === 0 && next.R === cur.R) {
+      this.params = next;
+      return;
+    }
+
+    const { n, m, entry_size: es } = cur;
+    this.updating = true;
+    try {
+      const columns = [...new Set(d.indices.map((i) => i % m))].sort((a, b) => a - b);
+      const rows = await matrixRows(this.stream, this.matrix, m, n, columns);
+      const grow = next.R > cur.R;
+      if (grow && !d.zeroRow) fail('the lane gains record rows but the delta has no zero row');
+      // Growing needs a new buffer anyway; otherwise update in place and undo on mismatch.
+      const target = grow ? growHint(this.hint, es, n, next.R, d.zeroRow!) : this.hint;
+      const apply = (sign: 1 | -1) => {
+        for (let k = 0; k < d.indices.length; k++) {
+          const i = d.indices[k]!;
+          addEntryChange(target, n, es, m, i, d.oldValues.subarray(k * es, (k + 1) * es), d.newValues.subarray(k * es, (k + 1) * es), rows.get(i % m)!, sign);
+        }
+      };
+      apply(1);
+      let digest: string;
+      try {
+        digest = bytesToHex(new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', wordsToLittleEndian(target))));
+      } catch (err) {
+        if (!grow) apply(-1);
+        throw err;
+      }
+      if (digest !== next.hint_sha256) {
+        if (!grow) apply(-1); // mod 2^32 arithmetic undoes exactly
+        fail(`the updated hint has sha256 ${digest}, not newCrs.hint_sha256 ${next.hint_sha256}; the old hint is kept`);
+      }
+      this.hint = target;
+      this.params = next;
+    } finally {
+      this.updating = false;
+    }
+  }
+}
+
+/** Rows of A for the given columns, keyed by column: from the cached matrix, a full pass, or one row at a time. */
+async function matrixRows(stream: MatrixStream, cached: Uint32Array | undefined, m: number, n: number, columns: number[]): Promise<Map<number, Uint32Array>> {
+  const out = new Map<number, Uint32Array>();
+  if (cached) {
+    for (const c of columns) out.set(c, cached.subarray(c * n, (c + 1) * n));
+  } else if (columns.length > m / 8) {
+    // Many columns: streaming all of A in large steps beats one call per row.
+    const wanted = new Set(columns);
+    for (let c0 = 0; c0 < m; c0 += STREAM_ROWS) {
+      const count = Math.min(STREAM_ROWS, m - c0);
+      const rows = await stream.rows(c0, count);
+      for (let c = c0; c < c0 + count; c++) if (wanted.has(c)) out.set(c, rows.slice((c - c0) * n, (c - c0 + 1) * n));
+    }
+  } else {
+    for (const c of columns) out.set(c, await stream.rows(c, 1));
+  }
+  return out;
 }
 
 /** items[k].base[c0 + i] += (A_rows[i] . items[k].secret) for each row i in the block. */

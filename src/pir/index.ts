@@ -2,6 +2,17 @@
 export { PirClient, PirClientError, type PirClientOptions, type QueryState } from './client.js';
 export { type Crs, parseCrs, queryBytes, answerBytes, hintBytes, hexToBytes, bytesToHex } from './crs.js';
 export * from './params.js';
+export {
+  type LaneDelta,
+  DeltaError,
+  encodeDelta,
+  decodeDelta,
+  mergeDeltas,
+  checkDelta,
+  grownRows,
+  DELTA_MAGIC,
+  DELTA_VERSION,
+} from './delta.js';
 export { MatrixStream, littleEndianWords, wordsToLittleEndian } from './prg.js';
 export { sampleErrors } from './sampler.js';
 export { RemoteLane, type HintCache, type LookupResult } from './remote.js';

@@ -1,0 +1,272 @@
+// Hint deltas: the wire format, chaining, deltaChain over recorded diffs, and
+// PirClient.applyDelta against hints built from scratch.
+import test from 'ava';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { PirClient } from '../src/pir/client.js';
+import { type LaneDelta, DeltaError, decodeDelta, encodeDelta, mergeDeltas } from '../src/pir/delta.js';
+import { littleEndianWords, wordsToLittleEndian } from '../src/pir/prg.js';
+import { deltaChain } from '../src/server/delta.js';
+import { buildGeneration } from '../src/store/builder.js';
+import { RawFileSource } from '../src/store/entries.js';
+import { type LaneInfo, loadGeneration, openLane, readEntry } from '../src/store/generation.js';
+import { buildIncremental } from '../src/store/incremental.js';
+import { generationDir, hintPath } from '../src/store/layout.js';
+import { rmrf, tempDir } from './helpers.js';
+
+const ES = 32;
+const M = 256;
+const SHARD = 8192;
+
+interface Chain {
+  data: string;
+  seed: Buffer;
+  /** Plaintext of the lane at each generation. */
+  plain: Buffer[];
+}
+
+/** Generation 0 in full, then 1..count incrementally with random updates (repeats, reverts, growth). */
+async function buildChain(root: string, count: number): Promise<Chain> {
+  const data = path.join(root, 'data');
+  const seed = crypto.randomBytes(16);
+  let cur = crypto.randomBytes(3000 * ES);
+  const file = path.join(root, 'g0.bin');
+  fs.writeFileSync(file, cur);
+  await buildGeneration({ data, block: 0, shardSize: SHARD, lanes: { hot: { source: await RawFileSource.open(file, ES), m: M, seed } } });
+  const plain = [cur];
+  const hotSet = [1, 2, 3, 500, 2999];
+  for (let g = 1; g <= count; g++) {
+    const updates = new Map<number, Buffer>();
+    const entries = cur.length / ES;
+    for (let k = 0; k < 25; k++) updates.set(crypto.randomInt(entries), crypto.randomBytes(ES));
+    updates.set(hotSet[g % hotSet.length]!, crypto.randomBytes(ES)); // the same few entries change again and again
+    if (g % 4 === 0) updates.set(7, plain[0]!.subarray(7 * ES, 8 * ES)); // back to its generation-0 value
+    if (g === 5) updates.set(3100, crypto.randomBytes(ES)); // grows into a new record row
+    if (g === 12) updates.set(3500, crypto.randomBytes(ES)); // and two more
+    if (g === 13) updates.set(3501, Buffer.alloc(ES)); // grows by one all-zero entry
+    const next = Buffer.alloc(Math.max(entries, ...[...updates.keys()].map((i) => i + 1)) * ES);
+    cur.copy(next);
+    for (const [i, v] of updates) v.copy(next, i * ES);
+    await buildIncremental({ data, block: g, from: String(g - 1), updates: { hot: updates } });
+    cur = next;
+    plain.push(cur);
+  }
+  return { data, seed, plain };
+}
+
+async function laneAt(data: string, g: number | string): Promise<LaneInfo> {
+  return (await loadGeneration(generationDir(data, g))).lanes.hot!;
+}
+
+async function clientAt(data: string, g: number, cacheMatrix = false): Promise<PirClient> {
+  const info = await laneAt(data, g);
+  return PirClient.create(info.crs, fs.readFileSync(info.hintPath), { cacheMatrix });
+}
+
+/** Private lookups through the native kernel of generation g, compared with its plaintext. */
+async function lookups(t: import('ava').ExecutionContext, client: PirClient, info: LaneInfo, indices: number[]): Promise<void> {
+  const handle = await openLane(info, 'mmap');
+  try {
+    for (const index of indices) {
+      const { query, state } = await client.query(index);
+      const [answer] = await handle.answer([littleEndianWords(query)]);
+      t.deepEqual(Buffer.from(client.decode(wordsToLittleEndian(answer!), state)), await readEntry(info, index), `index ${index}`);
+    }
+  } finally {
+    handle.release();
+  }
+}
+
+test('20 generations: deltas (in one go, one by one) bring a client hint to the freshly built one', async (t) => {
+  const root = tempDir();
+  t.teardown(() => rmrf(root));
+  const { data, seed, plain } = await buildChain(root, 20);
+  const final = plain[20]!;
+
+  // Generation 20 built from scratch has the same hint as the incremental chain.
+  const refFile = path.join(root, 'g20.bin');
+  fs.writeFileSync(refFile, final);
+  const ref = path.join(root, 'ref');
+  await buildGeneration({ data: ref, block: 20, shardSize: SHARD, lanes: { hot: { source: await RawFileSource.open(refFile, ES), m: M, seed } } });
+  const freshHint = fs.readFileSync(hintPath(generationDir(ref, 20), 'hot'));
+  t.true(freshHint.equals(fs.readFileSync(hintPath(generationDir(data, 20), 'hot'))));
+  const info20 = await laneAt(data, 20);
+  t.is(info20.crs.entries, 3502);
+  t.is(info20.crs.R, 14);
+
+  // In one go, streaming A's rows.
+  const oneGo = await clientAt(data, 0);
+  const stale = await oneGo.query(9);
+  const delta = await deltaChain(data, 'hot', '0', '20');
+  t.true(delta.byteLength < 80 * 20 * 27 + 4096 + 200, `${delta.byteLength} bytes`);
+  await oneGo.applyDelta(delta, info20.crs);
+  t.true(Buffer.from(oneGo.exportHint()).equals(freshHint));
+  t.is(oneGo.crs.hint_sha256, info20.crs.hint_sha256);
+  t.is(oneGo.entries, 3502);
+  // A query made against the old hint cannot be decoded against the new one.
+  t.throws(() => oneGo.decode(new Uint8Array(ES * 14 * 4), stale.state), { code: 'ESTATE' } as never);
+
+  // One generation at a time, with A cached in the client.
+  const stepwise = await clientAt(data, 0, true);
+  await stepwise.prepare(1);
+  for (let g = 1; g <= 20; g++) {
+    await stepwise.applyDelta(await deltaChain(data, 'hot', String(g - 1), String(g)), (await laneAt(data, g)).crs);
+  }
+  t.true(Buffer.from(stepwise.exportHint()).equals(freshHint));
+
+  // Entries decode to the new plaintext, including changed and grown ones.
+  const diff20 = decodeDelta(delta);
+  const picks = [...diff20.indices.slice(0, 6), 3100, 3500, 3501, 3499, 7, 0];
+  await lookups(t, oneGo, info20, picks);
+  await lookups(t, stepwise, info20, picks.slice(0, 4));
+  for (const i of picks) t.deepEqual(await readEntry(info20, i), final.subarray(i * ES, (i + 1) * ES));
+  // Entry 7 went back to its generation-0 value every 4th generation: whether it is in the delta depends on the last write.
+  t.is(diff20.indices.includes(7), !final.subarray(7 * ES, 8 * ES).equals(plain[0]!.subarray(7 * ES, 8 * ES)));
+});
+
+test('a delta that does not produce the announced hint is refused and the old hint kept', async (t) => {
+  const root = tempDir();
+  t.teardown(() => rmrf(root));
+  const { data } = await buildChain(root, 6);
+  const info0 = await laneAt(data, 0);
+  const original = fs.readFileSync(info0.hintPath);
+  for (const [to, label] of [[3, 'in place'], [6, 'with growth']] as const) {
+    const client = await clientAt(data, 0);
+    const d = decodeDelta(await deltaChain(data, 'hot', '0', String(to)));
+    d.newValues[5] ^= 0x40;
+    if (d.oldValues[5] === d.newValues[5]) d.newValues[5] ^= 0x01;
+    const err = await t.throwsAsync(client.applyDelta(encodeDelta(d), (await laneAt(data, to)).crs));
+    t.is((err as { code?: string }).code, 'EDELTA', label);
+    t.regex(err!.message, /old hint is kept/);
+    t.true(Buffer.from(client.exportHint()).equals(original), label);
+    t.is(client.crs.hint_sha256, info0.crs.hint_sha256);
+    await lookups(t, client, info0, [0, 100, 2999]);
+  }
+  // A delta from another generation, a crs that is not the delta's end, garbage.
+  const client = await clientAt(data, 0);
+  await t.throwsAsync(client.applyDelta(await deltaChain(data, 'hot', '1', '2'), (await laneAt(data, 2)).crs), { code: 'EDELTA', message: /starts from/ } as never);
+  await t.throwsAsync(client.applyDelta(await deltaChain(data, 'hot', '0', '2'), (await laneAt(data, 3)).crs), { code: 'EDELTA', message: /ends at/ } as never);
+  await t.throwsAsync(client.applyDelta(new Uint8Array(10), (await laneAt(data, 3)).crs), { code: 'EDELTA' } as never);
+  t.true(Buffer.from(client.exportHint()).equals(original));
+});
+
+test('deltaChain follows parents and refuses what is not an ancestor', async (t) => {
+  const root = tempDir();
+  t.teardown(() => rmrf(root));
+  const { data, plain } = await buildChain(root, 3);
+  // A branch: generation 4 built from 2, a sibling of 3 (as after a reorg).
+  await buildIncremental({ data, block: 4, from: '2', updates: { hot: new Map([[11, crypto.randomBytes(ES)]]) } });
+  // A full build has no parent.
+  const file = path.join(root, 'g5.bin');
+  fs.writeFileSync(file, plain[3]!);
+  await buildGeneration({ data, block: 5, shardSize: SHARD, lanes: { hot: { source: await RawFileSource.open(file, ES), m: M } } });
+
+  // A reorg rebuild of block 3 from 2.
+  await buildIncremental({ data, block: 3, id: '3r1', from: '2', updates: { hot: new Map([[12, crypto.randomBytes(ES)]]) } });
+
+  const gone = { code: 'EDELTA_GONE' } as never;
+  await t.throwsAsync(deltaChain(data, 'hot', '3', '4'), gone);
+  await t.throwsAsync(deltaChain(data, 'hot', '3', '3r1'), gone);
+  t.is(decodeDelta(await deltaChain(data, 'hot', '1', '3r1')).to, '3r1');
+  await t.throwsAsync(deltaChain(data, 'hot', '4', '5'), gone);
+  await t.throwsAsync(deltaChain(data, 'hot', '3', '2'), gone);
+  await t.throwsAsync(deltaChain(data, 'hot', '0', '9'), { code: 'ENOGEN' } as never);
+  const d = decodeDelta(await deltaChain(data, 'hot', '0', '4'));
+  t.is(d.from, '0');
+  t.is(d.to, '4');
+  t.true(d.indices.includes(11));
+  // from == to: an empty delta, a no-op for a current client.
+  const same = decodeDelta(await deltaChain(data, 'hot', '3', '3'));
+  t.deepEqual(same.indices, []);
+  const client = await clientAt(data, 3);
+  await client.applyDelta(await deltaChain(data, 'hot', '3', '3'), (await laneAt(data, 3)).crs);
+
+  // Without generation 2, 0 -> 4 breaks, but 2 -> 4 needs only 4's own diff.
+  fs.rmSync(generationDir(data, 2), { recursive: true });
+  await t.throwsAsync(deltaChain(data, 'hot', '0', '4'), gone);
+  t.is(decodeDelta(await deltaChain(data, 'hot', '2', '4')).from, '2');
+});
+
+function randomDelta(from: string, to: string, es: number, entries: number, count: number): LaneDelta {
+  const indices = [...new Set(Array.from({ length: count }, () => crypto.randomInt(entries)))].sort((a, b) => a - b);
+  const oldValues = crypto.randomBytes(indices.length * es);
+  const newValues = crypto.randomBytes(indices.length * es);
+  for (let k = 0; k < newValues.length; k += 3) newValues[k] = oldValues[k]!; // some bytes unchanged
+  return {
+    entrySize: es,
+    m: 16,
+    n: 1024,
+    seed: crypto.randomBytes(16),
+    from,
+    to,
+    fromEntries: entries,
+    toEntries: entries,
+    fromHintSha256: crypto.randomBytes(32).toString('hex'),
+    toHintSha256: crypto.randomBytes(32).toString('hex'),
+    indices,
+    oldValues,
+    newValues,
+  };
+}
+
+test('wire format: round trip, unchanged bytes left out, strict decoding', (t) => {
+  for (const es of [1, 32, 84]) {
+    const d = randomDelta('100', '105r2', es, 5000, 200);
+    const back = decodeDelta(encodeDelta(d));
+    t.deepEqual(back.indices, d.indices);
+    t.is(back.from, '100');
+    t.is(back.to, '105r2');
+    t.is(back.fromHintSha256, d.fromHintSha256);
+    for (let k = 0; k < d.oldValues.length; k++) {
+      const changed = d.oldValues[k] !== d.newValues[k];
+      t.is(back.newValues[k], changed ? d.newValues[k] : 0);
+      t.is(back.oldValues[k], changed ? d.oldValues[k] : 0);
+    }
+    t.deepEqual(encodeDelta(back), encodeDelta(d));
+  }
+  const bytes = encodeDelta(randomDelta('1', '2', 32, 1000, 10));
+  t.throws(() => decodeDelta(bytes.subarray(0, bytes.length - 1)), { instanceOf: DeltaError });
+  t.throws(() => decodeDelta(Uint8Array.from([...bytes, 0])), { message: /trailing/ });
+  const bad = bytes.slice();
+  bad[0] = 0x58;
+  t.throws(() => decodeDelta(bad), { message: /magic/ });
+  // Growth needs the zero row.
+  const grown = { ...randomDelta('1', '2', 32, 1000, 10), toEntries: 1020 };
+  t.throws(() => encodeDelta(grown), { message: /zero row/ });
+  t.notThrows(() => decodeDelta(encodeDelta({ ...grown, zeroRow: new Uint32Array(1024).fill(7) })));
+});
+
+test('merging: the same entry changed twice keeps the first old and the last new value; reverts drop out', (t) => {
+  const a = randomDelta('1', '2', 4, 100, 0);
+  const mk = (from: string, to: string, fromSha: string, toSha: string, changes: [number, number[], number[]][]): LaneDelta => ({
+    ...a,
+    from,
+    to,
+    fromHintSha256: fromSha,
+    toHintSha256: toSha,
+    indices: changes.map((c) => c[0]),
+    oldValues: Uint8Array.from(changes.flatMap((c) => c[1])),
+    newValues: Uint8Array.from(changes.flatMap((c) => c[2])),
+  });
+  const h = ['a', 'b', 'c'].map((c) => c.repeat(64));
+  const s1 = mk('1', '2', h[0]!, h[1]!, [
+    [5, [1, 2, 3, 4], [9, 2, 3, 4]],
+    [6, [0, 0, 0, 0], [1, 1, 1, 1]],
+  ]);
+  const s2 = mk('2', '3', h[1]!, h[2]!, [
+    [5, [9, 0, 3, 4], [8, 0, 7, 4]],
+    [6, [1, 1, 1, 1], [0, 0, 0, 0]],
+    [40, [5, 5, 5, 5], [6, 5, 5, 5]],
+  ]);
+  const m = decodeDelta(encodeDelta(mergeDeltas([s1, s2]))); // canonical: unchanged bytes are 0/0
+  t.is(m.from, '1');
+  t.is(m.to, '3');
+  t.deepEqual(m.indices, [5, 40]);
+  t.deepEqual([...m.oldValues.subarray(0, 4)], [1, 0, 3, 0]);
+  t.deepEqual([...m.newValues.subarray(0, 4)], [8, 0, 7, 0]);
+  // Steps that do not continue each other, or disagree on a value, are refused.
+  t.throws(() => mergeDeltas([s2, s1]), { message: /does not continue/ });
+  const s2bad = mk('2', '3', h[1]!, h[2]!, [[5, [7, 0, 0, 0], [8, 0, 0, 0]]]);
+  t.throws(() => mergeDeltas([s1, s2bad]), { message: /entry 5 byte 0/ });
+});
