@@ -50,6 +50,8 @@ interface Prepared {
 
 /** Rows of A generated per step when A is not cached (1 MiB of keystream at n = 1024). */
 const STREAM_ROWS = 256;
+/** Single-row requests in flight at once in applyDelta. */
+const ROW_REQUESTS = 64;
 
 export class PirClient {
   private readonly pool: Prepared[] = [];
@@ -256,7 +258,12 @@ async function matrixRows(stream: MatrixStream, cached: Uint32Array | undefined,
       for (let c = c0; c < c0 + count; c++) if (wanted.has(c)) out.set(c, rows.slice((c - c0) * n, (c - c0 + 1) * n));
     }
   } else {
-    for (const c of columns) out.set(c, await stream.rows(c, 1));
+    // Few columns: each row on its own, several requests in flight (WebCrypto calls have a fixed cost).
+    for (let k = 0; k < columns.length; k += ROW_REQUESTS) {
+      const batch = columns.slice(k, k + ROW_REQUESTS);
+      const rows = await Promise.all(batch.map((c) => stream.rows(c, 1)));
+      batch.forEach((c, i) => out.set(c, rows[i]!));
+    }
   }
   return out;
 }
