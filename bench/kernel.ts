@@ -16,6 +16,8 @@ export interface KernelBenchOptions {
   hintMiB?: number;
   /** Kernel path to measure (default: best). */
   path?: KernelPath | 'auto';
+  /** Write the report (text or JSON) to stdout (default true; bench/index.ts prints its own). */
+  print?: boolean;
 }
 
 const ES = 32;
@@ -151,7 +153,9 @@ export async function runKernelBench(opts: KernelBenchOptions): Promise<Record<s
       pass: Object.values(targets).every((t) => t.pass),
     };
 
-    if (opts.json) {
+    if (opts.print === false) {
+      // the caller reports
+    } else if (opts.json) {
       process.stdout.write(JSON.stringify(result) + '\n');
     } else {
       const lines: string[] = [];
