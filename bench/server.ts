@@ -1,0 +1,126 @@
+// Server benchmark (issue 3): one lanepir process (startServer) answering
+// private queries on the 32 MiB hot lane over loopback HTTP, with 1 and with
+// 16 concurrent connections, next to the bare kernel's K=1 and K=16 pass
+// times on the same lane in the same run. The gap between them is what
+// batching wins and what HTTP, Koa and scheduling cost.
+import crypto from 'node:crypto';
+import { PirClient } from '../src/pir/client.js';
+import { openLane, readEntry } from '../src/store/generation.js';
+import {
+  type BenchData,
+  type LoadResult,
+  type Log,
+  batchStats,
+  fmt,
+  fmtMs,
+  fmtRatio,
+  httpRequest,
+  meanBatch,
+  parseJson,
+  postLoad,
+  round,
+  roundSummary,
+  startServerProcess,
+  summarize,
+  timeKernelPasses,
+} from './util.js';
+
+export interface ServerBenchOptions {
+  data: BenchData;
+  /** Seconds of load per connection count (default 5). */
+  seconds?: number;
+  log: Log;
+}
+
+/** One private lookup through the server, decoded and compared with the plaintext. */
+export async function verifyLookup(url: string, lane: 'hot' | 'cold', data: BenchData, generation: string): Promise<{ index: number; ok: boolean; query: Uint8Array }> {
+  const crs = parseJson(await httpRequest(`${url}/crs/${lane}?generation=${generation}`));
+  const hint = (await httpRequest(`${url}/hint/${lane}?generation=${generation}`)).body;
+  const client = await PirClient.create(crs, new Uint8Array(hint.buffer, hint.byteOffset, hint.byteLength));
+  const index = crypto.randomInt(crs.entries as number);
+  const { query, state } = await client.query(index);
+  const r = await httpRequest(`${url}/query/${lane}?generation=${generation}`, {
+    method: 'POST',
+    body: query,
+    headers: { 'Content-Type': 'application/octet-stream' },
+    timeoutMs: 60_000,
+  });
+  if (r.status !== 200) throw new Error(`query ${lane}: HTTP ${r.status} ${r.body.toString()}`);
+  const entry = Buffer.from(client.decode(new Uint8Array(r.body.buffer, r.body.byteOffset, r.body.byteLength), state));
+  const plain = await readEntry((await data.info(String(r.headers['x-lanepir-generation']))).lanes[lane]!, index);
+  // A second query for the load: reusing one body gives the server the same work as fresh ones.
+  const load = await client.query(crypto.randomInt(crs.entries as number));
+  return { index, ok: entry.equals(plain), query: load.query };
+}
+
+export function loadLine(label: string, r: LoadResult, batch?: number): string {
+  return `${label} ${fmt(r.qps, 1).padStart(8)} q/s   p50 ${fmtMs(r.latencyMs.p50)}  p99 ${fmtMs(r.latencyMs.p99)}  (${r.requests} answered in ${fmt(r.seconds, 1)} s${batch !== undefined ? `, mean batch ${fmt(batch, 1)}` : ''}${r.errors + r.non2xx > 0 ? `, ${r.errors} errors, ${r.non2xx} non-2xx` : ''})`;
+}
+
+export async function runServerBench(opts: ServerBenchOptions): Promise<{ figures: Record<string, unknown>; lines: string[] }> {
+  const seconds = opts.seconds ?? 5;
+  const g = opts.data.generations[0]!;
+  const lane = (await opts.data.info(g)).lanes.hot!;
+
+  // Bare kernel on the same shard files, before the server runs (no contention).
+  const handle = await openLane(lane, 'mmap');
+  let k1, k16;
+  try {
+    await handle.warm();
+    k1 = summarize(await timeKernelPasses(handle, 1, 10));
+    k16 = summarize(await timeKernelPasses(handle, 16, 5));
+  } finally {
+    handle.release();
+  }
+  opts.log(`  kernel pass K=1 ${fmtMs(k1.p50)}, K=16 ${fmtMs(k16.p50)}`);
+
+  const server = await startServerProcess({
+    data_dir: opts.data.data,
+    host: '127.0.0.1',
+    admin_host: '127.0.0.1',
+    port: 0,
+    admin_port: 0,
+    log_level: 'silent',
+    shard_size_bytes: opts.data.shardSize,
+  });
+  try {
+    const check = await verifyLookup(server.publicUrl, 'hot', opts.data, g);
+    if (!check.ok) throw new Error(`server bench: the decoded entry ${check.index} does not match the plaintext`);
+    const url = `${server.publicUrl}/query/hot`;
+    await postLoad({ url, body: check.query, connections: 4, seconds: 1 }); // warm-up: JIT, sockets
+    const runs: { connections: number; result: LoadResult; batch: number }[] = [];
+    for (const connections of [1, 16]) {
+      const before = await batchStats(server.adminUrl, 'hot');
+      const result = await postLoad({ url, body: check.query, connections, seconds });
+      const batch = meanBatch(before, await batchStats(server.adminUrl, 'hot'));
+      opts.log(`  ${connections} connection(s): ${fmt(result.qps, 1)} q/s, p50 ${fmtMs(result.latencyMs.p50)}`);
+      runs.push({ connections, result, batch });
+    }
+    const [c1, c16] = [runs[0]!, runs[1]!];
+    const kernelQps16 = 16 / (k16.p50 / 1000);
+    const figures = {
+      lane: { entries: lane.crs.entries, entrySize: lane.crs.entry_size, m: lane.crs.m, R: lane.crs.R, MiB: (lane.crs.entries * lane.crs.entry_size) / 2 ** 20 },
+      decodedAnswerCorrect: check.ok,
+      loadSecondsEach: seconds,
+      runs: runs.map((r) => ({ ...r.result, qps: round(r.result.qps, 1), meanBatch: round(r.batch, 2) })),
+      reference: { kernelK1PassMs: roundSummary(k1), kernelK16PassMs: roundSummary(k16), kernelK16Qps: round(kernelQps16, 1) },
+      ratios: {
+        c1P50VsKernelK1: round(c1.result.latencyMs.p50 / k1.p50),
+        c1QpsVsKernelK1Qps: round(c1.result.qps / (1000 / k1.p50)),
+        c16QpsVsKernelK16Qps: round(c16.result.qps / kernelQps16),
+        c16QpsVsC1Qps: round(c16.result.qps / c1.result.qps),
+      },
+    };
+    const lines = [
+      `server — one process (startServer), hot lane ${lane.crs.entries} x ${lane.crs.entry_size} B (${fmt(figures.lane.MiB, 0)} MiB), POST /query/hot on loopback, ${seconds} s per run`,
+      `  decoded answer checked against the plaintext: ${check.ok ? 'correct' : 'WRONG'}`,
+      loadLine('   1 connection: ', c1.result, c1.batch),
+      loadLine('  16 connections:', c16.result, c16.batch),
+      `  reference: kernel pass K=1 ${fmtMs(k1.p50)} (${fmt(1000 / k1.p50, 1)} q/s), K=16 ${fmtMs(k16.p50)} (${fmt(kernelQps16, 1)} q/s)`,
+      `  ratios: 1-conn p50 / K=1 pass ${fmtRatio(figures.ratios.c1P50VsKernelK1)}; 16-conn q/s / kernel K=16 q/s ${fmtRatio(figures.ratios.c16QpsVsKernelK16Qps)}; 16-conn / 1-conn q/s ${fmtRatio(figures.ratios.c16QpsVsC1Qps)}`,
+    ];
+    return { figures, lines };
+  } finally {
+    await server.stop();
+  }
+}
