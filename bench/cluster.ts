@@ -161,12 +161,12 @@ export async function runClusterBench(opts: ClusterBenchOptions): Promise<{ figu
     `  first reload to generation ${gens[1]} (map + warm in every worker): ${fmtMs(r.firstMapMs)}${r.workersNotSwitched ? `; ${r.workersNotSwitched} worker switch confirmations missing` : ''}`,
     `  ${passFail(targets.reloadP99EndToEnd.pass)} reload p99 end to end (swap) ${fmtMs(r.swap.httpMs.p99)} < ${TARGET_RELOAD_P99_MS} ms; ${passFail(targets.publishToSwitchP99.pass)} publish->switch p99 (new ids) ${fmtMs(r.newGeneration.publishToSwitchMs.p99, 3)} < ${TARGET_PUBLISH_TO_SWITCH_MS} ms`,
     `  throughput, ${LOAD_CONNECTIONS} connections, ${seconds} s each (decoded answers checked on both lanes and servers):`,
-    loadLine(`    hot  cluster(${workers}):        `, clusterQps.hot),
-    loadLine(`    hot  cluster(${workers}) 1 thread:`, oneThreadQps.hot),
-    loadLine('    hot  single process:     ', singleQps.hot),
-    loadLine(`    cold cluster(${workers}):        `, clusterQps.cold),
-    loadLine(`    cold cluster(${workers}) 1 thread:`, oneThreadQps.cold),
-    loadLine('    cold single process:     ', singleQps.cold),
+    loadLine(`    hot  cluster(${workers}):`.padEnd(30), clusterQps.hot),
+    loadLine(`    hot  cluster(${workers}) 1 thread:`.padEnd(30), oneThreadQps.hot),
+    loadLine('    hot  single process:'.padEnd(30), singleQps.hot),
+    loadLine(`    cold cluster(${workers}):`.padEnd(30), clusterQps.cold),
+    loadLine(`    cold cluster(${workers}) 1 thread:`.padEnd(30), oneThreadQps.cold),
+    loadLine('    cold single process:'.padEnd(30), singleQps.cold),
     `  ratios: cluster / single q/s — hot ${fmtRatio(ratios.hotQpsClusterVsSingle)}, cold ${fmtRatio(ratios.coldQpsClusterVsSingle)}; with kernel_threads 1 per worker — hot ${fmtRatio(ratios.hotQpsClusterOneThreadVsSingle)}, cold ${fmtRatio(ratios.coldQpsClusterOneThreadVsSingle)}`,
   ];
   return { figures, lines };
