@@ -13,6 +13,7 @@ import { RawFileSource } from '../src/store/entries.js';
 import { type LaneInfo, loadGeneration, openLane, readEntry } from '../src/store/generation.js';
 import { buildIncremental } from '../src/store/incremental.js';
 import { generationDir, hintPath } from '../src/store/layout.js';
+import { verifyGeneration } from '../src/store/verify.js';
 import { rmrf, tempDir } from './helpers.js';
 
 const ES = 32;
@@ -27,7 +28,7 @@ interface Chain {
 }
 
 /** Generation 0 in full, then 1..count incrementally with random updates (repeats, reverts, growth). */
-async function buildChain(root: string, count: number): Promise<Chain> {
+async function buildChain(root: string, count: number, diffHistory?: number): Promise<Chain> {
   const data = path.join(root, 'data');
   const seed = crypto.randomBytes(16);
   let cur = crypto.randomBytes(3000 * ES);
@@ -48,7 +49,7 @@ async function buildChain(root: string, count: number): Promise<Chain> {
     const next = Buffer.alloc(Math.max(entries, ...[...updates.keys()].map((i) => i + 1)) * ES);
     cur.copy(next);
     for (const [i, v] of updates) v.copy(next, i * ES);
-    await buildIncremental({ data, block: g, from: String(g - 1), updates: { hot: updates } });
+    await buildIncremental({ data, block: g, from: String(g - 1), updates: { hot: updates }, ...(diffHistory ? { diffHistory } : {}) });
     cur = next;
     plain.push(cur);
   }
@@ -81,7 +82,8 @@ async function lookups(t: import('ava').ExecutionContext, client: PirClient, inf
 test('20 generations: deltas (in one go, one by one) bring a client hint to the freshly built one', async (t) => {
   const root = tempDir();
   t.teardown(() => rmrf(root));
-  const { data, seed, plain } = await buildChain(root, 20);
+  // A short diff history: 0 -> 20 reads most diffs from the generations they belong to.
+  const { data, seed, plain } = await buildChain(root, 20, 4);
   const final = plain[20]!;
 
   // Generation 20 built from scratch has the same hint as the incremental chain.
@@ -92,6 +94,9 @@ test('20 generations: deltas (in one go, one by one) bring a client hint to the 
   const freshHint = fs.readFileSync(hintPath(generationDir(ref, 20), 'hot'));
   t.true(freshHint.equals(fs.readFileSync(hintPath(generationDir(data, 20), 'hot'))));
   const info20 = await laneAt(data, 20);
+  // The carried diffs are listed and verified like every other file.
+  await verifyGeneration(generationDir(data, 20));
+  t.deepEqual(fs.readdirSync(path.join(generationDir(data, 20), 'hot', 'diffs')).sort(), ['17.bin', '18.bin', '19.bin']);
   t.is(info20.crs.entries, 3502);
   t.is(info20.crs.R, 14);
 
@@ -182,10 +187,15 @@ test('deltaChain follows parents and refuses what is not an ancestor', async (t)
   const client = await clientAt(data, 3);
   await client.applyDelta(await deltaChain(data, 'hot', '3', '3'), (await laneAt(data, 3)).crs);
 
-  // Without generation 2, 0 -> 4 breaks, but 2 -> 4 needs only 4's own diff.
+  // Generation 4 carries hard links to its ancestors' diffs: pruning them keeps 0 -> 4 possible.
+  const before = await deltaChain(data, 'hot', '0', '4');
+  fs.rmSync(generationDir(data, 1), { recursive: true });
   fs.rmSync(generationDir(data, 2), { recursive: true });
+  t.deepEqual(await deltaChain(data, 'hot', '0', '4'), before);
+  // Without the carried copy (and the generation) a step is gone.
+  fs.rmSync(path.join(generationDir(data, 4), 'hot', 'diffs', '1.bin'));
   await t.throwsAsync(deltaChain(data, 'hot', '0', '4'), gone);
-  t.is(decodeDelta(await deltaChain(data, 'hot', '2', '4')).from, '2');
+  t.is(decodeDelta(await deltaChain(data, 'hot', '1', '4')).from, '1');
 });
 
 function randomDelta(from: string, to: string, es: number, entries: number, count: number): LaneDelta {

@@ -1,11 +1,12 @@
 // Hint deltas for GET /delta/:lane?from=M: the diffs recorded by incremental
-// builds (<lane>/diff.bin of each generation), followed from `to` back to
-// `from` through each manifest's `parent`, merged into one delta.
+// builds (<lane>/diff.bin of each generation, and the hard links to its
+// ancestors' diffs in <lane>/diffs/), followed from `to` back to `from`
+// through the parent each diff names, merged into one delta.
 import fsp from 'node:fs/promises';
 import { type LaneDelta, DeltaError, decodeDelta, encodeDelta, mergeDeltas } from '../pir/delta.js';
 import { LWE_N } from '../pir/params.js';
 import { StoreError } from '../store/errors.js';
-import { diffPath } from '../store/incremental.js';
+import { diffHistoryPath, diffPath } from '../store/incremental.js';
 import { GENERATION_ID, type LaneName, compareGenerationIds, generationDir } from '../store/layout.js';
 import { readManifest } from '../store/manifest.js';
 
@@ -35,30 +36,38 @@ export async function deltaChain(dataDir: string, lane: LaneName, from: string, 
   if (!summary) throw new StoreError('ENOGEN', `generation ${to} has no ${lane} lane`);
   if (compareGenerationIds(from, to) > 0) throw new DeltaGoneError(`generation ${from} is newer than ${to}`);
 
+  // Each step's diff: in `to`'s own directory (its diff and the hard-linked
+  // diffs of its ancestors, which survive pruning), else in the generation
+  // it belongs to. A diff names its parent as `from`.
+  const toDir = generationDir(dataDir, to);
   const steps: LaneDelta[] = [];
   let id = to;
-  let manifest = target;
+  if (from !== to && target.parent === undefined) throw new DeltaGoneError(`generation ${from} is not an ancestor of ${to} (${to} was built in full)`);
   while (id !== from) {
-    const parent = manifest.parent;
-    if (parent === undefined || compareGenerationIds(parent, from) < 0 || steps.length >= MAX_CHAIN) {
-      throw new DeltaGoneError(`generation ${from} is not an ancestor of ${to} (the chain of diffs ends at ${id})`);
+    const candidates = id === to ? [diffPath(toDir, lane)] : [diffHistoryPath(toDir, lane, id), diffPath(generationDir(dataDir, id), lane)];
+    let bytes: Uint8Array | undefined;
+    for (const file of candidates) {
+      bytes = await fsp.readFile(file).catch(() => undefined);
+      if (bytes) break;
     }
-    if (compareGenerationIds(parent, id) >= 0) throw new DeltaGoneError(`generation ${id} names ${parent} as its parent, which is not older`);
-    const file = diffPath(generationDir(dataDir, id), lane);
+    if (!bytes) throw new DeltaGoneError(`the ${lane} diff of generation ${id} (between ${from} and ${to}) is gone`);
     let step: LaneDelta;
     try {
-      step = decodeDelta(await fsp.readFile(file));
+      step = decodeDelta(bytes);
     } catch (err) {
-      throw new DeltaGoneError(`no usable ${lane} diff in generation ${id}: ${(err as Error).message}`);
+      throw new DeltaGoneError(`the ${lane} diff of generation ${id} is unusable: ${(err as Error).message}`);
     }
-    if (step.from !== parent || step.to !== id) throw new DeltaGoneError(`${file} records ${step.from} -> ${step.to}, expected ${parent} -> ${id}`);
+    // The diff names its parent (the manifests in between may be pruned); `to`'s must match its manifest.
+    if (step.to !== id || (id === to && step.from !== target.parent)) {
+      throw new DeltaGoneError(`the ${lane} diff of generation ${id} records ${step.from} -> ${step.to}`);
+    }
+    const parent = step.from;
+    if (compareGenerationIds(parent, id) >= 0) throw new DeltaGoneError(`generation ${id} names ${parent} as its parent, which is not older`);
+    if (compareGenerationIds(parent, from) < 0 || steps.length >= MAX_CHAIN) {
+      throw new DeltaGoneError(`generation ${from} is not an ancestor of ${to} (the chain passes from ${id} to ${parent})`);
+    }
     steps.push(step);
     id = parent;
-    if (id !== from) {
-      manifest = await readManifest(generationDir(dataDir, id)).catch(() => {
-        throw new DeltaGoneError(`generation ${id} (between ${from} and ${to}) is gone`);
-      });
-    }
   }
   if (steps.length === 0) {
     // from === to: an empty delta, so a client that is current gets a no-op.

@@ -23,6 +23,11 @@ import { type ProgressFn } from './progress.js';
 
 /** Where a lane's diff against the parent generation is recorded. */
 export const diffPath = (genDir: string, lane: LaneName) => path.join(laneDir(genDir, lane), 'diff.bin');
+/** Hard links to the diffs of earlier generations of the chain (so pruning them keeps deltas possible). */
+export const diffHistoryDir = (genDir: string, lane: LaneName) => path.join(laneDir(genDir, lane), 'diffs');
+export const diffHistoryPath = (genDir: string, lane: LaneName, id: string) => path.join(diffHistoryDir(genDir, lane), `${id}.bin`);
+/** Steps of diffs a generation carries, its own included: clients further behind download the hint. */
+export const DEFAULT_DIFF_HISTORY = 64;
 
 export interface EntryUpdate {
   index: number;
@@ -45,6 +50,8 @@ export interface IncrementalOptions {
   updates: Partial<Record<LaneName, Iterable<EntryUpdate> | Map<number, Uint8Array>>>;
   /** Largest number of entries a lane may gain in one generation (default max(entries, 2^20)): guards against a stray huge index. */
   maxGrowth?: number;
+  /** Diffs a generation carries, its own included (default DEFAULT_DIFF_HISTORY). */
+  diffHistory?: number;
   /** Shard files written at once (overlaps their fsyncs; default 8). */
   concurrency?: number;
   publish?: boolean;
@@ -280,6 +287,24 @@ async function buildLaneIncrementally(
   };
   const diffBytes = encodeDelta(diff);
   files[manifestKey(genDir, diffPath(genDir, lane))] = { size: diffBytes.length, sha256: await writeNewFile(diffPath(genDir, lane), diffBytes) };
+
+  // The parent's diff and the newest of the diffs it carries, as hard links:
+  // deltas from an ancestor need only this generation's directory.
+  const carried: { id: string; file: string }[] = [];
+  const parentKey = manifestKey(fromDir, diffPath(fromDir, lane));
+  if (parentManifest.files[parentKey]) carried.push({ id: parentManifest.generation, file: diffPath(fromDir, lane) });
+  const historyPrefix = `${manifestKey(fromDir, diffHistoryDir(fromDir, lane))}/`;
+  for (const key of Object.keys(parentManifest.files)) {
+    const id = key.startsWith(historyPrefix) ? key.slice(historyPrefix.length).replace(/\.bin$/, '') : undefined;
+    if (id !== undefined && GENERATION_ID.test(id)) carried.push({ id, file: diffHistoryPath(fromDir, lane, id) });
+  }
+  carried.sort((a, b) => compareGenerationIds(b.id, a.id));
+  const keepHistory = carried.slice(0, Math.max(0, (opts.diffHistory ?? DEFAULT_DIFF_HISTORY) - 1));
+  if (keepHistory.length > 0) {
+    await fsp.mkdir(diffHistoryDir(genDir, lane));
+    for (const { id, file } of keepHistory.reverse()) await link(file, diffHistoryPath(genDir, lane, id));
+    await fsyncDir(diffHistoryDir(genDir, lane));
+  }
   await fsyncDir(laneDir(genDir, lane));
   return {
     summary: laneSummary(crs),
