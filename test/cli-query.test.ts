@@ -26,10 +26,10 @@ test('lanepir query retrieves an entry privately and caches the hint', async (t)
   const args = [BIN, 'query', '--url', server.publicUrl, '--lane', 'cold', '--index', '4242', '--cache-dir', cache];
   const first = await exec(process.execPath, args);
   t.is(first.stdout.trim(), `0x${expected.toString('hex')}`);
-  t.regex(first.stderr, /generation 3 .*sent 8192 B, received \d+ B; hint downloaded/);
+  t.regex(first.stderr, /generation 3 .*sent 8192 B, received \d+ B; hint: downloaded/);
   const second = await exec(process.execPath, args);
   t.is(second.stdout.trim(), first.stdout.trim());
-  t.regex(second.stderr, /hint cached/);
+  t.regex(second.stderr, /hint: cached/);
   const bad = await exec(process.execPath, [BIN, 'query', '--url', server.publicUrl, '--lane', 'cold', '--index', '999999999', '--cache-dir', cache]).catch((e) => e);
   t.is(bad.code, 1);
   t.regex(bad.stderr, /outside the lane/);

@@ -4,7 +4,7 @@ import { type LaneSpec, buildGeneration } from '../store/builder.js';
 import { type EntrySource, SyntheticSource, openEntriesFile } from '../store/entries.js';
 import { buildIncremental, readUpdatesFile } from '../store/incremental.js';
 import { loadGeneration } from '../store/generation.js';
-import { DEFAULT_SHARD_SIZE, GENERATION_ID, LANES, type LaneName, generationsDir, generationDir } from '../store/layout.js';
+import { DEFAULT_SHARD_SIZE, GENERATION_ID, LANES, compareGenerationIds, generationBlock, type LaneName, generationsDir, generationDir } from '../store/layout.js';
 import { readManifest } from '../store/manifest.js';
 import { stderrProgress } from '../store/progress.js';
 import { UsageError, intOption } from './errors.js';
@@ -34,8 +34,8 @@ export interface BuildFlags {
  */
 async function inheritedParams(data: string, block: number, lane: LaneName, entrySize: number): Promise<Partial<LaneSpec>> {
   const ids = (await fsp.readdir(generationsDir(data)).catch(() => [] as string[]))
-    .filter((id) => GENERATION_ID.test(id) && Number(id) < block)
-    .sort((a, b) => Number(b) - Number(a));
+    .filter((id) => GENERATION_ID.test(id) && generationBlock(id) < block)
+    .sort((a, b) => compareGenerationIds(b, a));
   for (const id of ids) {
     const manifest = await readManifest(generationDir(data, id)).catch(() => undefined);
     const prev = manifest?.lanes[lane];

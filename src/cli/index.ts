@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import { buildCommand } from './build.js';
 import { reportAndExit } from './errors.js';
 import { inspectCommand, selftestCommand, verifyCommand } from './inspect.js';
+import { followCommand } from './follow.js';
 import { publishCommand, pruneCommand, reloadCommand } from './ops.js';
 import { queryCommand } from './query.js';
 import { serveCommand } from './serve.js';
@@ -130,6 +131,18 @@ export function program(): Command {
       .option('--retain <n>', 'newest generations always kept', '5')
       .option('--dry-run', 'only print what would be removed'),
   ).action(run(pruneCommand));
+
+  admin(
+    cli
+      .command('follow')
+      .description('watch a directory of per-block update files (<block>.jsonl) and roll each block into the server')
+      .requiredOption('--data <dir>', 'data directory (DIR/current is the starting point)')
+      .requiredOption('--updates-dir <dir>', 'where the block source drops <block>.jsonl files (write them via rename)')
+      .option('--debounce-ms <ms>', 'quiet time before building a burst of blocks', '200')
+      .option('--poll-ms <ms>', 'rescan interval in case file events are lost', '1000')
+      .option('--retain <n>', 'newest generations kept on disk (besides those a server holds)', '32')
+      .option('--log-level <level>', 'pino log level', 'info'),
+  ).action(run(followCommand));
 
   return cli;
 }

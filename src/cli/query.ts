@@ -2,22 +2,32 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { type HintCache, RemoteLane } from '../pir/remote.js';
+import { type CachedHint, type HintCache, RemoteLane } from '../pir/remote.js';
 import { isLaneName } from '../store/layout.js';
 import { UsageError, intOption } from './errors.js';
 
-/** Hints on disk, one file per lane and hint checksum (written atomically). */
+/** The newest hint per lane on disk: <lane>.hint and <lane>.json (crs and generation), each replaced atomically. */
 export function fileCache(dir: string): HintCache {
-  const file = (key: string) => path.join(dir, `${key.replace(/[^\w.-]/g, '_')}.hint`);
+  const base = (lane: string) => path.join(dir, lane.replace(/[^\w.-]/g, '_'));
+  const writeAtomic = async (file: string, data: Uint8Array | string) => {
+    const tmp = `${file}.${process.pid}.tmp`;
+    await fs.writeFile(tmp, data);
+    await fs.rename(tmp, file);
+  };
   return {
-    async get(key) {
-      return fs.readFile(file(key)).then((b) => new Uint8Array(b), () => undefined);
+    async load(lane) {
+      try {
+        const meta = JSON.parse(await fs.readFile(`${base(lane)}.json`, 'utf8')) as Omit<CachedHint, 'hint'>;
+        const hint = new Uint8Array(await fs.readFile(`${base(lane)}.hint`));
+        return { ...meta, hint };
+      } catch {
+        return undefined; // nothing cached, or a torn pair: the client verifies the hint's sha256 anyway
+      }
     },
-    async set(key, value) {
+    async save(lane, value) {
       await fs.mkdir(dir, { recursive: true });
-      const tmp = `${file(key)}.${process.pid}.tmp`;
-      await fs.writeFile(tmp, value);
-      await fs.rename(tmp, file(key));
+      await writeAtomic(`${base(lane)}.hint`, value.hint);
+      await writeAtomic(`${base(lane)}.json`, JSON.stringify({ generation: value.generation, crs: value.crs }));
     },
   };
 }
@@ -25,6 +35,8 @@ export function fileCache(dir: string): HintCache {
 export function defaultCacheDir(): string {
   return process.env.LANEPIR_CACHE_DIR ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'lanepir');
 }
+
+const HINT_SOURCE = { memory: 'in memory', cache: 'cached', delta: 'updated by delta', download: 'downloaded' } as const;
 
 export async function queryCommand(flags: { url: string; lane: string; index: string; cacheDir?: string }): Promise<void> {
   if (!isLaneName(flags.lane)) throw new UsageError(`--lane must be hot or cold, got ${JSON.stringify(flags.lane)}`);
@@ -43,6 +55,6 @@ export async function queryCommand(flags: { url: string; lane: string; index: st
     .map(([k, v]) => `${k} ${v.toFixed(1)} ms`)
     .join(', ');
   process.stderr.write(
-    `${flags.lane}[${index}] from generation ${r.generation} (block ${r.blockNumber}): sent ${r.bytesSent} B, received ${r.bytesReceived} B; hint ${r.hintCached ? 'cached' : 'downloaded'}; ${steps}\n`,
+    `${flags.lane}[${index}] from generation ${r.generation} (block ${r.blockNumber}): sent ${r.bytesSent} B, received ${r.bytesReceived} B; hint: ${HINT_SOURCE[r.hintSource]}; ${steps}\n`,
   );
 }

@@ -3,6 +3,7 @@
 // warmed) by every live worker, and only when all of them are ready is it
 // published in the segment: that single store switches the whole server.
 import cluster, { type Worker } from 'node:cluster';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
@@ -10,6 +11,7 @@ import { AggregatorRegistry, Counter, Gauge, Histogram, Registry } from 'prom-cl
 import { type Config } from '../config.js';
 import { type ControlSegment, control } from '../native.js';
 import { resolveGeneration } from '../store/generation.js';
+import { readManifest } from '../store/manifest.js';
 import { type LaneName, generationBlock } from '../store/layout.js';
 import { ReloadError, rethrow, validateGeneration } from '../server/reloader.js';
 import {
@@ -90,7 +92,13 @@ export async function runPrimary(config: Config, logger: Logger = pino({ level: 
   }
 
   cluster.setupPrimary({ exec: path.join(path.dirname(fileURLToPath(import.meta.url)), 'worker-main.js'), args: [] });
-  const env = { LANEPIR_SEGMENT: segment.name, LANEPIR_CONFIG_JSON: JSON.stringify(config) };
+  // Workers share the cores: by default each kernel pass uses cores / workers threads,
+  // so N workers scanning at once do not oversubscribe the machine.
+  const workerConfig: Config = {
+    ...config,
+    kernel_threads: config.kernel_threads || Math.max(1, Math.floor(os.availableParallelism() / count)),
+  };
+  const env = { LANEPIR_SEGMENT: segment.name, LANEPIR_CONFIG_JSON: JSON.stringify(workerConfig) };
   const readyWaiters: (() => void)[] = [];
 
   const fork = (slot: number) => {
@@ -186,8 +194,15 @@ export async function runPrimary(config: Config, logger: Logger = pino({ level: 
         metrics.reloads.inc({ result: 'unchanged' });
         return base(id, before.blockNumber!, servedLanes, true, null);
       }
-      const info = await validateGeneration(config, dir, servedLanes);
+      // A generation every live worker still holds (a rollback, or alternating) was
+      // validated when it was first loaded: only its manifest is needed.
+      const heldByAll = live.length > 0 && live.every((w) => segment.readSlot(w.slot).held.some((h) => h.generation === id));
+      const info = heldByAll
+        ? await readManifest(dir).then((m) => ({ id, dir, blockNumber: m.block_number, lanes: m.lanes }), rethrow)
+        : await validateGeneration(config, dir, servedLanes);
       const lanes = Object.keys(info.lanes) as LaneName[];
+      const missing = servedLanes.find((l) => !lanes.includes(l));
+      if (missing) throw new ReloadError('ELANE_MISSING', `generation ${id} has no ${missing} lane, which is being served`);
       const rid = `r${++reloadSeq}`;
 
       // 1. Every live worker maps and warms the generation.

@@ -55,7 +55,8 @@ export async function runWorker(): Promise<void> {
   let server: RunningServer | undefined;
   let requests = 0;
   let seenCount = segment.publishCount();
-  const switchedAt = new Map<string, number>();
+  /** The last switch: which generation, under which publish, when (answers the primary's publish-to-switch question). */
+  let lastSwitch: { id: string; publishCount: number; at: number } | undefined;
 
   const writeSlot = () => {
     if (!server) return;
@@ -68,8 +69,7 @@ export async function runWorker(): Promise<void> {
     });
   };
   const noteSwitch = (id: string) => {
-    if (!switchedAt.has(id)) switchedAt.set(id, preciseNow());
-    if (switchedAt.size > 64) switchedAt.delete(switchedAt.keys().next().value!);
+    lastSwitch = { id, publishCount: segment.publishCount(), at: preciseNow() };
     metrics.servedGeneration.set({ worker: workerName }, generationBlock(id));
     writeSlot();
   };
@@ -158,14 +158,16 @@ export async function runWorker(): Promise<void> {
       }
       case 'switch': {
         seenCount = segment.publishCount();
-        const snap = server!.store.current?.id === msg.generation ? server!.store.current : server!.reloader.commit(msg.generation);
-        if (snap) noteSwitch(msg.generation);
+        // A request may have noticed this publish first and switched already.
+        const already = server!.store.current?.id === msg.generation && lastSwitch?.id === msg.generation && lastSwitch.publishCount === seenCount;
+        const snap = already ? server!.store.current : server!.reloader.commit(msg.generation);
+        if (snap && !already) noteSwitch(msg.generation);
         send({
           t: 'switched',
           id: msg.id,
           generation: msg.generation,
           ok: snap !== undefined,
-          at: switchedAt.get(msg.generation) ?? preciseNow(),
+          at: snap ? lastSwitch!.at : preciseNow(),
           ...(snap ? {} : { error: 'generation was not prepared' }),
         });
         break;

@@ -117,7 +117,7 @@ export class PirClient {
       items.push({ secret: randomWords(n), base: sampleErrors(new Uint32Array(m)) });
     }
     if (this.cacheMatrix) {
-      this.matrix ??= await this.stream.rows(0, m);
+      this.matrix ??= await this.expandMatrix();
       accumulateProducts(this.matrix, 0, m, n, items);
     } else {
       for (let c0 = 0; c0 < m; c0 += STREAM_ROWS) {
@@ -126,6 +126,16 @@ export class PirClient {
       }
     }
     this.pool.push(...items);
+  }
+
+  /** All of A, generated a block of rows at a time (one 64 MiB WebCrypto call is several times slower). */
+  private async expandMatrix(): Promise<Uint32Array> {
+    const { m, n } = this.crs;
+    const matrix = new Uint32Array(m * n);
+    for (let c0 = 0; c0 < m; c0 += STREAM_ROWS) {
+      matrix.set(await this.stream.rows(c0, Math.min(STREAM_ROWS, m - c0)), c0 * n);
+    }
+    return matrix;
   }
 
   /** A query for entry `index`: the bytes to send and the state decode() needs. */

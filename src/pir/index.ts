@@ -15,4 +15,4 @@ export {
 } from './delta.js';
 export { MatrixStream, littleEndianWords, wordsToLittleEndian } from './prg.js';
 export { sampleErrors } from './sampler.js';
-export { RemoteLane, type HintCache, type LookupResult } from './remote.js';
+export { RemoteLane, type CachedHint, type HintCache, type HintSource, type LookupResult } from './remote.js';

@@ -1,12 +1,22 @@
 // Private lookups against a lanepir server over HTTP (fetch only, so it runs
-// in browsers too). Fetches the lane's crs and hint for the served
-// generation, keeps them in a cache keyed by the hint's checksum, and retries
-// once on a fresh generation when the server has retired the one it used.
+// in browsers too). Keeps the lane's crs and hint for one generation; when
+// the server moves on it fetches a delta (far smaller than the hint) and
+// updates the hint in place, falling back to a full download only when the
+// server no longer has the diffs or the lane's parameters changed. Retries
+// once on the current generation when the one it used was retired (410).
 import { PirClient, PirClientError } from './client.js';
+import { type Crs } from './crs.js';
+
+/** What a cache holds for one lane: the hint of one generation and its crs. */
+export interface CachedHint {
+  generation: string;
+  crs: Crs;
+  hint: Uint8Array;
+}
 
 export interface HintCache {
-  get(key: string): Promise<Uint8Array | undefined>;
-  set(key: string, value: Uint8Array): Promise<void>;
+  load(lane: string): Promise<CachedHint | undefined>;
+  save(lane: string, value: CachedHint): Promise<void>;
 }
 
 export interface LookupResult {
@@ -15,80 +25,133 @@ export interface LookupResult {
   blockNumber: number;
   bytesSent: number;
   bytesReceived: number;
-  /** Milliseconds per step: info, hint (0 when cached), setup, query, network, decode. */
+  /** Milliseconds per step: info, hint, setup, query, network, decode. */
   timings: Record<string, number>;
-  hintCached: boolean;
+  /** How this lookup got its hint: 'memory', 'cache', 'delta' or 'download'. */
+  hintSource: HintSource;
 }
 
-interface LaneInfo {
+export type HintSource = 'memory' | 'cache' | 'delta' | 'download';
+
+interface InfoLane {
   hint_sha256: string;
+  params_version: number;
 }
 
 export class RemoteLane {
   private client: PirClient | undefined;
   private generation: string | undefined;
+  /** Hint bytes fetched so far, full downloads and deltas (for tests and reporting). */
+  readonly stats = { downloads: 0, deltas: 0, hintBytes: 0, deltaBytes: 0 };
 
   constructor(
     readonly baseUrl: string,
     readonly lane: string,
     private readonly cache?: HintCache,
     private readonly fetchFn: typeof fetch = globalThis.fetch,
+    /** Per-request time limit: a request that never answers is an error, not a hang. */
+    private readonly timeoutMs = 30_000,
   ) {}
 
-  private async json<T>(path: string): Promise<T> {
-    const res = await this.fetchFn(new URL(path, this.baseUrl));
-    if (!res.ok) throw await httpError(res);
-    return (await res.json()) as T;
+  private fetch(path: string, init: RequestInit = {}): Promise<Response> {
+    return this.fetchFn(new URL(path, this.baseUrl), { ...init, signal: AbortSignal.timeout(this.timeoutMs) });
   }
 
-  /** Loads crs and hint for the current generation unless already set up for it. */
-  private async refresh(timings: Record<string, number>): Promise<boolean> {
+  private async get(path: string): Promise<Response> {
+    const res = await this.fetch(path);
+    if (!res.ok) throw await httpError(res);
+    return res;
+  }
+
+  /** The generation this client's hint belongs to. */
+  get hintGeneration(): string | undefined {
+    return this.generation;
+  }
+
+  /** Brings the hint to the server's current generation; returns how. */
+  private async refresh(timings: Record<string, number>): Promise<HintSource> {
     let t = now();
-    const info = await this.json<{ generation: string | null; lanes: Record<string, LaneInfo> }>('/info');
+    const info = (await (await this.get('/info')).json()) as { generation: string | null; lanes: Record<string, InfoLane> };
     timings.info = now() - t;
     if (info.generation === null) throw new PirClientError('the server has no generation loaded yet', 'ENOT_READY');
     const lane = info.lanes[this.lane];
     if (!lane) throw new PirClientError(`the server does not serve a ${this.lane} lane`, 'ELANE');
-    if (this.client && this.generation === info.generation) return true;
-    const g = encodeURIComponent(info.generation);
+    const target = info.generation;
+    if (this.client && this.generation === target) return 'memory';
+
     t = now();
-    const crs = await this.json<Record<string, unknown>>(`/crs/${this.lane}?generation=${g}`);
-    const key = `${this.lane}-${lane.hint_sha256}`;
-    let hint = await this.cache?.get(key);
-    const cached = hint !== undefined;
-    if (!hint) {
-      const res = await this.fetchFn(new URL(`/hint/${this.lane}?generation=${g}`, this.baseUrl));
-      if (!res.ok) throw await httpError(res);
-      hint = new Uint8Array(await res.arrayBuffer());
+    let source: HintSource = 'memory';
+    if (!this.client) {
+      const cached = await this.cache?.load(this.lane);
+      if (cached) {
+        this.client = await PirClient.create(cached.crs, cached.hint).catch(() => undefined);
+        this.generation = this.client ? cached.generation : undefined;
+        source = 'cache';
+      }
     }
+    if (this.client && this.generation !== target) {
+      source = (await this.updateByDelta(target, lane)) ? 'delta' : 'download';
+    } else if (!this.client) {
+      source = 'download';
+    }
+    if (source === 'download') await this.download(target);
     timings.hint = now() - t;
-    t = now();
+    if (source === 'delta' || source === 'download') {
+      t = now();
+      await this.cache?.save(this.lane, { generation: target, crs: this.client!.crs, hint: this.client!.exportHint() });
+      timings.cache = now() - t;
+    }
+    return source;
+  }
+
+  /** Applies the server's delta from our generation to `target`; false when a full download is needed. */
+  private async updateByDelta(target: string, lane: InfoLane): Promise<boolean> {
+    const client = this.client!;
+    if ((client.crs.params_version ?? 1) !== lane.params_version) return false;
+    const g = encodeURIComponent(target);
+    const res = await this.fetch(`/delta/${this.lane}?from=${encodeURIComponent(this.generation!)}&to=${g}`);
+    if (res.status === 410 || res.status === 404) return false;
+    if (!res.ok) throw await httpError(res);
+    const delta = new Uint8Array(await res.arrayBuffer());
+    const crs = (await (await this.get(`/crs/${this.lane}?generation=${g}`)).json()) as Crs;
+    try {
+      await client.applyDelta(delta, crs); // checks the result against crs.hint_sha256
+    } catch (err) {
+      if ((err as { code?: string }).code === 'EDELTA') return false;
+      throw err;
+    }
+    this.generation = target;
+    this.stats.deltas++;
+    this.stats.deltaBytes += delta.byteLength;
+    return true;
+  }
+
+  private async download(target: string): Promise<void> {
+    const g = encodeURIComponent(target);
+    const crs = await (await this.get(`/crs/${this.lane}?generation=${g}`)).json();
+    const hint = new Uint8Array(await (await this.get(`/hint/${this.lane}?generation=${g}`)).arrayBuffer());
     this.client = await PirClient.create(crs, hint); // verifies the hint's sha256
-    if (!cached) await this.cache?.set(key, hint);
-    this.generation = info.generation;
-    timings.setup = now() - t;
-    return cached;
+    this.generation = target;
+    this.stats.downloads++;
+    this.stats.hintBytes += hint.byteLength;
   }
 
   /** Privately retrieves entry `index`. */
   async lookup(index: number): Promise<LookupResult> {
     for (let attempt = 0; ; attempt++) {
       const timings: Record<string, number> = {};
-      const hintCached = await this.refresh(timings);
+      const hintSource = await this.refresh(timings);
       const client = this.client!;
       let t = now();
       const { query, state } = await client.query(index);
       timings.query = now() - t;
       t = now();
-      const res = await this.fetchFn(new URL(`/query/${this.lane}?generation=${encodeURIComponent(this.generation!)}`, this.baseUrl), {
+      const res = await this.fetch(`/query/${this.lane}?generation=${encodeURIComponent(this.generation!)}`, {
         method: 'POST',
         headers: { 'Content-Type': 'application/octet-stream' },
         body: query,
       });
-      if (res.status === 410 && attempt === 0) {
-        this.client = undefined; // the generation was retired: start over on the current one
-        continue;
-      }
+      if (res.status === 410 && attempt === 0) continue; // retired meanwhile: refresh to the current one
       if (!res.ok) throw await httpError(res);
       const answer = new Uint8Array(await res.arrayBuffer());
       timings.network = now() - t;
@@ -102,7 +165,7 @@ export class RemoteLane {
         bytesSent: query.byteLength,
         bytesReceived: answer.byteLength,
         timings,
-        hintCached,
+        hintSource,
       };
     }
   }

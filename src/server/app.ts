@@ -11,7 +11,8 @@ import { type Logger } from 'pino';
 import { type Config, configHash } from '../config.js';
 import { answerBytes, queryBytes } from '../pir/crs.js';
 import { littleEndianWords, wordsToLittleEndian } from '../pir/prg.js';
-import { isLaneName, type LaneName } from '../store/layout.js';
+import { GENERATION_ID, isLaneName, type LaneName } from '../store/layout.js';
+import { DeltaGoneError, deltaChain } from './delta.js';
 import { HttpError } from './errors.js';
 import { type ReloadResult, ReloadError, type Reloader } from './reloader.js';
 import { LaneScheduler, OverloadedError } from './scheduler.js';
@@ -99,9 +100,8 @@ function queryMetrics(metrics: ServerMetrics): Koa.Middleware {
 }
 
 /** The snapshot a request asks for (?generation=N, else current), pinned until the response is done. */
-function pinSnapshot(ctx: Ctx, store: SnapshotStore, metrics: ServerMetrics): Snapshot {
+function pinSnapshot(ctx: Ctx, store: SnapshotStore, metrics: ServerMetrics, wanted = ctx.query.generation): Snapshot {
   const current = store.current;
-  const wanted = ctx.query.generation;
   if (wanted !== undefined && typeof wanted !== 'string') throw new HttpError(400, 'EBAD_GENERATION', 'generation must be given once');
   if (!current) throw new HttpError(503, 'ENOT_READY', 'no generation is loaded yet', {}, { 'Retry-After': '1' });
   const snap = wanted === undefined ? current : store.get(wanted);
@@ -154,9 +154,29 @@ function laneSummary(lane: ServedLane) {
   };
 }
 
+/** Recently served deltas: clients of one server ask for the same few (from, to) pairs. */
+class DeltaCache {
+  private readonly entries = new Map<string, Uint8Array>();
+  constructor(private readonly max = 64) {}
+
+  async get(key: string, make: () => Promise<Uint8Array>): Promise<Uint8Array> {
+    const hit = this.entries.get(key);
+    if (hit) {
+      this.entries.delete(key);
+      this.entries.set(key, hit);
+      return hit;
+    }
+    const value = await make();
+    this.entries.set(key, value);
+    if (this.entries.size > this.max) this.entries.delete(this.entries.keys().next().value!);
+    return value;
+  }
+}
+
 export function publicRouter(app: AppContext): Router {
   const { store, config } = app;
   const router = new Router();
+  const deltas = new DeltaCache();
   router.get('/health', (ctx) => {
     ctx.body = { status: 'ok' };
   });
@@ -209,6 +229,29 @@ export function publicRouter(app: AppContext): Router {
     ctx.type = 'application/octet-stream';
     ctx.length = lane.info.crs.entry_size * lane.info.crs.R * lane.info.crs.n * 4;
     ctx.body = fs.createReadStream(lane.info.hintPath);
+  });
+  router.get('/delta/:lane', async (ctx) => {
+    const from = ctx.query.from;
+    if (typeof from !== 'string' || !GENERATION_ID.test(from)) {
+      throw new HttpError(400, 'EBAD_GENERATION', 'from must be a generation id (the generation of the hint you hold)');
+    }
+    // The target is ?to=N (a held generation) or the current one.
+    const to = ctx.query.to;
+    const snap = pinSnapshot(ctx, store, app.metrics, to);
+    const lane = laneOf(ctx, snap);
+    let delta: Uint8Array;
+    try {
+      delta = await deltas.get(`${lane.name}/${from}/${snap.id}`, () => deltaChain(config.data_dir, lane.name, from, snap.id));
+    } catch (err) {
+      if (err instanceof DeltaGoneError) {
+        throw new HttpError(410, err.code, `${err.message}; download the hint of generation ${snap.id} instead`, { current_generation: snap.id });
+      }
+      throw err;
+    }
+    generationHeaders(ctx, snap);
+    ctx.set('Cache-Control', to !== undefined ? 'public, max-age=31536000, immutable' : 'no-cache');
+    ctx.type = 'application/octet-stream';
+    ctx.body = Buffer.from(delta.buffer, delta.byteOffset, delta.byteLength);
   });
   router.post('/query/:lane', async (ctx) => {
     const snap = pinSnapshot(ctx, store, app.metrics);
@@ -283,10 +326,11 @@ export function adminRouter(app: AppContext): Router {
       const g = (body as { generation?: unknown })?.generation;
       if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'EBAD_JSON', 'reload body must be a JSON object');
       if (g !== undefined) {
-        if ((typeof g !== 'number' || !Number.isSafeInteger(g) || g < 0) && (typeof g !== 'string' || !/^\d+$/.test(g))) {
-          throw new HttpError(400, 'EBAD_GENERATION', 'generation must be a block number');
+        const id = typeof g === 'number' && Number.isSafeInteger(g) ? String(g) : g;
+        if (typeof id !== 'string' || !GENERATION_ID.test(id)) {
+          throw new HttpError(400, 'EBAD_GENERATION', 'generation must be a generation id (a block number, or <block>r<k> after a reorg)');
         }
-        target = String(g);
+        target = id;
       }
     }
     try {

@@ -121,6 +121,11 @@ export function parseEntryLine(line: string, entrySize: number, where: string): 
   } catch {
     throw new StoreError('EINPUT', `${where}: not valid JSON`);
   }
+  return parseEntryObject(obj, entrySize, where);
+}
+
+/** Checks an already parsed change object; other keys are returned in `rest`. */
+export function parseEntryObject(obj: unknown, entrySize: number, where: string): { index: number; value: Buffer; rest: Record<string, unknown> } {
   if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new StoreError('EINPUT', `${where}: expected an object`);
   const { index, value, ...rest } = obj as Record<string, unknown>;
   if (typeof index !== 'number' || !Number.isSafeInteger(index) || index < 0) {
