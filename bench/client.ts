@@ -122,6 +122,6 @@ export async function runClientBench(opts: ClientBenchOptions): Promise<{ figure
     if (wrong > 0) throw new Error(`client bench: ${wrong} of ${decode.n} decoded entries did not match the plaintext`);
     return { figures, lines };
   } finally {
-    handle.release();
+    await handle.release();
   }
 }

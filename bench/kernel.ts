@@ -115,7 +115,7 @@ export async function runKernelBench(opts: KernelBenchOptions): Promise<Record<s
     let hintLane = lane;
     if (hintMiB !== sizeMiB) {
       // Drop the answer lane's files first so both do not sit in page cache.
-      lane.release();
+      await lane.release();
       fs.rmSync(dir, { recursive: true, force: true });
       hintDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lanepir-bench-'));
       log(`writing a ${hintMiB} MiB lane for the hint ...`);
@@ -129,8 +129,8 @@ export async function runKernelBench(opts: KernelBenchOptions): Promise<Record<s
     const hintGiB = hintLane.bytes / 2 ** 30;
     const hintSecPerGiB = hintSeconds / hintGiB;
     log(`hint n=${N} on ${hintMiB} MiB: ${hintSeconds.toFixed(2)} s (${hintSecPerGiB.toFixed(2)} s/GiB, progress ${lastProgress}/${hintLane.rows})`);
-    hintLane.release();
-    lane.release();
+    await hintLane.release();
+    await lane.release();
 
     const targets = {
       answerK1OneThread: { value: find('1', 1).vsRead, target: `>= ${TARGET_ANSWER_1T}`, pass: (find('1', 1).vsRead as number) >= TARGET_ANSWER_1T },

@@ -70,7 +70,7 @@ export async function runServerBench(opts: ServerBenchOptions): Promise<{ figure
     k1 = summarize(await timeKernelPasses(handle, 1, 10));
     k16 = summarize(await timeKernelPasses(handle, 16, 5));
   } finally {
-    handle.release();
+    await handle.release();
   }
   opts.log(`  kernel pass K=1 ${fmtMs(k1.p50)}, K=16 ${fmtMs(k16.p50)}`);
 

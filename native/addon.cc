@@ -103,6 +103,10 @@ class PromiseWorker : public Napi::AsyncWorker {
  protected:
   virtual void Run() = 0;
   virtual Napi::Value Result(Napi::Env env) { return env.Undefined(); }
+  // Drops the worker's lane reference. Called on the worker thread after Run:
+  // if it is the last reference, the unmap (page-table teardown, hundreds of
+  // ms for a large warm lane) happens here and not on the JS thread.
+  virtual void DropLane() {}
 
   void Execute() override {
     try {
@@ -111,6 +115,7 @@ class PromiseWorker : public Napi::AsyncWorker {
       failure_ = currentFailure();
       SetError(failure_.msg);
     }
+    DropLane();
   }
   void OnOK() override {
     Napi::Env env = Env();
@@ -164,8 +169,11 @@ class LaneWrap : public Napi::ObjectWrap<LaneWrap> {
     bytes_ = lane_->bytes();
     memory_ = lane_->memoryMode();
   }
-  // Fallback for a handle that was never released: drop its reference.
-  ~LaneWrap() override { lane_.reset(); }
+  // Fallback for a handle that was never released: drop its reference on a
+  // thread of its own (a finalizer must not block on an unmap either).
+  ~LaneWrap() override {
+    if (lane_) std::thread([lane = std::move(lane_)]() mutable { lane.reset(); }).detach();
+  }
 
   static Napi::Object Create(Napi::Env env, std::shared_ptr<Lane> lane) {
     AddonData* data = env.GetInstanceData<AddonData>();
@@ -189,10 +197,7 @@ class LaneWrap : public Napi::ObjectWrap<LaneWrap> {
   Napi::Value GetMode(const Napi::CallbackInfo& i) { return Napi::String::New(i.Env(), memory_ ? "memory" : "mmap"); }
   Napi::Value GetReleased(const Napi::CallbackInfo& i) { return Napi::Boolean::New(i.Env(), !lane_); }
 
-  Napi::Value Release(const Napi::CallbackInfo& i) {
-    lane_.reset();  // idempotent; running workers keep their own references
-    return i.Env().Undefined();
-  }
+  Napi::Value Release(const Napi::CallbackInfo& i);
 
   Napi::Value ReadEntry(const Napi::CallbackInfo& info);
   Napi::Value Answer(const Napi::CallbackInfo& info);
@@ -237,8 +242,30 @@ class WarmWorker : public PromiseWorker {
 
  protected:
   void Run() override { warmLane(*lane_); }
+  void DropLane() override { lane_.reset(); }
   std::shared_ptr<Lane> lane_;
 };
+
+// Drops a lane reference off the JS thread (release()); resolves when done,
+// i.e. after the unmap if it was the last reference.
+class DropWorker : public PromiseWorker {
+ public:
+  DropWorker(Napi::Env env, std::shared_ptr<Lane> lane) : PromiseWorker(env, "lanepir.release"), lane_(std::move(lane)) {}
+
+ protected:
+  void Run() override { lane_.reset(); }
+  std::shared_ptr<Lane> lane_;
+};
+
+// Idempotent; running calls keep their own references. The reference is
+// dropped on a worker thread; the promise resolves once that is done.
+Napi::Value LaneWrap::Release(const Napi::CallbackInfo& i) {
+  auto* w = new DropWorker(i.Env(), std::move(lane_));
+  lane_.reset();
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
 
 Napi::Value LaneWrap::Warm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -268,6 +295,7 @@ class AnswerWorker : public PromiseWorker {
 
  protected:
   void Run() override { runAnswer(*lane_, queries_.data(), K_, out_.data(), co_.threads, co_.path); }
+  void DropLane() override { lane_.reset(); }
   Napi::Value Result(Napi::Env env) override {
     Napi::Array arr = Napi::Array::New(env, size_t(K_));
     for (int k = 0; k < K_; k++)
@@ -400,6 +428,7 @@ class HintWorker : public Napi::AsyncProgressWorker<uint64_t> {
       failure_ = currentFailure();
       SetError(failure_.msg);
     }
+    lane_.reset();  // off the JS thread (see PromiseWorker::DropLane)
   }
   void OnProgress(const uint64_t* data, size_t count) override {
     if (!count || progressFn_.IsEmpty() || callbackError_) return;
@@ -497,17 +526,19 @@ Napi::Value ExpandA(const Napi::CallbackInfo& info) {
 class BandwidthWorker : public PromiseWorker {
  public:
   BandwidthWorker(Napi::Env env, std::shared_ptr<Lane> lane, unsigned threads, unsigned passes)
-      : PromiseWorker(env, "lanepir.readBandwidth"), lane_(std::move(lane)), threads_(threads), passes_(passes) {}
+      : PromiseWorker(env, "lanepir.readBandwidth"), lane_(std::move(lane)), bytes_(lane_->bytes()), threads_(threads), passes_(passes) {}
 
  protected:
   void Run() override { seconds_ = readBandwidth(*lane_, threads_, passes_); }
+  void DropLane() override { lane_.reset(); }
   Napi::Value Result(Napi::Env env) override {
     Napi::Object o = Napi::Object::New(env);
     o.Set("seconds", seconds_);
-    o.Set("bytes", double(lane_->bytes()) * passes_);
+    o.Set("bytes", double(bytes_) * passes_);
     return o;
   }
   std::shared_ptr<Lane> lane_;
+  uint64_t bytes_;  // lane_ is dropped before Result runs
   unsigned threads_, passes_;
   double seconds_ = 0;
 };

@@ -70,9 +70,11 @@ export interface LaneHandle {
   readonly released: boolean;
   /**
    * Drop JS's reference. The mapping is unmapped when the last running kernel
-   * call that uses it has finished (refcount), never by GC timing.
+   * call that uses it has finished (refcount), never by GC timing, and never
+   * on the JS thread (tearing down a large warm mapping takes a long time).
+   * Resolves once JS's reference is dropped (after the unmap if it was last).
    */
-  release(): void;
+  release(): Promise<void>;
   /**
    * Answer K = queries.length (1..16) queries in one pass over the lane.
    * Each query has m uint32 words; each answer has entrySize * rows words:

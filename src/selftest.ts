@@ -48,7 +48,7 @@ export async function selftestLane(info: LaneInfo, opts: SelftestOptions): Promi
       }
     }
   } finally {
-    handle.release();
+    await handle.release();
   }
   result.ms = performance.now() - started;
   return result;

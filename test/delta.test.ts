@@ -75,7 +75,7 @@ async function lookups(t: import('ava').ExecutionContext, client: PirClient, inf
       t.deepEqual(Buffer.from(client.decode(wordsToLittleEndian(answer!), state)), await readEntry(info, index), `index ${index}`);
     }
   } finally {
-    handle.release();
+    await handle.release();
   }
 }
 

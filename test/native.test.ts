@@ -184,7 +184,7 @@ for (const s of shapes) {
           for (let k = 0; k < queries.length; k++) sameWords(t, got[k]!, want[k]!, `${mode} ${p} threads=${threads} k=${k}`);
         }
       }
-      lane.release();
+      await lane.release();
     }
   });
 }
@@ -200,7 +200,7 @@ test('answer on all-0x00 and all-0xFF entries', async (t) => {
       const got = await lane.answer(queries, { path: p });
       for (let k = 0; k < queries.length; k++) sameWords(t, got[k]!, refAnswer(l, queries[k]!), `fill ${fill} ${p} k=${k}`);
     }
-    lane.release();
+    await lane.release();
   }
 });
 
@@ -218,7 +218,7 @@ test('batched answers (K = 1, 3, 8, 16) equal single answers', async (t) => {
     }
   }
   sameWords(t, (await lane.answer([all[5]!], { path: 'portable' }))[0]!, refAnswer(l, all[5]!), 'portable vs reference');
-  lane.release();
+  await lane.release();
 });
 
 test('every path equals portable on a larger lane (es 32, m 16384, many shards)', async (t) => {
@@ -233,7 +233,7 @@ test('every path equals portable on a larger lane (es 32, m 16384, many shards)'
       const got = await lane.answer(queries, { path: p, threads });
       for (let k = 0; k < queries.length; k++) sameWords(t, got[k]!, want[k]!, `${p} threads=${threads} k=${k}`);
     }
-  lane.release();
+  await lane.release();
 });
 
 test('readEntry returns the entry bytes and rejects out-of-range indices', async (t) => {
@@ -245,7 +245,7 @@ test('readEntry returns the entry bytes and rejects out-of-range indices', async
     const err = t.throws(() => lane.readEntry(bad));
     t.is(errorCode(err), 'EPARAMS');
   }
-  lane.release();
+  await lane.release();
 });
 
 // ---------- hint and A ----------
@@ -284,7 +284,7 @@ for (const s of hintShapes) {
         t.is(got.length, s.es * lane.rows * s.n);
         sameWords(t, got, want, `${p} threads=${threads}`);
       }
-    lane.release();
+    await lane.release();
   });
 }
 
@@ -298,7 +298,7 @@ test('hint reports progress up to the total', async (t) => {
   const last = calls[calls.length - 1]!;
   t.deepEqual(last, [lane.rows, lane.rows]);
   for (let i = 1; i < calls.length; i++) t.true(calls[i]![0] >= calls[i - 1]![0]);
-  lane.release();
+  await lane.release();
 });
 
 test('hint validates seed and n', async (t) => {
@@ -308,7 +308,7 @@ test('hint validates seed and n', async (t) => {
   t.is(errorCode(await t.throwsAsync(native.hint(lane, new Uint8Array(16), 24))), 'EPARAMS');
   t.is(errorCode(await t.throwsAsync(native.hint(lane, new Uint8Array(16), 0))), 'EPARAMS');
   t.is(errorCode(await t.throwsAsync(native.hint({} as LaneHandle, new Uint8Array(16), 16))), 'EPARAMS');
-  lane.release();
+  await lane.release();
 });
 
 // ---------- errors ----------
@@ -351,7 +351,7 @@ test('answer: EQUERY_SIZE on a wrong length, EPARAMS on K = 0 / 17 or a bad path
   t.is(errorCode(await t.throwsAsync(lane.answer([new Uint32Array(16)], { path: 'sse9' as KernelPath }))), 'EPARAMS');
   const missing = (['avx2', 'avx512'] as const).filter((p) => !paths.includes(p));
   for (const p of missing) t.is(errorCode(await t.throwsAsync(lane.answer([new Uint32Array(16)], { path: p }))), 'ECPU');
-  lane.release();
+  await lane.release();
 });
 
 test.serial('ERELEASED after release(); release is idempotent and frees the mapping', async (t) => {
@@ -361,8 +361,8 @@ test.serial('ERELEASED after release(); release is idempotent and frees the mapp
   t.deepEqual(native.mappingStats(), { lanes: before.lanes + 1, bytes: before.bytes + 32 * 50 });
   await lane.warm();
   t.false(lane.released);
-  lane.release();
-  lane.release();
+  await lane.release();
+  await lane.release();
   t.true(lane.released);
   t.deepEqual(native.mappingStats(), before);
   t.is(errorCode(await t.throwsAsync(lane.answer([new Uint32Array(16)]))), 'ERELEASED');
@@ -383,7 +383,7 @@ test.serial('the mapping stays valid while a kernel call runs even if the JS han
   t.is(native.mappingStats().lanes, before.lanes + 1);
   const pending = lane.answer(queries, { path: 'portable', threads: 1 }); // slowest path: still running at release()
   const pendingHint = native.hint(lane, new Uint8Array(16), 16, { threads: 1 });
-  lane.release();
+  await lane.release();
   t.true(lane.released);
   t.is(native.mappingStats().lanes, before.lanes + 1, 'running calls keep the mapping');
   const got = await pending;
@@ -392,7 +392,7 @@ test.serial('the mapping stays valid while a kernel call runs even if the JS han
 
   const check = await open(l, 'memory');
   const want = await check.answer(queries);
-  check.release();
+  await check.release();
   for (let k = 0; k < queries.length; k++) sameWords(t, got[k]!, want[k]!, `k=${k}`);
   t.deepEqual(native.mappingStats(), before);
 });
@@ -403,5 +403,5 @@ test('readBandwidth reads the lane', async (t) => {
   const r = await native.readBandwidth(lane, 2, 3);
   t.is(r.bytes, 32 * 1000 * 3);
   t.true(r.seconds >= 0);
-  lane.release();
+  await lane.release();
 });

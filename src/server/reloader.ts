@@ -96,7 +96,7 @@ export class Reloader {
         if (warm) await handle.warm();
       }
     } catch (err) {
-      for (const h of opened) h.release();
+      await Promise.all(opened.map((h) => h.release()));
       rethrow(err);
     }
     return new Snapshot(info, lanes, mode, this.onSnapshotClosed);

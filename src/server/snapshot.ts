@@ -69,7 +69,8 @@ export class Snapshot {
   private maybeClose(): void {
     if (!this.retired || this.pins > 0 || this.closed) return;
     this.closed = true;
-    for (const lane of Object.values(this.lanes)) lane.handle.release();
+    // The unmap runs off the JS thread; the handles are unusable from here on.
+    for (const lane of Object.values(this.lanes)) void lane.handle.release();
     this.onClose(this);
   }
 }

@@ -231,7 +231,7 @@ async function buildLane(
       onProgress: (done, total) => opts.progress?.(`${lane}: hint`, done, total),
     });
   } finally {
-    handle.release();
+    await handle.release();
   }
   const hintSha = await writeNewFile(hintPath(genDir, lane), wordsToLittleEndian(hint));
   files[manifestKey(genDir, hintPath(genDir, lane))] = { size: hint.byteLength, sha256: hintSha };
