@@ -149,6 +149,8 @@ export async function runPrimary(config: Config, logger: Logger = pino({ level: 
   let chain: Promise<unknown> = Promise.resolve();
   let inProgress: { target: string | undefined; promise: Promise<ClusterReloadResult> } | undefined;
   let reloadSeq = 0;
+  /** Generations validated before (what a swap back to one needs: no disk access). */
+  const validated = new Map<string, { dir: string; blockNumber: number; lanes: LaneName[] }>();
 
   const reload = (target?: string): Promise<ClusterReloadResult> => {
     if (inProgress && inProgress.target === target) return inProgress.promise;
@@ -197,10 +199,16 @@ export async function runPrimary(config: Config, logger: Logger = pino({ level: 
       // A generation every live worker still holds (a rollback, or alternating) was
       // validated when it was first loaded: only its manifest is needed.
       const heldByAll = live.length > 0 && live.every((w) => segment.readSlot(w.slot).held.some((h) => h.generation === id));
-      const info = heldByAll
-        ? await readManifest(dir).then((m) => ({ id, dir, blockNumber: m.block_number, lanes: m.lanes }), rethrow)
-        : await validateGeneration(config, dir, servedLanes);
-      const lanes = Object.keys(info.lanes) as LaneName[];
+      let info = heldByAll ? validated.get(id) : undefined;
+      if (!info) {
+        const full = heldByAll
+          ? await readManifest(dir).then((m) => ({ dir, blockNumber: m.block_number, lanes: m.lanes }), rethrow)
+          : await validateGeneration(config, dir, servedLanes);
+        info = { dir: full.dir, blockNumber: full.blockNumber, lanes: Object.keys(full.lanes) as LaneName[] };
+        validated.set(id, info);
+        if (validated.size > 64) validated.delete(validated.keys().next().value!);
+      }
+      const lanes = info.lanes;
       const missing = servedLanes.find((l) => !lanes.includes(l));
       if (missing) throw new ReloadError('ELANE_MISSING', `generation ${id} has no ${missing} lane, which is being served`);
       const rid = `r${++reloadSeq}`;
