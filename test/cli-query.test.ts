@@ -5,6 +5,7 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { loadGeneration, readEntry } from '../src/store/generation.js';
+import { buildIncremental } from '../src/store/incremental.js';
 import { generationDir } from '../src/store/layout.js';
 import { rmrf, tempDir } from './helpers.js';
 import { buildBlock, serve } from './server-helpers.js';
@@ -30,6 +31,13 @@ test('lanepir query retrieves an entry privately and caches the hint', async (t)
   const second = await exec(process.execPath, args);
   t.is(second.stdout.trim(), first.stdout.trim());
   t.regex(second.stderr, /hint: cached/);
+  // The server moves on: the cached hint is brought up to date by a delta, not downloaded.
+  const changed = Buffer.alloc(32, 0xab);
+  await buildIncremental({ data, block: 4, from: '3', updates: { cold: new Map([[4242, changed]]) }, publish: true });
+  t.is((await server.reloadLocal()).new_generation, '4');
+  const third = await exec(process.execPath, args);
+  t.is(third.stdout.trim(), `0x${changed.toString('hex')}`);
+  t.regex(third.stderr, /generation 4 .*hint: updated by delta/);
   const bad = await exec(process.execPath, [BIN, 'query', '--url', server.publicUrl, '--lane', 'cold', '--index', '999999999', '--cache-dir', cache]).catch((e) => e);
   t.is(bad.code, 1);
   t.regex(bad.stderr, /outside the lane/);
