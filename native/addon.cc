@@ -228,11 +228,8 @@ Napi::Value LaneWrap::ReadEntry(const Napi::CallbackInfo& info) {
                        /*range=*/true);
     const uint8_t* p = lane->entryPtr(uint64_t(d));
     return Napi::Buffer<uint8_t>::Copy(env, p, size_t(lane->entrySize()));
-  } catch (const Napi::Error&) {
-    throw;
   } catch (...) {
-    Failure f = currentFailure();
-    throw codedError(env, f.code, f.msg);
+    rethrowCoded(env);
   }
 }
 
@@ -515,11 +512,8 @@ Napi::Value ExpandA(const Napi::CallbackInfo& info) {
     Napi::ArrayBuffer ab = newBuffer(env, rowCount * n * 4);
     expandA(seed.data(), rowStart, rowCount, n, static_cast<uint32_t*>(ab.Data()));
     return Napi::Uint32Array::New(env, size_t(rowCount * n), ab, 0);
-  } catch (const Napi::Error&) {
-    throw;
   } catch (...) {
-    Failure f = currentFailure();
-    throw codedError(env, f.code, f.msg);
+    rethrowCoded(env);
   }
 }
 

@@ -41,6 +41,19 @@ inline Failure currentFailure() {
   }
 }
 
+// Call inside catch (...) of a synchronous binding (C++ exceptions enabled):
+// rethrows as a Napi::Error carrying the code, which N-API raises in JS.
+[[noreturn]] inline void rethrowCoded(Napi::Env env) {
+  try {
+    throw;
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (...) {
+    const Failure f = currentFailure();
+    throw codedError(env, f.code, f.msg, f.range);
+  }
+}
+
 inline void throwCoded(Napi::Env env, const std::string& code, const std::string& msg) {
   codedError(env, code, msg).ThrowAsJavaScriptException();
 }

@@ -1,9 +1,11 @@
 // Shared test helpers: temporary data directories and plain-TypeScript
 // reference implementations of the SimplePIR server side (small lanes only).
+import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { type Crs } from '../src/pir/crs.js';
 import { LWE_N, PLAIN_MODULUS, Q_BITS, SIGMA, recordRows } from '../src/pir/params.js';
 import { MatrixStream, wordsToLittleEndian } from '../src/pir/prg.js';
@@ -76,3 +78,19 @@ export async function referenceLane(data: Uint8Array, entrySize: number, m: numb
 export function randomIndices(count: number, max: number): number[] {
   return Array.from({ length: count }, () => crypto.randomInt(max));
 }
+
+const execFileAsync = promisify(execFile);
+
+/** Runs a program to completion; a non-zero exit is a result, not an exception. */
+export async function run(file: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await execFileAsync(file, args);
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+/** The lanepir command line, as a user runs it. */
+export const cli = (...args: string[]) => run(process.execPath, [path.resolve('bin/lanepir.js'), ...args]);

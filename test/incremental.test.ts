@@ -2,11 +2,9 @@
 // unchanged files hard-linked (and the parent untouched), growth, the diff
 // file, and the CLI's update files.
 import test, { type ExecutionContext } from 'ava';
-import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { decodeDelta } from '../src/pir/delta.js';
 import { selftestLane } from '../src/selftest.js';
 import { buildGeneration } from '../src/store/builder.js';
@@ -16,20 +14,8 @@ import { buildIncremental, diffPath } from '../src/store/incremental.js';
 import { type LaneName, generationDir, generationsDir, hintPath, shardPath } from '../src/store/layout.js';
 import { readManifest } from '../src/store/manifest.js';
 import { verifyGeneration } from '../src/store/verify.js';
-import { rmrf, tempDir } from './helpers.js';
+import { rmrf, tempDir, cli } from './helpers.js';
 
-const exec = promisify(execFile);
-const BIN = path.resolve('bin/lanepir.js');
-
-async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [BIN, ...args]);
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 function listFiles(root: string, dir = root): string[] {
   return fs

@@ -1,27 +1,14 @@
 // Operator tooling against a running server: ops/roll-generation (verify,
 // selftest, publish, reload, prune) and its refusals.
 import test from 'ava';
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { resolveGeneration } from '../src/store/generation.js';
 import { generationDir, shardPath } from '../src/store/layout.js';
-import { rmrf, tempDir } from './helpers.js';
+import { rmrf, run, tempDir } from './helpers.js';
 import { COLD, buildBlock, currentGeneration, serve } from './server-helpers.js';
 
-const exec = promisify(execFile);
-const ROLL = path.resolve('ops/roll-generation');
-
-async function roll(...args: string[]) {
-  try {
-    const { stdout, stderr } = await exec(ROLL, args);
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const roll = (...args: string[]) => run(path.resolve('ops/roll-generation'), args);
 
 test('roll-generation verifies, selftests, publishes, reloads and prunes what nobody holds', async (t) => {
   const data = tempDir();

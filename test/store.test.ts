@@ -1,31 +1,17 @@
 // Generations end to end: build (synthetic, raw and JSON Lines input), verify,
 // private round trips through the native kernel, and the CLI.
 import test from 'ava';
-import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { buildGeneration, publishGeneration } from '../src/store/builder.js';
 import { JsonlSource, RawFileSource, SyntheticSource } from '../src/store/entries.js';
 import { loadGeneration, readEntry, resolveGeneration } from '../src/store/generation.js';
 import { crsPath, generationDir, manifestPath, shardPath } from '../src/store/layout.js';
 import { verifyGeneration } from '../src/store/verify.js';
 import { selftestLane } from '../src/selftest.js';
-import { rmrf, tempDir } from './helpers.js';
+import { rmrf, tempDir, cli } from './helpers.js';
 
-const exec = promisify(execFile);
-const BIN = path.resolve('bin/lanepir.js');
-
-async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [BIN, ...args]);
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 test('round trips on lanes of several shapes through the native kernel, mmap and memory', async (t) => {
   const data = tempDir();
