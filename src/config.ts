@@ -39,8 +39,6 @@ export const configSchema = z
     max_pending_per_lane: z.coerce.number().int().min(1).default(64),
     /** Kernel threads per pass; 0 = all cores. */
     kernel_threads: nonNegInt.default(0),
-    /** Largest request body accepted on any route, bytes. */
-    max_body_bytes: z.coerce.number().int().min(1024).default(16 * 1024 * 1024),
     /** Whole-request time limit, ms. */
     request_timeout_ms: z.coerce.number().int().min(100).default(30_000),
     /** Time to drain in-flight requests on shutdown, ms. */
