@@ -279,7 +279,8 @@ export function publicRouter(app: AppContext): Router {
     const scheduler = app.schedulers[lane.name];
     let result;
     try {
-      result = await scheduler.submit(lane, littleEndianWords(new Uint8Array(body.buffer, body.byteOffset, body.length)).slice());
+      // The kernel call copies the queries it is given; the body is not reused meanwhile.
+      result = await scheduler.submit(lane, littleEndianWords(new Uint8Array(body.buffer, body.byteOffset, body.length)));
     } catch (err) {
       if (err instanceof OverloadedError) {
         throw new HttpError(503, 'EOVERLOADED', `the ${lane.name} lane is at capacity; retry shortly`, {}, { 'Retry-After': '1' });
@@ -289,7 +290,8 @@ export function publicRouter(app: AppContext): Router {
     generationHeaders(ctx, snap);
     ctx.set('X-Lanepir-Batch', String(result.batch));
     ctx.type = 'application/octet-stream';
-    ctx.body = Buffer.from(wordsToLittleEndian(result.answer));
+    const bytes = wordsToLittleEndian(result.answer);
+    ctx.body = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength); // a view, not a copy
   });
   return router;
 }
