@@ -1,25 +1,29 @@
-// All benchmarks in order: kernel, client, server, reload, cluster. Prints a
+// All benchmarks in order: kernel, client, server, reload, cluster,
+// incremental, follow. Prints a
 // readable report (progress on stderr), or with --json one JSON object with
 // every figure on stdout. Each figure comes with its reference measured in
 // the same run; a target is reported PASS only when measured.
 //
-//   node dist/bench/index.js [--json] [--only kernel,client,server,reload,cluster]
+//   node dist/bench/index.js [--json] [--only kernel,client,server,reload,cluster,incremental,follow]
 //     [--size-mib N]     kernel lane (default 256) and, when given, the large reload lane too
 //     [--reload-mib N]   large (cold) lane for reload and cluster (default 1024)
 //     [--seconds N]      seconds per load run (default 5)
 //     [--reloads N]      measured reloads per case (default 20)
+//     [--blocks N]       blocks dropped one at a time in follow (default 20)
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { native } from '../src/native.js';
 import { runClientBench } from './client.js';
 import { runClusterBench } from './cluster.js';
+import { runFollowBench } from './follow.js';
+import { runIncrementalBench } from './incremental.js';
 import { runKernelBench } from './kernel.js';
 import { runReloadBench } from './reload.js';
 import { runServerBench } from './server.js';
 import { type BenchData, HOT_SHAPE, type Log, buildBenchData, fmt } from './util.js';
 
-export const BENCHMARKS = ['kernel', 'client', 'server', 'reload', 'cluster'] as const;
+export const BENCHMARKS = ['kernel', 'client', 'server', 'reload', 'cluster', 'incremental', 'follow'] as const;
 export type BenchName = (typeof BENCHMARKS)[number];
 
 export interface BenchArgs {
@@ -29,10 +33,11 @@ export interface BenchArgs {
   reloadMiB: number;
   seconds: number;
   reloads: number;
+  blocks: number;
 }
 
 export function parseArgs(argv: string[]): BenchArgs {
-  const args: BenchArgs = { json: false, only: [...BENCHMARKS], kernelMiB: 256, reloadMiB: 1024, seconds: 5, reloads: 20 };
+  const args: BenchArgs = { json: false, only: [...BENCHMARKS], kernelMiB: 256, reloadMiB: 1024, seconds: 5, reloads: 20, blocks: 20 };
   let reloadGiven = false;
   const num = (flag: string, v: string | undefined, min: number) => {
     const n = Number(v);
@@ -56,6 +61,7 @@ export function parseArgs(argv: string[]): BenchArgs {
       reloadGiven = true;
     } else if (a === '--seconds') args.seconds = num(a, argv[++i], 1);
     else if (a === '--reloads') args.reloads = Math.floor(num(a, argv[++i], 2));
+    else if (a === '--blocks') args.blocks = Math.floor(num(a, argv[++i], 1));
     else throw new Error(`unknown argument ${a}`);
   }
   return args;
@@ -125,7 +131,7 @@ export async function runAll(args: BenchArgs): Promise<{ report: Record<string, 
   const data = new Datasets(args.reloadMiB, log);
   const report: Record<string, unknown> = {
     machine: machine(),
-    args: { only: args.only, kernelMiB: args.kernelMiB, reloadMiB: args.reloadMiB, seconds: args.seconds, reloads: args.reloads },
+    args: { only: args.only, kernelMiB: args.kernelMiB, reloadMiB: args.reloadMiB, seconds: args.seconds, reloads: args.reloads, blocks: args.blocks },
   };
   const m = report.machine as ReturnType<typeof machine>;
   out(`lanepir benchmarks — ${m.cpuModel}, ${m.threads} threads, ${m.memGiB} GiB, kernel path ${m.kernelPath}, node ${m.node}`);
@@ -153,7 +159,11 @@ export async function runAll(args: BenchArgs): Promise<{ report: Record<string, 
                 ? await runServerBench({ data: await data.hot(), seconds: args.seconds, log })
                 : name === 'reload'
                   ? await runReloadBench({ data: await data.reload(), reloads: args.reloads, log })
-                  : await runClusterBench({ data: await data.reload(), reloads: args.reloads, seconds: args.seconds, log });
+                  : name === 'cluster'
+                    ? await runClusterBench({ data: await data.reload(), reloads: args.reloads, seconds: args.seconds, log })
+                    : name === 'incremental'
+                      ? await runIncrementalBench({ log })
+                      : await runFollowBench({ blocks: args.blocks, reloads: args.reloads, log });
           figures = result.figures;
           for (const line of result.lines) out(line);
         }
@@ -176,7 +186,7 @@ export async function runAll(args: BenchArgs): Promise<{ report: Record<string, 
   report.totalSeconds = Math.round((performance.now() - started) / 100) / 10;
   if (targets.length) {
     out('targets (measured above):');
-    for (const t of targets) out(`  ${t.pass ? 'PASS' : 'FAIL'} ${t.name}: ${typeof t.value === 'number' ? fmt(t.value, 3) : String(t.value)} (${t.target})`);
+    for (const t of targets) out(`  ${t.pass ? 'PASS' : 'FAIL'} ${t.name}: ${typeof t.value === 'number' && !Number.isInteger(t.value) ? fmt(t.value, 3) : String(t.value)} (${t.target})`);
   }
   out(`total ${fmt(report.totalSeconds as number, 1)} s`);
   if (args.json) process.stdout.write(JSON.stringify(report) + '\n');
