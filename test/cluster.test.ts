@@ -267,6 +267,21 @@ test('SIGTERM drains in-flight requests and exits 0 with no segment left behind'
   t.false(fs.existsSync(shm), 'segment removed');
 });
 
+test('a second SIGTERM stops at once and still removes the segment', async (t) => {
+  const data = await dataWithGenerations([1]);
+  t.teardown(() => rmrf(data));
+  const c = await startCluster(data);
+  const config = loadConfig({ flags: { data_dir: data, port: Number(new URL(c.url).port) } });
+  const shm = `/dev/shm${segmentName(config)}`;
+  t.true(fs.existsSync(shm));
+  c.proc.kill('SIGTERM');
+  await new Promise((r) => setTimeout(r, 20)); // let the first one be handled (pending signals merge)
+  c.proc.kill('SIGTERM');
+  const { code } = await c.exited;
+  t.true(code === 0 || code === 1, `exit code ${code}`);
+  t.false(fs.existsSync(shm), 'segment removed');
+});
+
 test('a stale segment from a crashed server is replaced; a live one is refused', async (t) => {
   const name = `/lanepir-test-${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
   const seg = control.controlCreate(name, 3);

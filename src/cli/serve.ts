@@ -37,12 +37,21 @@ export async function serveCommand(flags: ServeFlags): Promise<PrimaryHandle> {
   const config = configFromFlags(flags);
   const logger = pino({ level: config.log_level, base: { role: 'primary' } });
   const primary = await runPrimary(config, logger);
+  // First signal: drain and exit 0. A second one (an impatient operator, or a
+  // supervisor forwarding the signal again) must not skip removing the segment.
+  let stopping = false;
   const stop = (signal: string) => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal: stopping without waiting for in-flight requests');
+      primary.forceStop();
+      process.exit(1);
+    }
+    stopping = true;
     logger.info({ signal }, 'shutting down: draining in-flight requests');
     void primary.shutdown().then(() => process.exit(0));
   };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => {
     primary.reload().catch((err: Error) => logger.error({ err: err.message }, 'SIGHUP reload failed'));
   });

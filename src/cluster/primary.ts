@@ -66,6 +66,8 @@ export interface PrimaryHandle {
   reload(target?: string): Promise<ClusterReloadResult>;
   /** Drain every worker, remove the segment. */
   shutdown(): Promise<void>;
+  /** Kill the workers and remove the segment now (a second signal). */
+  forceStop(): void;
 }
 
 export async function runPrimary(config: Config, logger: Logger = pino({ level: config.log_level, base: { role: 'primary' } })): Promise<PrimaryHandle> {
@@ -380,5 +382,15 @@ export async function runPrimary(config: Config, logger: Logger = pino({ level: 
     logger.info('stopped');
   };
 
-  return { publicUrl: urls!.publicUrl, adminUrl: urls!.adminUrl, segment, reload, shutdown };
+  const forceStop = () => {
+    shuttingDown = true;
+    for (const w of workers.values()) w.worker.process.kill('SIGKILL');
+    try {
+      segment.unlink();
+    } catch {
+      // already removed by shutdown()
+    }
+  };
+
+  return { publicUrl: urls!.publicUrl, adminUrl: urls!.adminUrl, segment, reload, shutdown, forceStop };
 }
