@@ -29,6 +29,8 @@ export const configSchema = z
     admin_port: port.default(3001),
     /** Bearer token the admin routes require when set. */
     admin_token: z.string().min(16, 'admin_token must be at least 16 characters').optional(),
+    /** Also serve the admin routes on the public listener (requires admin_token). */
+    public_admin: bool.default(false),
     /** Past generations that stay queryable besides the current one. */
     retain_generations: nonNegInt.max(64).default(4),
     /** Queries answered per pass over a lane (1..16). */
@@ -49,7 +51,11 @@ export const configSchema = z
     workers: nonNegInt.default(0),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
-  .strict();
+  .strict()
+  .refine((c) => !c.public_admin || c.admin_token !== undefined, {
+    message: 'public_admin needs admin_token: admin routes are never public without a token',
+    path: ['public_admin'],
+  });
 
 export type Config = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;

@@ -170,3 +170,15 @@ test('parseCrs names the bad field', (t) => {
   t.throws(() => parseCrs({ ...good, seed: 'xyz' }), { message: /crs.seed/ });
   t.throws(() => parseCrs('nope'), { message: /object/ });
 });
+
+test('the client path uses no Node-only module (it must run in browsers)', async (t) => {
+  const fs = await import('node:fs');
+  const path = await import('node:path');
+  const dir = path.resolve('src/pir');
+  for (const file of fs.readdirSync(dir).filter((f) => f.endsWith('.ts'))) {
+    const text = fs.readFileSync(path.join(dir, file), 'utf8');
+    const imports = [...text.matchAll(/from '([^']+)'/g)].map((m) => m[1]!);
+    for (const spec of imports) t.true(spec.startsWith('./'), `${file} imports ${spec}`);
+    t.false(/\b(Buffer|process|require)\b[.(]/.test(text), `${file} uses a Node global`);
+  }
+});

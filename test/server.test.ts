@@ -3,6 +3,7 @@
 import test from 'ava';
 import crypto from 'node:crypto';
 import http from 'node:http';
+import { loadConfig } from '../src/config.js';
 import { native } from '../src/native.js';
 import { publishGeneration } from '../src/store/builder.js';
 import { crsPath, generationDir, shardPath } from '../src/store/layout.js';
@@ -230,6 +231,21 @@ test('bad input gets the right 4xx and the server keeps serving', async (t) => {
   const wallet = new TestWallet(url, data);
   const r = await wallet.lookup('hot', 42, '1');
   t.deepEqual(r.entry, await wallet.plaintext('hot', 42, '1'));
+});
+
+test('admin routes reach the public listener only when configured, and only with the token', async (t) => {
+  const data = tempDir();
+  t.teardown(() => rmrf(data));
+  await buildBlock(data, 1, undefined, true);
+  t.throws(() => loadConfig({ flags: { public_admin: true } }), { message: /public_admin needs admin_token/ });
+  const token = 'another-long-admin-token';
+  const server = await serve(data, { admin_token: token, public_admin: true });
+  t.teardown(() => server.close());
+  t.is((await fetch(`${server.publicUrl}/info`)).status, 200, 'public routes need no token');
+  t.is((await fetch(`${server.publicUrl}/admin/reload`, { method: 'POST' })).status, 401);
+  const ok = await fetch(`${server.publicUrl}/admin/reload`, { method: 'POST', headers: { Authorization: `Bearer ${token}` } });
+  t.is(ok.status, 200);
+  t.is((await fetch(`${server.publicUrl}/admin/generations`, { headers: { Authorization: `Bearer ${token}` } })).status, 200);
 });
 
 test('no generation at start: not ready, queries 503, a later reload makes it ready', async (t) => {

@@ -362,6 +362,11 @@ export function createPublicApp(app: AppContext): Koa {
   koa.use(errorMiddleware(app.logger));
   const pub = publicRouter(app);
   koa.use(pub.routes()).use(pub.allowedMethods());
+  if (app.config.public_admin) {
+    // Only when configured, and then always behind the token (config validation).
+    const admin = adminRouter(app);
+    koa.use(admin.routes()).use(admin.allowedMethods());
+  }
   koa.use((ctx) => {
     throw new HttpError(404, 'ENOT_FOUND', `no route ${ctx.method} ${ctx.path}`);
   });
