@@ -86,26 +86,30 @@ test('reloads through each worker switch every worker; in-flight queries decode 
   const loops = [loop('hot'), loop('cold'), loop('hot')];
 
   const reloadWorkers = new Set<string>();
-  for (let i = 0; i < 12; i++) {
-    const target = [2, 3, 1][i % 3]!;
-    const r = await reload(c, target);
-    t.is(r.status, 200, JSON.stringify(r.body));
-    t.is(r.body.new_generation, String(target));
-    reloadWorkers.add(r.worker);
-    t.is(r.body.workers.length, 2);
-    for (const w of r.body.workers) t.true(w.switched, JSON.stringify(w));
-    // Right after the answer, every worker serves the new generation.
-    const seen = new Set<string>();
-    for (let k = 0; k < 8; k++) {
-      const info = await request(`${c.url}/info`);
-      seen.add(info.headers['x-lanepir-worker'] as string);
-      t.is(json(info).generation, String(target));
+  try {
+    for (let i = 0; i < 12; i++) {
+      const target = [2, 3, 1][i % 3]!;
+      const r = await reload(c, target);
+      t.is(r.status, 200, JSON.stringify(r.body));
+      t.is(r.body.new_generation, String(target));
+      reloadWorkers.add(r.worker);
+      t.is(r.body.workers.length, 2);
+      for (const w of r.body.workers) t.true(w.switched, JSON.stringify(w));
+      // Right after the answer, every worker serves the new generation (node:cluster
+      // hands each connection to a free worker: ask until both have answered).
+      const seen = new Set<string>();
+      for (let k = 0; k < 60 && seen.size < 2; k++) {
+        const info = await request(`${c.url}/info`);
+        seen.add(info.headers['x-lanepir-worker'] as string);
+        t.is(json(info).generation, String(target));
+      }
+      t.is(seen.size, 2, 'both workers answered');
     }
-    t.is(seen.size, 2, 'both workers answered');
+    t.is(reloadWorkers.size, 2, `reloads landed on ${[...reloadWorkers]}`);
+  } finally {
+    stop = true; // never leave the load running when an assertion above throws
+    await Promise.all(loops);
   }
-  t.is(reloadWorkers.size, 2, `reloads landed on ${[...reloadWorkers]}`);
-  stop = true;
-  await Promise.all(loops);
   t.deepEqual(failures, []);
   t.true(answered > 10);
 
@@ -157,43 +161,50 @@ test('a worker killed with SIGKILL under load is replaced and serves the current
   let early = 0;
   let answered = 0;
   let stop = false;
+  // A live worker always answers: any HTTP error or wrong decode is a failure.
+  // Only transport failures (reset, no answer) can be the victim's: node:cluster
+  // may still hand it a connection until the primary has seen it exit.
+  const GRACE_MS = 2000;
   const loop = async () => {
     while (!stop) {
       const started = Date.now();
       try {
         const r = await wallet.lookup('hot', crypto.randomInt(HOT.entries), '2');
         if (r.status === 200 && r.ok) answered++;
-        else if (killedAt && started > killedAt + 200) lateFailures.push(JSON.stringify(r));
-        else early++;
+        else lateFailures.push(JSON.stringify(r));
       } catch (err) {
-        // A request the killed worker held dies with it; any later failure is a bug.
-        if (killedAt && started > killedAt + 200) lateFailures.push(String(err));
-        else early++;
+        if (killedAt && started < killedAt + GRACE_MS) early++;
+        else lateFailures.push(String(err));
       }
     }
   };
   const loops = [loop(), loop(), loop()];
-  await new Promise((r) => setTimeout(r, 500));
-  killedAt = Date.now();
-  process.kill(victim.pid, 'SIGKILL');
-  // Wait for the replacement to be ready.
   let replaced: { pid: number; serving: string; ready: boolean }[] = [];
-  for (let i = 0; i < 100; i++) {
-    await new Promise((r) => setTimeout(r, 100));
-    replaced = json(await request(`${c.adminUrl}/admin/generations`)).workers;
-    if (replaced.length === 2 && replaced.every((w) => w.ready && w.pid !== victim.pid && w.serving === '2')) break;
+  try {
+    await new Promise((r) => setTimeout(r, 500));
+    killedAt = Date.now();
+    process.kill(victim.pid, 'SIGKILL');
+    // Wait for the replacement to be ready.
+    for (let i = 0; i < 100; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      const g = await request(`${c.adminUrl}/admin/generations`).catch(() => undefined); // may land on the victim
+      if (!g) continue;
+      replaced = json(g).workers;
+      if (replaced.length === 2 && replaced.every((w) => w.ready && w.pid !== victim.pid && w.serving === '2')) break;
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  } finally {
+    stop = true; // never leave the load running when something above throws
+    await Promise.all(loops);
   }
-  await new Promise((r) => setTimeout(r, 500));
-  stop = true;
-  await Promise.all(loops);
   t.is(replaced.length, 2);
   t.true(replaced.every((w) => w.pid !== victim.pid && w.serving === '2'), JSON.stringify(replaced));
   t.deepEqual(lateFailures, []);
   t.true(answered > 10);
-  t.true(early <= 3, `${early} requests failed around the kill`);
+  t.true(early <= 6, `${early} requests failed around the kill`);
   // The new worker answers from the current generation.
   const seen = new Set<string>();
-  for (let k = 0; k < 10; k++) {
+  for (let k = 0; k < 60 && seen.size < 2; k++) {
     const r = await request(`${c.url}/info`);
     seen.add(r.headers['x-lanepir-worker'] as string);
     t.is(json(r).generation, '2');

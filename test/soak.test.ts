@@ -10,7 +10,9 @@ test('cluster soak: no failures on surviving workers, no wrong answers, every re
   t.is(r.mismatches, 0, detail);
   t.is(r.reloadFailures, 0, detail);
   t.true(r.answered > 20, detail);
-  t.true(r.reloads >= 10, detail);
+  // ~20 are attempted; a reload whose connection node:cluster handed to the killed
+  // worker waits for its timeout (reloadsFailedAtKill), so fewer may complete.
+  t.true(r.reloads >= 5, detail);
   t.true(r.killedPid !== undefined && r.killedPid > 0, detail);
   t.true(r.answeredByLane.hot > 0 && r.answeredByLane.cold > 0, detail);
 });
