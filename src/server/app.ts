@@ -14,7 +14,7 @@ import { littleEndianWords, wordsToLittleEndian } from '../pir/prg.js';
 import { GENERATION_ID, isLaneName, type LaneName } from '../store/layout.js';
 import { DeltaGoneError, deltaChain } from './delta.js';
 import { HttpError } from './errors.js';
-import { type ReloadResult, ReloadError, type Reloader } from './reloader.js';
+import { type ReloadResult, ReloadError } from './reloader.js';
 import { LaneScheduler, OverloadedError } from './scheduler.js';
 import { type ServerMetrics } from './metrics.js';
 import { type ServedLane, type Snapshot, type SnapshotStore } from './snapshot.js';
@@ -24,7 +24,6 @@ export const PROTOCOL_VERSION = 1;
 export interface AppContext {
   config: Config;
   store: SnapshotStore;
-  reloader: Reloader;
   schedulers: Record<LaneName, LaneScheduler>;
   logger: Logger;
   version: string;

@@ -94,7 +94,6 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   const ctx: AppContext = {
     config,
     store,
-    reloader,
     schedulers,
     logger,
     version: VERSION,
