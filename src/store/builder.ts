@@ -27,7 +27,6 @@ import {
   laneDir,
   manifestPath,
   shardCount,
-  shardName,
   shardPath,
   shardsDir,
 } from './layout.js';
@@ -258,9 +257,4 @@ export async function publishGeneration(data: string, id: string): Promise<void>
     throw err;
   }
   await fsyncDir(data);
-}
-
-/** Shard file names of a lane, for tools that list a generation. */
-export function shardNames(count: number): string[] {
-  return Array.from({ length: count }, (_, i) => shardName(i));
 }
