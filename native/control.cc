@@ -52,10 +52,11 @@ void endWrite(AU64& seq, uint64_t odd) { seq.store(odd + 1, std::memory_order_re
 // a record left odd by a dead writer is reported instead of spun on forever.
 template <typename F>
 void readConsistent(const AU64& seq, F read) {
-  for (int attempt = 0; attempt < 1000000; attempt++) {
+  // A write takes well under a microsecond; a record odd for this long has a dead writer.
+  for (int attempt = 0; attempt < 20000; attempt++) {
     uint64_t s1 = seq.load(std::memory_order_acquire);
     if (s1 & 1) {
-      if (attempt > 1000) std::this_thread::yield();
+      if (attempt > 100) std::this_thread::yield();
       continue;
     }
     read();

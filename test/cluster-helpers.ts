@@ -30,6 +30,8 @@ export interface Cluster {
 export async function startCluster(data: string, opts: { workers?: number; env?: Record<string, string>; args?: string[] } = {}): Promise<Cluster> {
   const port = await freePort();
   const adminPort = await freePort();
+  const tokenAt = opts.args?.indexOf('--admin-token') ?? -1;
+  const token = tokenAt >= 0 ? opts.args![tokenAt + 1] : undefined;
   const proc = spawn(
     process.execPath,
     [BIN, 'serve', '--data', data, '--host', '127.0.0.1', '--port', String(port), '--admin-port', String(adminPort), '--workers', String(opts.workers ?? 2), '--log-level', 'warn', ...(opts.args ?? [])],
@@ -45,7 +47,7 @@ export async function startCluster(data: string, opts: { workers?: number; env?:
     if (proc.exitCode !== null) throw new Error(`lanepir serve exited early:\n${out}`);
     try {
       // Up when every worker is listening (the first one answers /health before the others are ready).
-      const r = await get(`http://127.0.0.1:${adminPort}/admin/generations`);
+      const r = await request(`http://127.0.0.1:${adminPort}/admin/generations`, { headers: token ? { Authorization: `Bearer ${token}` } : {} });
       const workers = r.status === 200 ? (JSON.parse(r.body.toString()).workers as { ready: boolean }[]) : [];
       if (workers.length === (opts.workers ?? 2) && workers.every((w) => w.ready)) break;
     } catch {

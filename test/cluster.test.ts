@@ -293,6 +293,20 @@ test('a second SIGTERM stops at once and still removes the segment', async (t) =
   t.false(fs.existsSync(shm), 'segment removed');
 });
 
+test('the admin token reaches the workers over IPC, not through their environment', async (t) => {
+  const data = await dataWithGenerations([1, 2]);
+  t.teardown(() => rmrf(data));
+  const token = 'token-kept-out-of-environ';
+  const c = await startCluster(data, { args: ['--admin-token', token] });
+  t.teardown(() => c.stop());
+  const post = (headers: Record<string, string>) =>
+    request(`${c.adminUrl}/admin/reload`, { method: 'POST', body: JSON.stringify({ generation: 2 }), headers: { 'Content-Type': 'application/json', ...headers } });
+  t.is((await post({})).status, 401);
+  t.is((await post({ Authorization: `Bearer ${token}` })).status, 200);
+  const gens = json(await request(`${c.adminUrl}/admin/generations`, { headers: { Authorization: `Bearer ${token}` } }));
+  for (const w of gens.workers) t.false(fs.readFileSync(`/proc/${w.pid}/environ`, 'latin1').includes(token), `worker ${w.pid}`);
+});
+
 test('a stale segment from a crashed server is replaced; a live one is refused', async (t) => {
   const name = `/lanepir-test-${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
   const seg = control.controlCreate(name, 3);

@@ -30,7 +30,7 @@ function randomChanges(count: number): { lane: LaneName; index: number; value: s
   });
 }
 
-function waitFor<K extends keyof FollowerEvents>(f: Follower, event: K, pred: (e: FollowerEvents[K]) => boolean, ms = 20_000): Promise<FollowerEvents[K]> {
+function waitFor<K extends keyof FollowerEvents>(f: Follower, event: K, pred: (e: FollowerEvents[K]) => boolean, ms = 90_000): Promise<FollowerEvents[K]> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`timed out waiting for ${event}`)), ms);
     const on = (e: FollowerEvents[K]) => {
@@ -90,7 +90,8 @@ test('30 blocks followed into a 2-worker cluster under queries; hints move by de
       }
     }
   };
-  const loops = [loop('hot'), loop('cold')];
+  // Two concurrent lookups per wallet: hint updates must not mix generations.
+  const loops = [loop('hot'), loop('hot'), loop('cold'), loop('cold')];
 
   let changes = new Map<string, Buffer>();
   for (let block = 2; block <= 31; block++) {

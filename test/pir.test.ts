@@ -182,3 +182,17 @@ test('the client path uses no Node-only module (it must run in browsers)', async
     t.false(/\b(Buffer|process|require)\b[.(]/.test(text), `${file} uses a Node global`);
   }
 });
+
+test('concurrent queries each get their own fresh secret', async (t) => {
+  const data = crypto.randomBytes(32 * 100);
+  const { crs, hint } = await referenceLane(data, 32, 25);
+  const client = await PirClient.create(crs, hint);
+  await client.prepare(1); // fewer prepared than asked for at once
+  const indices = [0, 7, 33, 50, 99, 64, 12, 80];
+  const made = await Promise.all(indices.map((i) => client.query(i)));
+  t.is(new Set(made.map((m) => Buffer.from(m.state.secret).toString('hex'))).size, indices.length);
+  made.forEach((m, k) => {
+    const got = client.decode(wordsToLittleEndian(referenceAnswer(data, 32, 25, littleEndianWords(m.query))), m.state);
+    t.deepEqual(Buffer.from(got), data.subarray(indices[k]! * 32, indices[k]! * 32 + 32));
+  });
+});

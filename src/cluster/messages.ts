@@ -11,6 +11,7 @@ export interface ErrorBody {
 
 /** Worker -> primary. */
 export type WorkerMessage =
+  | { t: 'secrets?' }
   | { t: 'ready'; slot: number; generation: string | null; publicUrl: string; adminUrl: string }
   | { t: 'reload'; id: string; target?: string }
   | { t: 'generations'; id: string }
@@ -19,8 +20,9 @@ export type WorkerMessage =
   | { t: 'prepared'; id: string; ok: false; error: ErrorBody }
   | { t: 'switched'; id: string; generation: string; ok: boolean; at: number; error?: string };
 
-/** Primary -> worker. */
+/** Primary -> worker. Secrets travel over IPC, never in a worker's environment (readable in /proc). */
 export type PrimaryMessage =
+  | { t: 'secrets'; adminToken: string | null }
   | { t: 'reload-result'; id: string; ok: true; result: ClusterReloadResult }
   | { t: 'reload-result'; id: string; ok: false; error: ErrorBody }
   | { t: 'generations-result'; id: string; data: unknown }

@@ -96,8 +96,9 @@ export async function runPrimary(config: Config, logger: Logger = pino({ level: 
   cluster.setupPrimary({ exec: path.join(path.dirname(fileURLToPath(import.meta.url)), 'worker-main.js'), args: [] });
   // Workers share the cores: by default each kernel pass uses cores / workers threads,
   // so N workers scanning at once do not oversubscribe the machine.
-  const workerConfig: Config = {
-    ...config,
+  const { admin_token: adminToken, ...publicConfig } = config;
+  const workerConfig: Omit<Config, 'admin_token'> = {
+    ...publicConfig,
     kernel_threads: config.kernel_threads || Math.max(1, Math.floor(os.availableParallelism() / count)),
   };
   const env = { LANEPIR_SEGMENT: segment.name, LANEPIR_CONFIG_JSON: JSON.stringify(workerConfig) };
@@ -127,6 +128,16 @@ export async function runPrimary(config: Config, logger: Logger = pino({ level: 
       metrics.restarts.inc();
       setTimeout(() => !shuttingDown && fork(slot), delay).unref();
     });
+  };
+
+  /** A worker's slot, or undefined if it cannot be read (left mid-write by a worker that died). */
+  const readSlot = (slot: number) => {
+    try {
+      return segment.readSlot(slot);
+    } catch (err) {
+      logger.warn({ slot, err: (err as Error).message }, 'control segment slot unreadable');
+      return undefined;
+    }
   };
 
   const send = (w: WorkerState, msg: PrimaryMessage) => {
@@ -192,15 +203,14 @@ export async function runPrimary(config: Config, logger: Logger = pino({ level: 
       const { id, dir } = await resolveGeneration(config.data_dir, target).catch(rethrow);
       if (before?.generation === id) {
         for (const [w, c] of confirmations) {
-          const slot = segment.readSlot(w.slot);
-          c.prepared = c.switched = slot.serving === id;
+          c.prepared = c.switched = readSlot(w.slot)?.serving === id;
         }
         metrics.reloads.inc({ result: 'unchanged' });
         return base(id, before.blockNumber!, servedLanes, true, null);
       }
       // A generation every live worker still holds (a rollback, or alternating) was
       // validated when it was first loaded: only its manifest is needed.
-      const heldByAll = live.length > 0 && live.every((w) => segment.readSlot(w.slot).held.some((h) => h.generation === id));
+      const heldByAll = live.length > 0 && live.every((w) => readSlot(w.slot)?.held.some((h) => h.generation === id));
       let info = heldByAll ? validated.get(id) : undefined;
       if (!info) {
         const full = heldByAll
@@ -246,7 +256,12 @@ export async function runPrimary(config: Config, logger: Logger = pino({ level: 
 
       // 2. The switch: one store in the shared segment.
       const publishedAt = preciseNow();
-      segment.publish({ generation: id, blockNumber: info.blockNumber, dir: info.dir });
+      try {
+        segment.publish({ generation: id, blockNumber: info.blockNumber, dir: info.dir });
+      } catch (err) {
+        for (const w of live) send(w, { t: 'abort', id: rid, generation: id });
+        throw err;
+      }
       servedLanes = lanes;
       metrics.publishedGeneration.set(generationBlock(id));
       metrics.publishedBlock.set(info.blockNumber);
@@ -302,7 +317,7 @@ export async function runPrimary(config: Config, logger: Logger = pino({ level: 
       workers: [...workers.values()]
         .sort((a, b) => a.slot - b.slot)
         .map((w) => {
-          const s = segment.readSlot(w.slot);
+          const s = readSlot(w.slot) ?? { pid: 0, serving: null, heartbeatAt: 0, requests: 0, held: [] };
           return {
             worker: w.name,
             slot: w.slot,
@@ -325,9 +340,11 @@ export async function runPrimary(config: Config, logger: Logger = pino({ level: 
 
   const onMessage = (w: WorkerState, msg: WorkerMessage) => {
     switch (msg?.t) {
+      case 'secrets?':
+        send(w, { t: 'secrets', adminToken: adminToken ?? null });
+        break;
       case 'ready':
         w.ready = true;
-        backoff.delete(w.slot);
         urls ??= { publicUrl: msg.publicUrl, adminUrl: msg.adminUrl };
         metrics.workers.set([...workers.values()].filter((x) => x.ready).length);
         logger.info({ worker: w.name, generation: msg.generation }, 'worker ready');

@@ -31,8 +31,22 @@ function failpointActive(name: string, slot: number): Error | undefined {
   return undefined;
 }
 
+/** Asks the primary for what is kept out of the environment. */
+function fetchSecrets(): Promise<{ adminToken: string | null }> {
+  return new Promise((resolve) => {
+    const on = (msg: PrimaryMessage) => {
+      if (msg?.t !== 'secrets') return;
+      process.off('message', on);
+      resolve(msg);
+    };
+    process.on('message', on);
+    process.send?.({ t: 'secrets?' } satisfies WorkerMessage);
+  });
+}
+
 export async function runWorker(): Promise<void> {
-  const config = JSON.parse(process.env.LANEPIR_CONFIG_JSON!) as Config;
+  const { adminToken } = await fetchSecrets();
+  const config = { ...(JSON.parse(process.env.LANEPIR_CONFIG_JSON!) as Config), ...(adminToken ? { admin_token: adminToken } : {}) };
   const slot = Number(process.env.LANEPIR_WORKER_SLOT);
   const segment = control.controlOpen(process.env.LANEPIR_SEGMENT!);
   const workerName = `worker-${slot}-${process.pid}`;
@@ -53,6 +67,9 @@ export async function runWorker(): Promise<void> {
     });
 
   let server: RunningServer | undefined;
+  /** Prepares still running, and those among them the primary has aborted (by correlation id). */
+  const preparing = new Set<string>();
+  const aborted = new Set<string>();
   let requests = 0;
   let seenCount = segment.publishCount();
   /** The last switch: which generation, under which publish, when (answers the primary's publish-to-switch question). */
@@ -61,11 +78,13 @@ export async function runWorker(): Promise<void> {
   const writeSlot = () => {
     if (!server) return;
     const store = server.store;
+    // Everything mapped here counts as held, so nothing it uses is pruned.
+    const held = [...store.held(), ...server.reloader.preparedSnapshots()];
     segment.writeSlot(slot, {
       pid: process.pid,
       serving: store.current?.id ?? null,
       requests,
-      held: store.queryable().map((s) => ({ generation: s.id, inFlight: s.inFlight })),
+      held: held.slice(0, control.controlLayout.heldMax).map((s) => ({ generation: s.id, inFlight: s.inFlight })),
     });
   };
   const noteSwitch = (id: string) => {
@@ -91,7 +110,10 @@ export async function runWorker(): Promise<void> {
     logger.warn({ generation: id }, 'published generation was not prepared here; mapping it');
     server.reloader.reload(id).then(
       () => noteSwitch(id),
-      (err: Error) => logger.error({ err: err.message, generation: id }, 'could not map the published generation'),
+      (err: Error) => {
+        seenCount = -1; // try again on a later request
+        logger.error({ err: err.message, generation: id }, 'could not map the published generation');
+      },
     );
   };
 
@@ -149,14 +171,29 @@ export async function runWorker(): Promise<void> {
       case 'prepare': {
         const started = performance.now();
         const failpoint = failpointActive('prepare', slot);
+        preparing.add(msg.id);
         (failpoint ? Promise.reject(failpoint) : server!.reloader.prepare(msg.generation)).then(
-          () => send({ t: 'prepared', id: msg.id, ok: true, ms: performance.now() - started }),
-          (err: Error & { code?: string; extra?: Record<string, unknown> }) =>
-            send({ t: 'prepared', id: msg.id, ok: false, error: { status: 422, code: err.code ?? 'EPREPARE', message: err.message } }),
+          () => {
+            preparing.delete(msg.id);
+            // The primary gave up on this reload while it was being prepared: drop it.
+            if (aborted.delete(msg.id)) server!.reloader.abort(msg.generation);
+            else send({ t: 'prepared', id: msg.id, ok: true, ms: performance.now() - started });
+          },
+          (err: Error & { code?: string }) => {
+            preparing.delete(msg.id);
+            aborted.delete(msg.id);
+            send({ t: 'prepared', id: msg.id, ok: false, error: { status: 422, code: err.code ?? 'EPREPARE', message: err.message } });
+          },
         );
         break;
       }
       case 'switch': {
+        // Only ever switch to what is published now: a late message must not move the worker back.
+        if (segment.readPublished()?.generation !== msg.generation) {
+          send({ t: 'switched', id: msg.id, generation: msg.generation, ok: false, at: preciseNow(), error: 'superseded by a later publish' });
+          followSegment();
+          break;
+        }
         seenCount = segment.publishCount();
         // A request may have noticed this publish first and switched already.
         const already = server!.store.current?.id === msg.generation && lastSwitch?.id === msg.generation && lastSwitch.publishCount === seenCount;
@@ -173,6 +210,7 @@ export async function runWorker(): Promise<void> {
         break;
       }
       case 'abort':
+        if (preparing.has(msg.id)) aborted.add(msg.id); // dropped when its prepare finishes
         server!.reloader.abort(msg.generation);
         break;
       case 'shutdown':

@@ -35,6 +35,8 @@ export interface FollowOptions {
 interface State {
   /** Update file name -> sha256 of the content that was applied (or refused). */
   files: Record<string, string>;
+  /** The newest generation built (published or not yet: a reload may have been refused). */
+  head?: string;
 }
 
 export interface FollowerEvents {
@@ -52,6 +54,8 @@ export class Follower extends EventEmitter {
   private poller: NodeJS.Timeout | undefined;
   private watcher: fs.FSWatcher | undefined;
   private served: string | undefined;
+  /** The missing block last reported as awaited (logged once). */
+  private waitingFor: number | undefined;
   /** When each pending block's file was first seen, for block-to-served latency. */
   private seenAt = new Map<string, number>();
 
@@ -68,8 +72,11 @@ export class Follower extends EventEmitter {
     this.served = this.head;
     await fsp.mkdir(this.opts.updatesDir, { recursive: true });
     const saved = await fsp.readFile(this.statePath, 'utf8').then((t) => JSON.parse(t) as State, () => undefined);
-    if (saved) this.state = saved;
-    else {
+    if (saved) {
+      this.state = saved;
+      // Resume from what was built last, even if it never got served (the scan rolls it in).
+      if (saved.head && (await loadGeneration(generationDir(this.opts.data, saved.head)).then(() => true, () => false))) this.head = saved.head;
+    } else {
       // First start: files for blocks the head already covers count as applied.
       const headBlock = generationBlock(this.head);
       for (const name of await this.updateFiles()) {
@@ -140,7 +147,10 @@ export class Follower extends EventEmitter {
       const block = Number(name.split('.')[0]);
       const headBlock = generationBlock(this.head);
       if (block > headBlock + 1) {
-        this.opts.logger.debug({ block, waiting_for: headBlock + 1 }, 'waiting for the next block');
+        if (this.waitingFor !== headBlock + 1) {
+          this.waitingFor = headBlock + 1;
+          this.opts.logger.info({ block, waiting_for: headBlock + 1 }, 'waiting for the next block (its file has not arrived)');
+        }
         break; // later blocks build on the missing one
       }
       const parent = block === headBlock + 1 ? this.head : (await chainOf(this.opts.data, this.head)).get(block - 1);
@@ -158,6 +168,7 @@ export class Follower extends EventEmitter {
         this.opts.logger.info({ block, generation: id, parent, changes, build_ms: Math.round(ms) }, 'built generation');
         this.emit('built', { generation: id, block, parent, ms, changes });
         this.head = id;
+        this.state.head = id;
         builtAny = true;
       } catch (err) {
         const message = (err as Error).message;

@@ -56,6 +56,7 @@ const ROW_REQUESTS = 64;
 export class PirClient {
   private readonly pool: Prepared[] = [];
   private matrix: Uint32Array | undefined;
+  private matrixPromise: Promise<Uint32Array> | undefined;
   /** Set while applyDelta() rewrites the hint: decode() must not read it half-updated. */
   private updating = false;
 
@@ -110,6 +111,11 @@ export class PirClient {
    * over A, so that query() only adds Delta at the chosen column.
    */
   async prepare(count = 1): Promise<void> {
+    this.pool.push(...(await this.makePrepared(count)));
+  }
+
+  /** `count` fresh (secret, A s + e) pairs, computed in one pass over A. */
+  private async makePrepared(count: number): Promise<Prepared[]> {
     if (!Number.isInteger(count) || count < 1) throw new RangeError('count must be a positive integer');
     const { m, n } = this.crs;
     const items: Prepared[] = [];
@@ -117,15 +123,16 @@ export class PirClient {
       items.push({ secret: randomWords(n), base: sampleErrors(new Uint32Array(m)) });
     }
     if (this.cacheMatrix) {
-      this.matrix ??= await this.expandMatrix();
-      accumulateProducts(this.matrix, 0, m, n, items);
+      // Concurrent first queries share one expansion of A.
+      this.matrixPromise ??= this.expandMatrix().then((a) => (this.matrix = a));
+      accumulateProducts(await this.matrixPromise, 0, m, n, items);
     } else {
       for (let c0 = 0; c0 < m; c0 += STREAM_ROWS) {
         const rows = Math.min(STREAM_ROWS, m - c0);
         accumulateProducts(await this.stream.rows(c0, rows), c0, rows, n, items);
       }
     }
-    this.pool.push(...items);
+    return items;
   }
 
   /** All of A, generated a block of rows at a time (one 64 MiB WebCrypto call is several times slower). */
@@ -143,9 +150,9 @@ export class PirClient {
     if (!Number.isSafeInteger(index) || index < 0 || index >= this.crs.entries) {
       throw new PirClientError(`index ${index} is outside the lane (0..${this.crs.entries - 1})`, 'EINDEX');
     }
-    if (this.pool.length === 0) await this.prepare(1);
-    // Each prepared secret is used exactly once.
-    const { secret, base } = this.pool.shift()!;
+    // Each prepared secret is used exactly once; without one ready, make one for this query
+    // (not through the pool: a concurrent query could take it first).
+    const { secret, base } = this.pool.shift() ?? (await this.makePrepared(1))[0]!;
     const column = index % this.crs.m;
     base[column] = (base[column]! + DELTA) >>> 0;
     let sum = 0;

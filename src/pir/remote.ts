@@ -41,6 +41,8 @@ interface InfoLane {
 export class RemoteLane {
   private client: PirClient | undefined;
   private generation: string | undefined;
+  /** The refresh in progress: concurrent lookups share it instead of updating the hint twice. */
+  private refreshing: Promise<HintSource> | undefined;
   /** Hint bytes fetched so far, full downloads and deltas (for tests and reporting). */
   readonly stats = { downloads: 0, deltas: 0, hintBytes: 0, deltaBytes: 0 };
 
@@ -68,8 +70,13 @@ export class RemoteLane {
     return this.generation;
   }
 
-  /** Brings the hint to the server's current generation; returns how. */
-  private async refresh(timings: Record<string, number>): Promise<HintSource> {
+  /** Brings the hint to the server's current generation (one refresh at a time); returns how. */
+  private refresh(timings: Record<string, number>): Promise<HintSource> {
+    this.refreshing ??= this.doRefresh(timings).finally(() => (this.refreshing = undefined));
+    return this.refreshing;
+  }
+
+  private async doRefresh(timings: Record<string, number>): Promise<HintSource> {
     let t = now();
     const info = (await (await this.get('/info')).json()) as { generation: string | null; lanes: Record<string, InfoLane> };
     timings.info = now() - t;
@@ -141,26 +148,36 @@ export class RemoteLane {
     for (let attempt = 0; ; attempt++) {
       const timings: Record<string, number> = {};
       const hintSource = await this.refresh(timings);
+      // The client and its generation, taken together: another lookup may refresh meanwhile.
       const client = this.client!;
+      const generation = this.generation!;
       let t = now();
       const { query, state } = await client.query(index);
       timings.query = now() - t;
       t = now();
-      const res = await this.fetch(`/query/${this.lane}?generation=${encodeURIComponent(this.generation!)}`, {
+      const res = await this.fetch(`/query/${this.lane}?generation=${encodeURIComponent(generation)}`, {
         method: 'POST',
         headers: { 'Content-Type': 'application/octet-stream' },
         body: query,
       });
-      if (res.status === 410 && attempt === 0) continue; // retired meanwhile: refresh to the current one
+      if (res.status === 410 && attempt < 3) continue; // retired meanwhile: refresh to the current one
       if (!res.ok) throw await httpError(res);
       const answer = new Uint8Array(await res.arrayBuffer());
       timings.network = now() - t;
       t = now();
-      const entry = client.decode(answer, state);
+      let entry: Uint8Array;
+      try {
+        entry = client.decode(answer, state);
+      } catch (err) {
+        // A concurrent lookup updated this client's hint by delta meanwhile: ask again.
+        const code = (err as { code?: string }).code;
+        if ((code === 'ESTATE' || code === 'EBUSY') && attempt < 3) continue;
+        throw err;
+      }
       timings.decode = now() - t;
       return {
         entry,
-        generation: res.headers.get('X-Lanepir-Generation') ?? this.generation!,
+        generation: res.headers.get('X-Lanepir-Generation') ?? generation,
         blockNumber: Number(res.headers.get('X-Lanepir-Block')),
         bytesSent: query.byteLength,
         bytesReceived: answer.byteLength,

@@ -14,6 +14,7 @@ import { littleEndianWords, wordsToLittleEndian } from '../pir/prg.js';
 import { GENERATION_ID, isLaneName, type LaneName } from '../store/layout.js';
 import { DeltaGoneError, deltaChain } from './delta.js';
 import { HttpError } from './errors.js';
+import { StoreError } from '../store/errors.js';
 import { type ReloadResult, ReloadError } from './reloader.js';
 import { LaneScheduler, OverloadedError } from './scheduler.js';
 import { type ServerMetrics } from './metrics.js';
@@ -242,8 +243,11 @@ export function publicRouter(app: AppContext): Router {
     try {
       delta = await deltas.get(`${lane.name}/${from}/${snap.id}`, () => deltaChain(config.data_dir, lane.name, from, snap.id));
     } catch (err) {
-      if (err instanceof DeltaGoneError) {
-        throw new HttpError(410, err.code, `${err.message}; download the hint of generation ${snap.id} instead`, { current_generation: snap.id });
+      // A missing ancestor, diff or generation directory: the client downloads the hint instead.
+      if (err instanceof DeltaGoneError || err instanceof StoreError) {
+        throw new HttpError(410, err instanceof DeltaGoneError ? err.code : 'EDELTA_GONE', `${err.message}; download the hint of generation ${snap.id} instead`, {
+          current_generation: snap.id,
+        });
       }
       throw err;
     }
@@ -284,6 +288,10 @@ export function publicRouter(app: AppContext): Router {
       if (err instanceof OverloadedError) {
         throw new HttpError(503, 'EOVERLOADED', `the ${lane.name} lane is at capacity; retry shortly`, {}, { 'Retry-After': '1' });
       }
+      // Only possible once every request holding the generation has gone (nobody is left to answer).
+      if ((err as { code?: string }).code === 'ERELEASED') {
+        throw new HttpError(410, 'EGENERATION_GONE', `generation ${snap.id} was released`, { current_generation: store.current?.id ?? null });
+      }
       throw err;
     }
     generationHeaders(ctx, snap);
@@ -314,8 +322,9 @@ export function adminRouter(app: AppContext): Router {
   });
   router.post('/admin/reload', async (ctx) => {
     let target: string | undefined;
-    const raw = await getRawBody(ctx.req, { limit: 4096, encoding: 'utf8' }).catch(() => {
-      throw new HttpError(413, 'EBODY_TOO_LARGE', 'reload body is limited to 4 KiB');
+    const raw = await getRawBody(ctx.req, { limit: 4096, encoding: 'utf8' }).catch((err: { status?: number; message?: string }) => {
+      if (err.status === 413) throw new HttpError(413, 'EBODY_TOO_LARGE', 'reload body is limited to 4 KiB');
+      throw new HttpError(400, 'EBAD_BODY', `could not read the reload body: ${err.message}`);
     });
     if (raw.trim() !== '') {
       let body: unknown;
@@ -375,6 +384,7 @@ export function createPublicApp(app: AppContext): Koa {
 export function createAdminApp(app: AppContext): Koa {
   const koa = new Koa();
   koa.use(requestLogger(app));
+  koa.use(queryMetrics(app.metrics));
   koa.use(errorMiddleware(app.logger));
   const admin = adminRouter(app);
   const pub = publicRouter(app);

@@ -69,7 +69,9 @@ export class Reloader {
       const old = this.store.current;
       const { id, dir } = await resolveGeneration(this.config.data_dir, target).catch(rethrow);
       if (old && old.id === id) return this.result(old, old, started, true);
-      const next = this.store.get(id) ?? (await this.open(await validateGeneration(this.config, dir, old?.laneNames ?? [])));
+      const prepared = this.prepared.get(id);
+      this.prepared.delete(id);
+      const next = this.store.get(id) ?? prepared ?? (await this.open(await validateGeneration(this.config, dir, old?.laneNames ?? [])));
       this.store.publish(next);
       return this.result(old, next, started, false);
     });
@@ -128,6 +130,11 @@ export class Reloader {
     if (!snap) return;
     this.prepared.delete(id);
     snap.retire();
+  }
+
+  /** Generations prepared (mapped) but not served yet. */
+  preparedSnapshots(): Snapshot[] {
+    return [...this.prepared.values()];
   }
 
   /** Drops every prepared generation (shutdown). */

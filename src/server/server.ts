@@ -116,7 +116,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
             pid: process.pid,
             ready: true,
             serving: store.current?.id ?? null,
-            generations: store.queryable().map((s) => ({ generation: s.id, in_flight: s.inFlight })),
+            generations: store.held().map((s) => ({ generation: s.id, in_flight: s.inFlight })),
           },
         ],
         mappings: native.mappingStats(),

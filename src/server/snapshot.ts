@@ -79,8 +79,16 @@ export class Snapshot {
 export class SnapshotStore {
   private cur: Snapshot | undefined;
   private past: Snapshot[] = [];
+  /** Retired but still pinned by requests: their files must not be pruned yet. */
+  private draining = new Set<Snapshot>();
 
   constructor(private readonly retain: number) {}
+
+  /** Everything this process still has open: current, retained, and retired ones still in use. */
+  held(): Snapshot[] {
+    for (const s of this.draining) if (s.isClosed) this.draining.delete(s);
+    return [...this.queryable(), ...this.draining];
+  }
 
   get current(): Snapshot | undefined {
     return this.cur;
@@ -103,14 +111,20 @@ export class SnapshotStore {
     next.revive();
     this.cur = next;
     if (old) this.past.unshift(old);
-    for (const gone of this.past.splice(this.retain)) gone.retire();
+    for (const gone of this.past.splice(this.retain)) this.retireOne(gone);
+    this.draining.delete(next);
     return old;
   }
 
   /** Retires everything (shutdown); lanes are released as their requests finish. */
   retireAll(): void {
-    for (const s of this.queryable()) s.retire();
+    for (const s of this.queryable()) this.retireOne(s);
     this.cur = undefined;
     this.past = [];
+  }
+
+  private retireOne(s: Snapshot): void {
+    s.retire();
+    if (!s.isClosed) this.draining.add(s);
   }
 }
