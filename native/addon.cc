@@ -136,10 +136,27 @@ class PromiseWorker : public Napi::AsyncWorker {
   Failure failure_;
 };
 
-Napi::Promise rejected(Napi::Env env, const Failure& f) {
+// Call inside catch (...) of an async entry point: the exception being handled
+// as a rejected promise (async calls never throw synchronously).
+Napi::Promise rejectedCurrent(Napi::Env env) {
   auto d = Napi::Promise::Deferred::New(env);
-  d.Reject(codedError(env, f.code, f.msg, f.range).Value());
+  try {
+    throw;
+  } catch (const Napi::Error& e) {
+    d.Reject(e.Value());
+  } catch (...) {
+    const Failure f = currentFailure();
+    d.Reject(codedError(env, f.code, f.msg, f.range).Value());
+  }
   return d.Promise();
+}
+
+// Starts a worker and hands its promise to JS.
+template <class W>
+Napi::Promise queued(W* w) {
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
 }
 
 // ---- LaneHandle ----
@@ -257,22 +274,16 @@ class DropWorker : public PromiseWorker {
 // Idempotent; running calls keep their own references. The reference is
 // dropped on a worker thread; the promise resolves once that is done.
 Napi::Value LaneWrap::Release(const Napi::CallbackInfo& i) {
-  auto* w = new DropWorker(i.Env(), std::move(lane_));
-  lane_.reset();
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
+  return queued(new DropWorker(i.Env(), std::move(lane_)));  // leaves lane_ empty
 }
 
 Napi::Value LaneWrap::Warm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   try {
     auto* w = new WarmWorker(env, liveLane());
-    Napi::Promise p = w->Promise();
-    w->Queue();
-    return p;
+    return queued(w);
   } catch (...) {
-    return rejected(env, currentFailure());
+    return rejectedCurrent(env);
   }
 }
 
@@ -332,15 +343,9 @@ Napi::Value LaneWrap::Answer(const Napi::CallbackInfo& info) {
     }
     CallOptions co = parseCallOptions(info.Length() > 1 ? info[1] : env.Undefined());
     auto* w = new AnswerWorker(env, std::move(lane), std::move(queries), int(K), co);
-    Napi::Promise p = w->Promise();
-    w->Queue();
-    return p;
-  } catch (const Napi::Error& e) {
-    auto d = Napi::Promise::Deferred::New(env);
-    d.Reject(e.Value());
-    return d.Promise();
+    return queued(w);
   } catch (...) {
-    return rejected(env, currentFailure());
+    return rejectedCurrent(env);
   }
 }
 
@@ -385,11 +390,9 @@ Napi::Value OpenLane(const Napi::CallbackInfo& info) {
     if (ms == "memory") p.memoryMode = true;
     else if (ms != "mmap") fail("EPARAMS", "options.mode must be 'mmap' or 'memory'");
     auto* w = new OpenWorker(env, std::move(p));
-    Napi::Promise pr = w->Promise();
-    w->Queue();
-    return pr;
+    return queued(w);
   } catch (...) {
-    return rejected(env, currentFailure());
+    return rejectedCurrent(env);
   }
 }
 
@@ -489,15 +492,9 @@ Napi::Value Hint(const Napi::CallbackInfo& info) {
       else if (!f.IsUndefined() && !f.IsNull()) fail("EPARAMS", "options.onProgress must be a function");
     }
     auto* w = new HintWorker(env, std::move(lane), std::move(seed), size_t(n), co, cb);
-    Napi::Promise p = w->Promise();
-    w->Queue();
-    return p;
-  } catch (const Napi::Error& e) {
-    auto d = Napi::Promise::Deferred::New(env);
-    d.Reject(e.Value());
-    return d.Promise();
+    return queued(w);
   } catch (...) {
-    return rejected(env, currentFailure());
+    return rejectedCurrent(env);
   }
 }
 
@@ -546,11 +543,9 @@ Napi::Value ReadBandwidth(const Napi::CallbackInfo& info) {
     if (info.Length() > 1 && !info[1].IsUndefined()) threads = unsigned(toUint(info[1], "threads", 1, 1024));
     if (info.Length() > 2 && !info[2].IsUndefined()) passes = unsigned(toUint(info[2], "passes", 1, 1 << 20));
     auto* w = new BandwidthWorker(env, std::move(lane), threads, passes);
-    Napi::Promise p = w->Promise();
-    w->Queue();
-    return p;
+    return queued(w);
   } catch (...) {
-    return rejected(env, currentFailure());
+    return rejectedCurrent(env);
   }
 }
 

@@ -55,6 +55,10 @@ class Wallet {
   }
 }
 
+/** Where a running cluster's control segment lives (named by data directory and port). */
+const clusterSegment = (c: Cluster, data: string) => segmentName(loadConfig({ flags: { data_dir: data, port: Number(new URL(c.url).port) } }));
+const segmentFile = (c: Cluster, data: string) => `/dev/shm${clusterSegment(c, data)}`;
+
 const reload = async (c: Cluster, generation?: number) => {
   const r = await request(`${c.adminUrl}/admin/reload`, {
     method: 'POST',
@@ -114,8 +118,7 @@ test('reloads through each worker switch every worker; in-flight queries decode 
   t.true(answered > 10);
 
   // The control segment is readable from a separate process (this test process).
-  const config = loadConfig({ flags: { data_dir: data, port: Number(new URL(c.url).port) } });
-  const seg = control.controlOpen(segmentName(config));
+  const seg = control.controlOpen(clusterSegment(c, data));
   t.teardown(() => seg.close());
   t.is(seg.readPublished()!.generation, '1');
   t.is(seg.slots, 2);
@@ -126,7 +129,7 @@ test('reloads through each worker switch every worker; in-flight queries decode 
     t.true(s.held.some((h) => h.generation === '1'));
   }
   // ...and from the documented raw layout, without the addon.
-  const raw = fs.readFileSync(`/dev/shm${segmentName(config)}`);
+  const raw = fs.readFileSync(segmentFile(c, data));
   t.is(raw.subarray(0, 7).toString(), 'LANEPIR');
   t.is(raw.readUInt32LE(8), 1, 'layout version');
   t.is(raw.readUInt32LE(12), 2, 'slots');
@@ -234,8 +237,7 @@ test('SIGTERM drains in-flight requests and exits 0 with no segment left behind'
   const data = await dataWithGenerations([1]);
   t.teardown(() => rmrf(data));
   const c = await startCluster(data);
-  const config = loadConfig({ flags: { data_dir: data, port: Number(new URL(c.url).port) } });
-  const shm = `/dev/shm${segmentName(config)}`;
+  const shm = segmentFile(c, data);
   t.true(fs.existsSync(shm));
   const wallet = new Wallet(c, data);
   const client = await wallet.client('cold', '1');
@@ -282,8 +284,7 @@ test('a second SIGTERM stops at once and still removes the segment', async (t) =
   const data = await dataWithGenerations([1]);
   t.teardown(() => rmrf(data));
   const c = await startCluster(data);
-  const config = loadConfig({ flags: { data_dir: data, port: Number(new URL(c.url).port) } });
-  const shm = `/dev/shm${segmentName(config)}`;
+  const shm = segmentFile(c, data);
   t.true(fs.existsSync(shm));
   c.proc.kill('SIGTERM');
   await new Promise((r) => setTimeout(r, 20)); // let the first one be handled (pending signals merge)

@@ -363,36 +363,25 @@ export function adminRouter(app: AppContext): Router {
   return router;
 }
 
-export function createPublicApp(app: AppContext): Koa {
+/** A Koa app with the shared middleware, serving the given routers (first match wins), 404 otherwise. */
+function createApp(app: AppContext, routers: Router[]): Koa {
   const koa = new Koa();
   koa.use(requestLogger(app));
   koa.use(queryMetrics(app.metrics));
   koa.use(errorMiddleware(app.logger));
-  const pub = publicRouter(app);
-  koa.use(pub.routes()).use(pub.allowedMethods());
-  if (app.config.public_admin) {
-    // Only when configured, and then always behind the token (config validation).
-    const admin = adminRouter(app);
-    koa.use(admin.routes()).use(admin.allowedMethods());
-  }
+  for (const r of routers) koa.use(r.routes()).use(r.allowedMethods());
   koa.use((ctx) => {
     throw new HttpError(404, 'ENOT_FOUND', `no route ${ctx.method} ${ctx.path}`);
   });
   return koa;
 }
 
+/** Clients' listener; admin routes only when configured (always behind the token: config validation). */
+export function createPublicApp(app: AppContext): Koa {
+  return createApp(app, app.config.public_admin ? [publicRouter(app), adminRouter(app)] : [publicRouter(app)]);
+}
+
+/** Operators' listener: admin routes, and the read-only public ones (health, info) too. */
 export function createAdminApp(app: AppContext): Koa {
-  const koa = new Koa();
-  koa.use(requestLogger(app));
-  koa.use(queryMetrics(app.metrics));
-  koa.use(errorMiddleware(app.logger));
-  const admin = adminRouter(app);
-  const pub = publicRouter(app);
-  koa.use(admin.routes()).use(admin.allowedMethods());
-  // Health and info are useful on the admin port too.
-  koa.use(pub.routes()).use(pub.allowedMethods());
-  koa.use((ctx) => {
-    throw new HttpError(404, 'ENOT_FOUND', `no route ${ctx.method} ${ctx.path}`);
-  });
-  return koa;
+  return createApp(app, [adminRouter(app), publicRouter(app)]);
 }
