@@ -54,6 +54,16 @@ export const DELTA_HEADER_BYTES = 120;
 const GENERATION_ID = /^(0|[1-9][0-9]{0,15})(r[1-9][0-9]{0,3})?$/;
 const FLAG_ZERO_ROW = 1;
 
+/** A generation id: a block number in decimal, or <block>r<k> for a reorg rebuild (docs/FORMAT.md). */
+export function isGenerationId(id: unknown): id is string {
+  return typeof id === 'string' && GENERATION_ID.test(id);
+}
+
+/** The block number a generation id names. */
+export function generationBlockNumber(id: string): number {
+  return Number(id.split('r')[0]);
+}
+
 /** Record rows gained between the delta's ends (0 when the lane did not outgrow its last record row). */
 export function grownRows(d: Pick<LaneDelta, 'fromEntries' | 'toEntries' | 'm'>): number {
   return recordRows(d.toEntries, d.m) - recordRows(d.fromEntries, d.m);
