@@ -148,6 +148,7 @@ function laneSummary(lane: ServedLane) {
     p: c.p,
     sigma: c.sigma,
     params_version: c.params_version ?? 1,
+    seed: c.seed,
     hint_sha256: c.hint_sha256,
     query_bytes: queryBytes(c),
     answer_bytes: answerBytes(c),
