@@ -57,6 +57,8 @@ const CRS_KEYS = ['scheme', 'n', 'q_bits', 'p', 'sigma', 'm', 'R', 'entry_size',
 const REQUIRED_INFO_KEYS = ['m', 'R', 'entry_size', 'entries', 'params_version', 'hint_sha256'] as const;
 /** Bodies of JSON answers (/info, /crs, errors) are small; anything larger is refused unread. */
 const MAX_JSON_BYTES = 1 << 20;
+/** Generations remembered per lane (a block every 12 s: about 14 hours); the oldest are forgotten first. */
+const MAX_KNOWN_GENERATIONS = 4096;
 
 /** What the client takes from GET /info. */
 interface ServerInfo {
@@ -137,7 +139,10 @@ export class RemoteLane {
    */
   private learn(generation: string, facts: Facts, source: string): void {
     let seen = this.known.get(generation);
-    if (!seen) this.known.set(generation, (seen = new Map()));
+    if (!seen) {
+      this.known.set(generation, (seen = new Map()));
+      if (this.known.size > MAX_KNOWN_GENERATIONS) this.known.delete(this.known.keys().next().value!);
+    }
     for (const [key, value] of facts) {
       const before = seen.get(key);
       if (before !== undefined && before !== value) {
@@ -233,9 +238,13 @@ export class RemoteLane {
       this.client = await this.fromCache(info);
       if (this.client?.generation === target) source = 'cache';
     }
-    if (!source && this.client && (await this.updateByDelta(target, info.lane))) source = 'delta';
+    let crs: Crs | undefined;
+    if (!source && this.client && (this.client.crs.params_version ?? 1) === info.lane.get('params_version')) {
+      crs = await this.fetchCrs(target, info.lane);
+      if (await this.updateByDelta(target, crs)) source = 'delta';
+    }
     if (!source) {
-      await this.download(target, info.lane);
+      await this.download(target, crs ?? (await this.fetchCrs(target, info.lane)));
       source = 'download';
     }
     timings.hint = now() - t;
@@ -279,12 +288,10 @@ export class RemoteLane {
     }
   }
 
-  /** Applies the server's delta from our generation to `target`; false when a full download is needed. */
-  private async updateByDelta(target: string, lane: Facts): Promise<boolean> {
+  /** Applies the server's delta from our generation to `target` (whose crs is `crs`); false when a full download is needed. */
+  private async updateByDelta(target: string, crs: Crs): Promise<boolean> {
     const client = this.client!;
     const from = client.generation!;
-    if ((client.crs.params_version ?? 1) !== lane.get('params_version')) return false;
-    const crs = await this.fetchCrs(target, lane);
     const { res, what } = await this.send(`/delta/${encodeURIComponent(this.lane)}?from=${encodeURIComponent(from)}&to=${encodeURIComponent(target)}`);
     if (res.status === 410 || res.status === 404) {
       await res.body?.cancel().catch(() => undefined);
@@ -318,8 +325,7 @@ export class RemoteLane {
     return true;
   }
 
-  private async download(target: string, lane: Facts): Promise<void> {
-    const crs = await this.fetchCrs(target, lane);
+  private async download(target: string, crs: Crs): Promise<void> {
     const { res, what } = await this.get(this.path('hint', target), target);
     const hint = await readBody(res, what, hintBytes(crs), this.timeoutMs);
     this.client = await PirClient.create(crs, hint, { generation: target }); // checks the hint's sha256
