@@ -3,6 +3,8 @@
 // the index, it refuses what the server did not publish, and a concurrent
 // delta update never makes a query decode with the wrong hint.
 import test from 'ava';
+import net from 'node:net';
+import { fetchError } from '../src/pir/errors.js';
 import { RemoteLane } from '../src/pir/remote.js';
 import { loadGeneration, readEntry } from '../src/store/generation.js';
 import { buildIncremental } from '../src/store/incremental.js';
@@ -144,4 +146,30 @@ test('a delta that lands while a lookup builds its query: the query goes out and
   const ra = await a;
   t.deepEqual(Buffer.from(ra.entry), ra.generation === '4' ? changed : await plain(3, index), `answered by generation ${ra.generation}`);
   t.deepEqual(Buffer.from(ra.entry), changed);
+});
+
+test('network failures name their cause: refused addresses, unknown hosts, undici errors, timeouts', async (t) => {
+  const refused = (address: string, port: number) => Object.assign(new Error(`connect ECONNREFUSED ${address}:${port}`), { code: 'ECONNREFUSED', address, port });
+  const failed = (cause: unknown) => Object.assign(new TypeError('fetch failed'), { cause });
+  t.is(fetchError('GET http://127.0.0.1:3199/info', failed(refused('127.0.0.1', 3199))).message, 'GET http://127.0.0.1:3199/info failed: ECONNREFUSED 127.0.0.1:3199');
+  // localhost tried on both families.
+  const both = Object.assign(new AggregateError([refused('::1', 3199), refused('127.0.0.1', 3199)]), { code: 'ECONNREFUSED' });
+  t.regex(fetchError('GET x', failed(both)).message, /ECONNREFUSED \[::1\]:3199, ECONNREFUSED 127\.0\.0\.1:3199$/);
+  t.regex(fetchError('GET x', failed(Object.assign(new Error('getaddrinfo ENOTFOUND a.invalid'), { code: 'ENOTFOUND', hostname: 'a.invalid' }))).message, /ENOTFOUND a\.invalid$/);
+  t.regex(fetchError('GET x', failed(Object.assign(new Error('other side closed'), { code: 'UND_ERR_SOCKET' }))).message, /UND_ERR_SOCKET: other side closed$/);
+  t.is(fetchError('GET x', new TypeError('Failed to fetch')).message, 'GET x failed: Failed to fetch'); // a browser gives no cause
+  t.is(fetchError('GET x', failed(refused('127.0.0.1', 1))).code, 'ENETWORK');
+
+  // A server that accepts the connection and never answers: ETIMEDOUT after the per-request limit.
+  const sockets = new Set<net.Socket>();
+  const silent = net.createServer((s) => sockets.add(s));
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  t.teardown(() => {
+    for (const s of sockets) s.destroy();
+    silent.close();
+  });
+  const port = (silent.address() as net.AddressInfo).port;
+  const err = await t.throwsAsync(new RemoteLane(`http://127.0.0.1:${port}`, 'hot', undefined, fetch, 300).lookup(1));
+  t.is((err as { code?: string }).code, 'ETIMEDOUT');
+  t.regex(err!.message, new RegExp(`GET http://127.0.0.1:${port}/info: no answer within 300 ms`));
 });
