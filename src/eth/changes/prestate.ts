@@ -1,0 +1,100 @@
+// Change source 1: debug_traceBlockByNumber with the prestateTracer in diff
+// mode (geth; reth and Nethermind implement the same tracer). Per
+// transaction the node answers {pre, post}:
+//   - pre: the changed accounts before the transaction (only the fields and
+//     slots that changed; geth omits zero nonces, empty code and zero slots);
+//   - post: the fields that changed, with their new values; a slot cleared
+//     to zero appears in pre and not in post;
+//   - an account in pre and not in post was removed (self-destruct, EIP-161).
+// The transactions are folded in order into one BlockDiff.
+import { RpcError } from '../rpc/errors.js';
+import { preview } from '../rpc/client.js';
+import { type BlockDiff, ZERO_WORD, word } from './diff.js';
+
+interface PrestateAccount {
+  balance?: string;
+  nonce?: number | string;
+  code?: string;
+  storage?: Record<string, string>;
+}
+
+function bad(what: string, v: unknown): never {
+  throw new RpcError('EBAD_RESPONSE', `prestateTracer: ${what}: ${preview(v)}`);
+}
+
+function object(v: unknown, what: string): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) bad(`${what} is not an object`, v);
+  return v as Record<string, unknown>;
+}
+
+function quantity(v: unknown, what: string): bigint {
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return BigInt(v);
+  if (typeof v === 'string' && /^0x[0-9a-fA-F]{1,64}$/.test(v)) return BigInt(v);
+  bad(`${what} is not a quantity`, v);
+}
+
+function codeSize(v: unknown, what: string): number {
+  if (typeof v !== 'string' || !/^0x([0-9a-fA-F]{2})*$/.test(v)) bad(`${what} is not hex bytes`, v);
+  return (v.length - 2) / 2;
+}
+
+function storage(v: unknown, what: string): Map<string, string> {
+  const out = new Map<string, string>();
+  if (v === undefined || v === null) return out;
+  for (const [slot, value] of Object.entries(object(v, what))) {
+    if (!/^0x[0-9a-fA-F]{1,64}$/.test(slot)) bad(`${what} slot`, slot);
+    if (typeof value !== 'string' || !/^0x[0-9a-fA-F]{1,64}$/.test(value)) bad(`${what}[${slot}]`, value);
+    out.set(word(slot), word(value));
+  }
+  return out;
+}
+
+/** Folds one transaction's {pre, post} into the block's diff. Returns the addresses it says were removed. */
+export function applyPrestateDiff(diff: BlockDiff, result: unknown, where: string): string[] {
+  const r = object(result, `${where} result`);
+  const byAddress = (side: 'pre' | 'post') => {
+    const m = new Map<string, PrestateAccount>();
+    for (const [address, acct] of Object.entries(object(r[side] ?? {}, `${where} ${side}`))) {
+      if (!/^0x[0-9a-fA-F]{40}$/.test(address)) bad(`${where} ${side} address`, address);
+      m.set(address.toLowerCase(), object(acct, `${where} ${side}[${address}]`) as PrestateAccount);
+    }
+    return m;
+  };
+  const pre = byAddress('pre');
+  const post = byAddress('post');
+  const removed: string[] = [];
+  for (const address of pre.keys()) {
+    if (!post.has(address)) {
+      diff.deleteAccount(address);
+      removed.push(address);
+    }
+  }
+  for (const [address, after] of post) {
+    const at = `${where} post[${address}]`;
+    if (after.balance !== undefined) diff.setBalance(address, quantity(after.balance, `${at}.balance`));
+    if (after.nonce !== undefined) diff.setNonce(address, quantity(after.nonce, `${at}.nonce`));
+    if (after.code !== undefined) diff.setCodeSize(address, codeSize(after.code, `${at}.code`));
+    const newSlots = storage(after.storage, `${at}.storage`);
+    const oldSlots = storage(pre.get(address)?.storage, `${where} pre[${address}].storage`);
+    for (const [slot, value] of newSlots) diff.setStorage(address, slot, value);
+    // In pre, not in post: cleared to zero.
+    for (const slot of oldSlots.keys()) if (!newSlots.has(slot)) diff.setStorage(address, slot, ZERO_WORD);
+  }
+  return removed;
+}
+
+/** Folds a whole debug_traceBlockByNumber answer (one entry per transaction, in order). */
+export function applyPrestateBlock(diff: BlockDiff, answer: unknown, txCount: number, blockNumber: number): { removed: string[] } {
+  if (!Array.isArray(answer)) bad(`block ${blockNumber}: expected one result per transaction`, answer);
+  if (answer.length !== txCount) {
+    throw new RpcError('EBAD_RESPONSE', `prestateTracer: block ${blockNumber} has ${txCount} transactions, the trace has ${answer.length} results`);
+  }
+  const removed: string[] = [];
+  answer.forEach((entry, i) => {
+    const e = object(entry, `block ${blockNumber} trace ${i}`);
+    const where = `block ${blockNumber} tx ${i}${typeof e.txHash === 'string' ? ` (${e.txHash})` : ''}`;
+    if (e.error !== undefined) throw new RpcError('ERPC', `prestateTracer: ${where} failed to trace: ${preview(e.error)}`);
+    removed.push(...applyPrestateDiff(diff, e.result, where));
+  });
+  return { removed };
+}

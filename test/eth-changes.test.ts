@@ -1,0 +1,243 @@
+// Per-block state changes from a node: the prestateTracer and stateDiff
+// parsers on hand-written answers in the shapes geth and Erigon/reth send,
+// the struct-log walker on hand-made call frames, and the struct-log source
+// against a real Hardhat node, checked key by key against the node's state.
+import test from 'ava';
+import { pino } from 'pino';
+import { type Hex } from 'viem';
+import { BlockDiff, ZERO_WORD, word } from '../src/eth/changes/diff.js';
+import { applyPrestateBlock } from '../src/eth/changes/prestate.js';
+import { detectChangeSource } from '../src/eth/changes/sources.js';
+import { applyStateDiffBlock } from '../src/eth/changes/statediff.js';
+import { emptyTouched, walkStructLogs } from '../src/eth/changes/structlog.js';
+import { startDevChain } from '../src/eth/devchain/hardhat.js';
+import { Traffic, mappingSlot } from '../src/eth/devchain/traffic.js';
+import { EthRpc } from '../src/eth/rpc/client.js';
+
+const A = '0x' + 'aa'.repeat(20);
+const B = '0x' + 'bb'.repeat(20);
+const C = '0x' + 'cc'.repeat(20);
+const D = '0x' + 'dd'.repeat(20);
+const MINER = '0x' + '11'.repeat(20);
+const s = (n: number) => word(BigInt(n));
+
+test('prestateTracer diff mode: transfers, new and cleared slots, code, removal, fold across transactions', (t) => {
+  const answer = [
+    {
+      txHash: '0x' + '01'.repeat(32),
+      result: {
+        // A pays B 1 ETH, the miner earns the fee; C's slot 1 goes 5 -> 0, slot 2 0 -> 7, slot 3 changes.
+        pre: {
+          [A]: { balance: '0x10000', nonce: 3 },
+          [B]: { balance: '0x0' },
+          [MINER]: { balance: '0x5' },
+          [C]: { balance: '0x0', nonce: 1, code: '0x6000', storage: { [s(1)]: s(5), [s(3)]: s(9) } },
+        },
+        post: {
+          [A]: { balance: '0xf000', nonce: 4 },
+          [B]: { balance: '0x100' },
+          [MINER]: { balance: '0x6' },
+          [C]: { storage: { [s(2)]: s(7), [s(3)]: s(10) } },
+        },
+      },
+    },
+    {
+      txHash: '0x' + '02'.repeat(32),
+      result: {
+        // D is created with code; B is removed (in pre, not in post); C's slot 2 set again.
+        pre: { [A]: { balance: '0xf000', nonce: 4 }, [B]: { balance: '0x100' }, [D]: { balance: '0x0' }, [C]: { storage: { [s(2)]: s(7) } } },
+        post: { [A]: { balance: '0xe000', nonce: 5 }, [D]: { balance: '0x0', nonce: 1, code: '0x60016002' }, [C]: { storage: { [s(2)]: s(8) } } },
+      },
+    },
+  ];
+  const diff = new BlockDiff();
+  const { removed } = applyPrestateBlock(diff, answer, 2, 7);
+  t.deepEqual(removed, [B]);
+  t.deepEqual(diff.lines(), [
+    { address: MINER, balance: '0x6' },
+    { address: A, balance: '0xe000', nonce: '0x5' },
+    { address: B, deleted: true },
+    { address: C, storage: { [s(1)]: ZERO_WORD, [s(2)]: s(8), [s(3)]: s(10) } },
+    { address: D, balance: '0x0', nonce: '0x1', code_size: 4 },
+  ]);
+  t.is(diff.changes, 5 + 3);
+  // Every line parses as JSON Lines.
+  t.is(diff.toJsonl().split('\n').filter(Boolean).length, 5);
+});
+
+test('prestateTracer: malformed answers are refused, never half-applied silently', (t) => {
+  t.throws(() => applyPrestateBlock(new BlockDiff(), [{ result: { pre: {}, post: {} } }], 2, 1), { message: /2 transactions, the trace has 1/ });
+  t.throws(() => applyPrestateBlock(new BlockDiff(), [{ error: 'execution timeout' }], 1, 1), { message: /failed to trace/ });
+  t.throws(() => applyPrestateBlock(new BlockDiff(), [{ result: { pre: {}, post: { [A]: { balance: 'lots' } } } }], 1, 1), { message: /balance is not a quantity/ });
+  t.throws(() => applyPrestateBlock(new BlockDiff(), [{ result: { pre: {}, post: { '0x12': {} } } }], 1, 1), { message: /address/ });
+  t.throws(() => applyPrestateBlock(new BlockDiff(), { not: 'an array' }, 1, 1), { message: /one result per transaction/ });
+});
+
+test('trace_replayBlockTransactions stateDiff: born, died, changed and unchanged fields, folded in order', (t) => {
+  const answer = [
+    {
+      transactionHash: '0x' + '01'.repeat(32),
+      output: '0x',
+      trace: [],
+      vmTrace: null,
+      stateDiff: {
+        [A]: { balance: { '*': { from: '0x10000', to: '0xf000' } }, nonce: { '*': { from: '0x3', to: '0x4' } }, code: '=', storage: {} },
+        [B]: { balance: { '+': '0x100' }, nonce: { '+': '0x0' }, code: { '+': '0x' }, storage: {} },
+        [C]: {
+          balance: '=',
+          nonce: '=',
+          code: '=',
+          storage: { [s(1)]: { '-': s(5) }, [s(2)]: { '+': s(7) }, [s(3)]: { '*': { from: s(9), to: s(10) } } },
+        },
+      },
+    },
+    {
+      transactionHash: '0x' + '02'.repeat(32),
+      stateDiff: {
+        [B]: { balance: { '-': '0x100' }, nonce: { '-': '0x0' }, code: { '-': '0x' }, storage: {} },
+        [D]: { balance: { '+': '0x0' }, nonce: { '+': '0x1' }, code: { '+': '0x60016002' }, storage: { [s(0)]: { '+': s(1) } } },
+        [MINER]: { balance: { '*': { from: '0x5', to: '0x6' } }, nonce: '=', code: '=', storage: {} },
+      },
+    },
+  ];
+  const diff = new BlockDiff();
+  const { removed } = applyStateDiffBlock(diff, answer, 2, 9);
+  t.deepEqual(removed, [B]);
+  t.deepEqual(diff.lines(), [
+    { address: MINER, balance: '0x6' },
+    { address: A, balance: '0xf000', nonce: '0x4' },
+    { address: B, deleted: true },
+    { address: C, storage: { [s(1)]: ZERO_WORD, [s(2)]: s(7), [s(3)]: s(10) } },
+    { address: D, balance: '0x0', nonce: '0x1', code_size: 4, storage: { [s(0)]: s(1) } },
+  ]);
+  t.throws(() => applyStateDiffBlock(new BlockDiff(), [{ stateDiff: null }], 1, 1), { message: /no stateDiff/ });
+  t.throws(() => applyStateDiffBlock(new BlockDiff(), [{ stateDiff: { [A]: { balance: { '?': 1 } } } }], 1, 1), { message: /"=", \+, - or \*/ });
+});
+
+test('a removed account set again in the same block is written whole', (t) => {
+  const diff = new BlockDiff();
+  diff.setBalance(A, 5n);
+  diff.setStorage(A, 1n, 2n);
+  diff.deleteAccount(A);
+  diff.setNonce(A, 1n);
+  t.deepEqual(diff.lines(), [{ address: A, balance: '0x0', nonce: '0x1', code_size: 0 }]);
+  // Read back as empty: removed (EIP-161).
+  diff.setAccount(B, { balance: 0n, nonce: 0n, codeSize: 0 });
+  t.deepEqual(diff.lines()[1], { address: B, deleted: true });
+});
+
+test('struct logs: SSTORE targets by call frame (CALL, DELEGATECALL, STATICCALL, nested CREATE), value transfers, self-destruct', (t) => {
+  const w = (n: bigint | number) => BigInt(n).toString(16).padStart(64, '0'); // Hardhat's stack words
+  const addr = (a: string) => w(BigInt(a));
+  const NEW = '0x' + 'ee'.repeat(20);
+  const logs = [
+    { depth: 1, op: 'PUSH1', stack: [] },
+    { depth: 1, op: 'SSTORE', stack: [w(42), w(1)] }, // A[1]
+    // CALL(gas, to=B, value, ...): stack top is gas, then to
+    { depth: 1, op: 'CALL', stack: [w(0), w(0), w(0), w(0), w(5), addr(B), w(1000)] },
+    { depth: 2, op: 'SSTORE', stack: [w(1), w(2)] }, // B[2]
+    // B delegates to C: writes land in B
+    { depth: 2, op: 'DELEGATECALL', stack: [w(0), w(0), w(0), w(0), addr(C), w(1000)] },
+    { depth: 3, op: 'SSTORE', stack: [w(1), w(3)] }, // B[3]
+    { depth: 3, op: 'RETURN', stack: [w(0), w(0)] },
+    // B creates a contract whose constructor writes slot 4 (address known only on return)
+    { depth: 2, op: 'CREATE', stack: [w(0), w(0), w(0)] },
+    { depth: 3, op: 'SSTORE', stack: [w(9), w(4)] }, // NEW[4]
+    { depth: 3, op: 'RETURN', stack: [w(0), w(0)] },
+    { depth: 2, op: 'POP', stack: [addr(NEW)] },
+    { depth: 2, op: 'STATICCALL', stack: [w(0), w(0), w(0), w(0), addr(D), w(1000)] },
+    { depth: 3, op: 'STOP', stack: [] },
+    { depth: 2, op: 'RETURN', stack: [w(0), w(0)] },
+    // Back in A: a failed CREATE (address 0) leaves nothing; then A self-destructs to D
+    { depth: 1, op: 'CREATE2', stack: [w(0), w(0), w(0), w(0)] },
+    { depth: 2, op: 'SSTORE', stack: [w(1), w(5)] },
+    { depth: 2, op: 'REVERT', stack: [w(0), w(0)] },
+    { depth: 1, op: 'POP', stack: [w(0)] },
+    { depth: 1, op: 'SELFDESTRUCT', stack: [addr(D)] },
+  ];
+  const touched = emptyTouched();
+  walkStructLogs(logs, A, touched);
+  t.deepEqual([...touched.accounts].sort(), [A, B, D, NEW].sort());
+  t.deepEqual(
+    Object.fromEntries([...touched.slots].map(([a, set]) => [a, [...set].sort()])),
+    { [A]: [s(1)], [B]: [s(2), s(3)], [NEW]: [s(4)] },
+  );
+  // geth's stack words are 0x quantities: same result.
+  const gethLogs = logs.map((l) => ({ ...l, stack: l.stack.map((x) => '0x' + BigInt('0x' + x).toString(16)) }));
+  const t2 = emptyTouched();
+  walkStructLogs(gethLogs, A, t2);
+  t.deepEqual(t2, touched);
+});
+
+test('struct-log source against a Hardhat node: every changed key of every block, with the node\'s values', async (t) => {
+  const chain = await startDevChain();
+  t.teardown(() => chain.stop());
+  const rpc = new EthRpc({ url: chain.url });
+  const source = await detectChangeSource(rpc, pino({ level: 'silent' }));
+  t.is(source.name, 'structlog', 'Hardhat offers struct logs only');
+
+  const traffic = await new Traffic(chain.rpc).init();
+  const [alice, bob, carol, dave] = traffic.accounts as [Hex, Hex, Hex, Hex];
+  const fresh = ('0x' + 'ab'.repeat(20)) as Hex;
+  const token = await traffic.deployToken(alice, 1_000_000n);
+  const factory = await traffic.deployFactory(bob);
+  const receipts = [
+    await traffic.transferEth(alice, fresh, 10n ** 18n), // a new account
+    await traffic.transferToken(token, alice, bob, 500n), // slot changes
+    await traffic.transferToken(token, bob, carol, 500n), // bob's balance slot set to zero
+    await traffic.createViaFactory(factory, carol, 77n), // CREATE inside a call; constructor writes
+    await traffic.ephemeral(dave, fresh, 12345n), // created and self-destructed in one transaction
+    await traffic.emptyAccount(traffic.accounts[5]!, fresh), // balance to exactly zero
+  ];
+  t.true(receipts.every((r) => r.status === '0x1'));
+  const created = (await chain.rpc<{ logs: { address: Hex; data: Hex }[] }>('eth_getTransactionReceipt', [receipts[3]!.transactionHash])).logs.find(
+    (l) => l.address.toLowerCase() === factory,
+  )!;
+  const newToken = ('0x' + created.data.slice(26)).toLowerCase() as Hex;
+
+  // The keys a test knows about: accounts, and the tokens' balance slots and totalSupply.
+  const accounts = [...traffic.accounts, fresh, token, factory, newToken, '0xc014ba5ec014ba5ec014ba5ec014ba5ec014ba5e' as Hex];
+  const slots: [Hex, Hex][] = [];
+  for (const tk of [token, newToken]) {
+    for (const h of [alice, bob, carol, dave]) slots.push([tk, mappingSlot(h)]);
+    slots.push([tk, word(2n) as Hex]);
+  }
+  const head = Number(await chain.rpc<Hex>('eth_blockNumber'));
+  t.true(head >= 8);
+  for (let n = 1; n <= head; n++) {
+    const header = (await rpc.header(n))!;
+    const { diff, changes } = await source.blockChanges(header);
+    t.true(changes > 0, `block ${n} changes something`);
+    const lines = new Map(diff.lines().map((l) => [l.address, l]));
+    const at = (b: number) => `0x${b.toString(16)}`;
+    for (const a of accounts) {
+      const [b0, b1, n0, n1] = await Promise.all([
+        chain.rpc<Hex>('eth_getBalance', [a, at(n - 1)]),
+        chain.rpc<Hex>('eth_getBalance', [a, at(n)]),
+        chain.rpc<Hex>('eth_getTransactionCount', [a, at(n - 1)]),
+        chain.rpc<Hex>('eth_getTransactionCount', [a, at(n)]),
+      ]);
+      const line = lines.get(a);
+      if (BigInt(b0) !== BigInt(b1) || BigInt(n0) !== BigInt(n1)) {
+        t.truthy(line, `block ${n}: ${a} changed and is in the diff`);
+        if (line?.deleted) t.true(BigInt(b1) === 0n && BigInt(n1) === 0n, `block ${n}: ${a} removed only when empty`);
+        else {
+          t.is(BigInt(line!.balance!), BigInt(b1), `block ${n}: balance of ${a}`);
+          t.is(BigInt(line!.nonce!), BigInt(n1), `block ${n}: nonce of ${a}`);
+        }
+      }
+    }
+    for (const [c, slot] of slots) {
+      const [v0, v1] = await Promise.all([chain.rpc<Hex>('eth_getStorageAt', [c, slot, at(n - 1)]), chain.rpc<Hex>('eth_getStorageAt', [c, slot, at(n)])]);
+      if (BigInt(v0) !== BigInt(v1)) t.is(lines.get(c)?.storage?.[slot], word(v1), `block ${n}: slot ${slot} of ${c}`);
+    }
+  }
+  // The block that zeroed bob's token balance says so explicitly.
+  const zeroBlock = Number(receipts[2]!.blockNumber);
+  const { diff } = await source.blockChanges((await rpc.header(zeroBlock))!);
+  t.is(diff.lines().find((l) => l.address === token)?.storage?.[mappingSlot(bob)], ZERO_WORD);
+  // The ephemeral contract never exists; the emptied account reads as zero.
+  const ephemeral = Number(receipts[4]!.blockNumber);
+  const eph = (await source.blockChanges((await rpc.header(ephemeral))!)).diff.lines();
+  t.true(eph.some((l) => l.deleted), 'the self-destructed contract is reported removed (a no-op for a key that never existed)');
+});
