@@ -93,22 +93,23 @@ class FileWriter {
 /**
  * Collects the storage slots of a full state (account by account, in any
  * order) and writes the base of a new slot index. Slots are spilled to a
- * scratch file in the generation's temporary directory, so memory holds only
- * one small record per account with storage.
+ * scratch file, so memory holds only one small record per account with
+ * storage.
  */
 export class SlotIndexWriter {
   private readonly groups: { address: Buffer; offset: number; count: number }[] = [];
   private offset = 0;
   private records = 0;
-  private constructor(
-    private readonly genDir: string,
-    private readonly id: string,
-    private readonly spill: FileWriter,
-  ) {}
+  private constructor(private readonly spill: FileWriter) {}
 
-  static async create(genDir: string, id: string): Promise<SlotIndexWriter> {
-    await fsp.mkdir(path.join(genDir, ETH_DIR, 'slots'), { recursive: true });
-    return new SlotIndexWriter(genDir, id, await FileWriter.create(path.join(genDir, ETH_DIR, '.slots-unsorted')));
+  /** `scratch`: a file path the writer may create (and removes in finish() or abort()). */
+  static async create(scratch: string): Promise<SlotIndexWriter> {
+    return new SlotIndexWriter(await FileWriter.create(scratch));
+  }
+
+  /** Storage slots collected so far. */
+  get size(): number {
+    return this.records;
   }
 
   /** The slots (32 bytes each) of one account; each account at most once. */
@@ -125,13 +126,14 @@ export class SlotIndexWriter {
     this.records += slots.length;
   }
 
-  /** Writes base, meta; removes the scratch file; returns the files for the manifest. */
-  async finish(): Promise<FileList> {
+  /** Writes the index of generation `id` into `genDir` (base, meta); removes the scratch file; returns the files for the manifest. */
+  async finish(genDir: string, id: string): Promise<FileList> {
     await this.spill.close();
+    await fsp.mkdir(path.join(genDir, ETH_DIR, 'slots'), { recursive: true });
     const files: FileList = {};
     this.groups.sort((a, b) => Buffer.compare(a.address, b.address));
-    const baseRel = `slots/base-${this.id}.bin`;
-    const out = await FileWriter.create(path.join(this.genDir, ETH_DIR, baseRel));
+    const baseRel = `slots/base-${id}.bin`;
+    const out = await FileWriter.create(path.join(genDir, ETH_DIR, baseRel));
     const fh = await fsp.open(this.spill.file, 'r');
     try {
       for (const g of this.groups) {
@@ -147,13 +149,14 @@ export class SlotIndexWriter {
       await fh.close();
     }
     await fsp.rm(this.spill.file);
-    Object.assign(files, await writeMeta(this.genDir, { format: 'lanepir-eth-slots', version: 1, base: baseRel, records: this.records, logs: [] }));
-    await fsyncDir(path.join(this.genDir, ETH_DIR, 'slots'));
+    Object.assign(files, await writeMeta(genDir, { format: 'lanepir-eth-slots', version: 1, base: baseRel, records: this.records, logs: [] }));
+    await fsyncDir(path.join(genDir, ETH_DIR, 'slots'));
     return files;
   }
 
   async abort(): Promise<void> {
     await this.spill.abort();
+    await fsp.rm(this.spill.file, { force: true });
   }
 }
 
