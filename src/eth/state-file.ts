@@ -34,6 +34,55 @@ export class AddressSet {
   }
 }
 
+/** Checks lines one at a time: header placement, line shape, one line per address. */
+class LineChecker {
+  private readonly seen = new AddressSet();
+  /** Diffs are small: remember where each address was, for the error message. */
+  private readonly firstLine = new Map<string, number>();
+  private sawLine = false;
+
+  constructor(
+    private readonly source: string,
+    private readonly kind: StateKind,
+    private readonly onHeader?: (header: BlockHeaderLine) => void,
+  ) {}
+
+  /** The account on line `lineNo` (undefined for blank and header lines). */
+  accept(text: string, lineNo: number): AccountLine | undefined {
+    if (text.trim() === '') return undefined;
+    const where = `${this.source}:${lineNo}`;
+    const parsed = parseStateLine(text, this.kind, where, !this.sawLine);
+    this.sawLine = true;
+    if ('header' in parsed) {
+      this.onHeader?.(parsed.header);
+      return undefined;
+    }
+    const account = parsed.account;
+    account.line = lineNo;
+    if (!this.seen.add(account.address)) {
+      const first = this.firstLine.get(account.address);
+      throw new EthError('EINPUT', `${where}: account ${account.address} is listed twice${first ? ` (first on line ${first})` : ''}`);
+    }
+    if (this.kind === 'diff') this.firstLine.set(account.address, lineNo);
+    return account;
+  }
+}
+
+/** Parses a whole state diff held in memory (follow mode reads each block's file once). */
+export function parseStateText(text: string, kind: StateKind, source: string, opts: Pick<ReadStateOptions, 'onHeader' | 'requireFinalNewline'> = {}): AccountLine[] {
+  const lines = text.split('\n');
+  if (opts.requireFinalNewline && text.length > 0 && !text.endsWith('\n')) {
+    throw new EthError('EINPUT', `${source}:${lines.length}: the last line is not terminated (truncated file?)`);
+  }
+  const checker = new LineChecker(source, kind, opts.onHeader);
+  const out: AccountLine[] = [];
+  lines.forEach((line, i) => {
+    const a = checker.accept(line.endsWith('\r') ? line.slice(0, -1) : line, i + 1);
+    if (a) out.push(a);
+  });
+  return out;
+}
+
 /** Reads `file` line by line; yields its accounts in file order. Refuses an address listed twice. */
 export async function* readStateFile(file: string, kind: StateKind, opts: ReadStateOptions = {}): AsyncGenerator<AccountLine> {
   let size: number;
@@ -46,30 +95,14 @@ export async function* readStateFile(file: string, kind: StateKind, opts: ReadSt
   }
   const input = fs.createReadStream(file, { highWaterMark: 1 << 20 });
   input.on('error', () => {}); // surfaced by the iterator below
-  const seen = new AddressSet();
-  const firstLine = new Map<string, number>();
+  const checker = new LineChecker(file, kind, opts.onHeader);
   let lineNo = 0;
-  let sawLine = false;
   let lastProgress = 0;
   const label = kind === 'state' ? 'state' : 'state diff';
   try {
     for await (const text of readline.createInterface({ input, crlfDelay: Infinity })) {
-      lineNo++;
-      if (text.trim() === '') continue;
-      const where = `${file}:${lineNo}`;
-      const parsed = parseStateLine(text, kind, where, !sawLine);
-      sawLine = true;
-      if ('header' in parsed) {
-        opts.onHeader?.(parsed.header);
-        continue;
-      }
-      const account = parsed.account;
-      account.line = lineNo;
-      if (!seen.add(account.address)) {
-        // Only now look for the first occurrence's line (rare): a second pass is not needed, we kept none.
-        throw new EthError('EINPUT', `${where}: account ${account.address} is listed twice${firstLine.has(account.address) ? ` (first on line ${firstLine.get(account.address)})` : ''}`);
-      }
-      if (kind === 'diff') firstLine.set(account.address, lineNo); // diffs are small; full states skip this
+      const account = checker.accept(text, ++lineNo);
+      if (!account) continue;
       if (opts.progress && input.bytesRead - lastProgress >= 1 << 22) {
         lastProgress = input.bytesRead;
         opts.progress(`${label}: read`, input.bytesRead, size);
