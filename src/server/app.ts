@@ -240,6 +240,10 @@ export function publicRouter(app: AppContext): Router {
       throw new HttpError(500, 'EHOT_MANIFEST', `the hot manifest of generation ${snap.id} failed its checks`);
     }
     generationHeaders(ctx, snap);
+    // The block this manifest is of, so a client knows a generation's block from one cacheable response.
+    const { block_hash: blockHash, chain_id: chainId } = snap.generation.manifest;
+    if (blockHash) ctx.set('X-Lanepir-Block-Hash', blockHash);
+    if (chainId != null) ctx.set('X-Lanepir-Chain-Id', String(chainId));
     const etag = `"${file.sha256}"`;
     ctx.set('ETag', etag);
     ctx.set('Cache-Control', ctx.query.generation ? 'public, max-age=31536000, immutable' : 'no-cache');
