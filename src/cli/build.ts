@@ -8,8 +8,9 @@ import { DEFAULT_SHARD_SIZE, GENERATION_ID, LANES, compareGenerationIds, generat
 import { readManifest } from '../store/manifest.js';
 import { stderrProgress } from '../store/progress.js';
 import { UsageError, intOption } from './errors.js';
+import { type EthBuildFlags, ethBuildCommand, isEthBuild } from './eth-build.js';
 
-export interface BuildFlags {
+export interface BuildFlags extends Partial<Omit<EthBuildFlags, 'data' | 'block'>> {
   data: string;
   block: string;
   hotSynthetic?: string;
@@ -47,6 +48,15 @@ async function inheritedParams(data: string, block: number, lane: LaneName, entr
 }
 
 export async function buildCommand(flags: BuildFlags): Promise<void> {
+  // Ethereum state (src/cli/eth-build.ts): keyword lanes from accounts and storage.
+  const laneFlags = (['hotSynthetic', 'hotEntries', 'coldSynthetic', 'coldEntries', 'entrySize', 'm', 'hotUpdates', 'coldUpdates'] as const).filter((k) => flags[k] !== undefined);
+  if (isEthBuild(flags)) {
+    if (laneFlags.length > 0) throw new UsageError(`--state, --state-diff and --eth-synthetic build both lanes from Ethereum state; they cannot be combined with ${laneFlags.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')}`);
+    return ethBuildCommand(flags);
+  }
+  for (const [flag, v] of [['--hot-manifest', flags.hotManifest], ['--block-hash', flags.blockHash], ['--chain-id', flags.chainId], ['--synthetic-seed', flags.syntheticSeed], ['--synthetic-diff-keys', flags.syntheticDiffKeys]] as const) {
+    if (v !== undefined) throw new UsageError(`${flag} applies to builds from Ethereum state (--state, --state-diff or --eth-synthetic)`);
+  }
   if (flags.fromGeneration !== undefined) return incrementalCommand(flags);
   if (flags.hotUpdates !== undefined || flags.coldUpdates !== undefined) throw new UsageError('--hot-updates and --cold-updates need --from-generation');
   const block = intOption('--block', flags.block)!;
