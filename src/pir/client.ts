@@ -252,15 +252,15 @@ export class PirClient {
    * whole column; keyword lanes read all of it (a column is a bucket).
    */
   decodeColumn(answer: Uint8Array, state: QueryState): Uint8Array {
-    if (this.updating) throw new PirClientError('the hint is being updated (applyDelta); decode after it finishes', 'EBUSY');
     if (state.used) throw new PirClientError('this query state was already decoded; secrets are single use', 'ESTATE');
-    if (state.hintSha256 !== this.crs.hint_sha256) throw new PirClientError('query state belongs to another lane or generation', 'ESTATE');
-    const expected = answerBytes(this.crs);
+    if (this.rewriting) throw new PirClientError('the hint is being updated (applyDelta); decode after it finishes', 'EBUSY');
+    if (state.hintSha256 !== this.params.hint_sha256) throw new PirClientError('query state belongs to another lane or generation', 'ESTATE');
+    const expected = answerBytes(this.params);
     if (answer.byteLength !== expected) {
       throw new PirClientError(`answer has ${answer.byteLength} bytes, expected ${expected}`, 'EANSWER');
     }
     const ans = littleEndianWords(answer);
-    const { n } = this.crs;
+    const { n } = this.params;
     const rows = ans.length;
     const s = state.secret;
     const out = new Uint8Array(rows);
