@@ -29,6 +29,9 @@ export interface EthBlockInfo {
   /** 0x + 64 hex digits. */
   blockHash?: string;
   chainId?: number;
+  /** The block's parent hash and state root (0x + 64 hex digits), recorded by follow --rpc. */
+  parentHash?: string;
+  stateRoot?: string;
 }
 
 /** Keyword-lane parameters carried from an earlier generation (key_seed, m, A's seed…), per lane. */
@@ -78,6 +81,9 @@ function mergeHeader(block: number, given: EthBlockInfo, header: BlockHeaderLine
 export function checkBlockInfo(info: EthBlockInfo): void {
   if (info.blockHash !== undefined && !/^0x[0-9a-fA-F]{64}$/.test(info.blockHash)) {
     throw new EthError('EPARAMS', `the block hash must be 0x followed by 64 hex digits, got ${JSON.stringify(info.blockHash)}`);
+  }
+  for (const [name, v] of [['parent hash', info.parentHash], ['state root', info.stateRoot]] as const) {
+    if (v !== undefined && !/^0x[0-9a-fA-F]{64}$/.test(v)) throw new EthError('EPARAMS', `the ${name} must be 0x followed by 64 hex digits, got ${JSON.stringify(v)}`);
   }
   if (info.chainId !== undefined && (!Number.isSafeInteger(info.chainId) || info.chainId < 1)) {
     throw new EthError('EPARAMS', `the chain id must be a positive integer, got ${info.chainId}`);
@@ -137,6 +143,8 @@ export async function buildEthState(opts: EthStateBuildOptions): Promise<BuildRe
       ...(opts.placementCache ? { placementCache: opts.placementCache } : {}),
       ...(info.blockHash !== undefined ? { blockHash: info.blockHash } : {}),
       ...(info.chainId !== undefined ? { chainId: info.chainId } : {}),
+      ...(opts.parentHash ? { parentHash: opts.parentHash.toLowerCase() } : {}),
+      ...(opts.stateRoot ? { stateRoot: opts.stateRoot.toLowerCase() } : {}),
       extraFiles: async (tmp, files) => {
         await writeHotManifest(tmp, files, hot);
         Object.assign(files, await slots.finish(tmp, opts.id ?? String(opts.block)));
@@ -206,6 +214,8 @@ export async function buildEthDiff(opts: EthDiffBuildOptions): Promise<Increment
     ...(opts.placementCache ? { placementCache: opts.placementCache } : {}),
     ...(info.blockHash !== undefined ? { blockHash: info.blockHash } : {}),
     ...(info.chainId !== undefined ? { chainId: info.chainId } : {}),
+    ...(opts.parentHash ? { parentHash: opts.parentHash.toLowerCase() } : {}),
+    ...(opts.stateRoot ? { stateRoot: opts.stateRoot.toLowerCase() } : {}),
     extraFiles: async (tmp, files) => {
       const nextBytes = Buffer.from(next.toJson());
       if (nextBytes.equals(old.bytes)) {
