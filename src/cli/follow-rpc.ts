@@ -1,0 +1,96 @@
+// lanepir follow --rpc URL: follow an Ethereum node, one generation per block.
+import fs from 'node:fs';
+import { type Logger } from 'pino';
+import { ChainFollower } from '../eth/chain-follower.js';
+import { CHANGE_SOURCES, type ChangeSourceName, detectChangeSource } from '../eth/changes/sources.js';
+import { EthRpc, redactUrl } from '../eth/rpc/client.js';
+import { FollowMetrics, serveFollowMetrics } from '../follow/metrics.js';
+import { Roller } from '../follow/roller.js';
+import { type AdminFlags, adminTarget } from '../ops/admin.js';
+import { UsageError, intOption } from './errors.js';
+import { loadHotManifest } from './eth-build.js';
+
+export interface FollowRpcFlags extends AdminFlags {
+  data: string;
+  rpc: string;
+  adminTokenFile?: string;
+  confirmations?: string;
+  hotManifest?: string;
+  fromBlock?: string;
+  state?: string;
+  changeSource: string;
+  pollMs: string;
+  debounceMs: string;
+  retain: string;
+  metricsHost: string;
+  metricsPort?: string;
+  rpcBatch: string;
+  rpcTimeoutMs: string;
+}
+
+/** Starts following; resolves once the first generation is served or published. Exits non-zero on a fatal error. */
+export async function followRpc(flags: FollowRpcFlags, logger: Logger): Promise<{ stop: () => Promise<void>; follower: ChainFollower }> {
+  if ((flags.fromBlock === undefined) !== (flags.state === undefined)) throw new UsageError('--from-block and --state go together (a state file and the block it is at)');
+  if (!(CHANGE_SOURCES as readonly string[]).includes(flags.changeSource) && flags.changeSource !== 'auto') {
+    throw new UsageError(`--change-source must be auto, ${CHANGE_SOURCES.join(', ')}; got ${JSON.stringify(flags.changeSource)}`);
+  }
+  const admin = adminTarget(flags);
+  if (flags.adminTokenFile !== undefined) {
+    try {
+      admin.token = fs.readFileSync(flags.adminTokenFile, 'utf8').trim();
+    } catch (err) {
+      throw new UsageError(`--admin-token-file: cannot read ${flags.adminTokenFile}: ${(err as Error).message}`);
+    }
+  }
+  const metrics = new FollowMetrics();
+  const rpc = new EthRpc({ url: flags.rpc, batchSize: intOption('--rpc-batch', flags.rpcBatch, 1)!, timeoutMs: intOption('--rpc-timeout-ms', flags.rpcTimeoutMs, 100)! });
+  logger.info({ rpc: redactUrl(flags.rpc) }, 'connecting to the node');
+  const source = await detectChangeSource(rpc, logger, flags.changeSource as ChangeSourceName | 'auto');
+  const roller = new Roller({ data: flags.data, admin, logger, retain: intOption('--retain', flags.retain, 1)!, debounceMs: intOption('--debounce-ms', flags.debounceMs)! });
+  const follower = new ChainFollower({
+    data: flags.data,
+    rpc,
+    source,
+    roller,
+    logger,
+    metrics,
+    confirmations: intOption('--confirmations', flags.confirmations ?? '0')!,
+    pollMs: intOption('--poll-ms', flags.pollMs, 10)!,
+    ...(flags.hotManifest !== undefined ? { hotManifest: await loadHotManifest(flags.hotManifest) } : {}),
+    ...(flags.fromBlock !== undefined ? { fromBlock: intOption('--from-block', flags.fromBlock)!, stateFile: flags.state! } : {}),
+  });
+  // Served block, lag and reload durations from the roller.
+  roller.on('reloaded', (e: { generation: string; block: number; ms: number }) => {
+    metrics.servedBlock.set(e.block);
+    metrics.reloadSeconds.observe(e.ms / 1000);
+    if (follower.nodeHead >= 0) metrics.lagBlocks.set(Math.max(0, follower.nodeHead - e.block));
+    const seen = follower.seenAt.get(e.block);
+    const blockToServedMs = seen ? Date.now() - seen : undefined;
+    if (blockToServedMs !== undefined) metrics.blockToServedSeconds.observe(blockToServedMs / 1000);
+    for (const n of follower.seenAt.keys()) if (n <= e.block) follower.seenAt.delete(n);
+    logger.info({ generation: e.generation, block: e.block, reload_ms: Math.round(e.ms), lag_blocks: Math.max(0, follower.nodeHead - e.block), block_to_served_ms: blockToServedMs }, 'serving');
+  });
+  roller.on('failed', () => metrics.reloadFailures.inc());
+  follower.on('built', (e: { block: number }) => {
+    const served = roller.served;
+    if (served !== undefined) metrics.lagBlocks.set(Math.max(0, follower.nodeHead - Number(served.split('r')[0])));
+    void e;
+  });
+  let metricsServer: Awaited<ReturnType<typeof serveFollowMetrics>> | undefined;
+  if (flags.metricsPort !== undefined) {
+    metricsServer = await serveFollowMetrics(metrics, flags.metricsHost, intOption('--metrics-port', flags.metricsPort)!);
+    logger.info({ url: `${metricsServer.url}/metrics` }, 'follow metrics');
+  }
+  await follower.start();
+  const stop = async () => {
+    await follower.stop();
+    await roller.stop();
+    await rpc.close();
+    await metricsServer?.close();
+  };
+  follower.once('fatal', ({ error }: { error: Error }) => {
+    process.stderr.write(`lanepir: ${error.message} [${(error as { code?: string }).code ?? 'EFATAL'}]\n`);
+    void stop().finally(() => process.exit(1));
+  });
+  return { stop, follower };
+}

@@ -1,0 +1,257 @@
+// lanepir follow --rpc against a real local node (Hardhat): blocks with ETH
+// transfers, token transfers (a slot set to zero), contract creation from a
+// contract, a contract created and self-destructed, an account emptied; a
+// reorg (evm_snapshot/evm_revert); the node unreachable for 10 s behind a
+// proxy; a node without the debug API.
+import test, { type ExecutionContext } from 'ava';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { pino } from 'pino';
+import { type Hex } from 'viem';
+import { ChainFollower, type ChainFollowerEvents } from '../src/eth/chain-follower.js';
+import { detectChangeSource } from '../src/eth/changes/sources.js';
+import { type DevChain, startDevChain } from '../src/eth/devchain/hardhat.js';
+import { Traffic, mappingSlot } from '../src/eth/devchain/traffic.js';
+import { readHotManifest } from '../src/eth/generation-files.js';
+import { HotManifest } from '../src/eth/hot-manifest.js';
+import { accountKey, storageKey, wordToBigInt } from '../src/eth/keys.js';
+import { readLaneValues } from '../src/eth/lane-reader.js';
+import { decodeBasicData } from '../src/eth/values.js';
+import { EthRpc } from '../src/eth/rpc/client.js';
+import { Roller } from '../src/follow/roller.js';
+import { loadGeneration } from '../src/store/generation.js';
+import { generationDir } from '../src/store/layout.js';
+import { rmrf, tempDir } from './helpers.js';
+import { startHidingProxy, startTcpProxy } from './rpc-proxies.js';
+import { serve } from './server-helpers.js';
+import { BIN } from './cluster-helpers.js';
+
+const quiet = pino({ level: process.env.TEST_LOG ?? 'silent' });
+
+/** Compares a generation, key by key, with the node's state at the generation's block. */
+async function checkGeneration(t: ExecutionContext, data: string, id: string, chain: DevChain, accounts: Hex[], slots: [Hex, Hex][]): Promise<void> {
+  const g = await loadGeneration(generationDir(data, id));
+  const at = `0x${g.blockNumber.toString(16)}`;
+  t.is(g.manifest.block_hash, (await chain.rpc<{ hash: string }>('eth_getBlockByNumber', [at, false])).hash, `generation ${id} is of the node's block ${g.blockNumber}`);
+  const hot = (await readHotManifest(g.dir, g.manifest)).manifest;
+  const cold = await readLaneValues(g.lanes.cold!, g.dir, accounts.map((a) => accountKey(a)));
+  for (let i = 0; i < accounts.length; i++) {
+    const a = accounts[i]!;
+    const [balance, nonce, code] = await Promise.all([
+      chain.rpc<Hex>('eth_getBalance', [a, at]),
+      chain.rpc<Hex>('eth_getTransactionCount', [a, at]),
+      chain.rpc<Hex>('eth_getCode', [a, at]),
+    ]);
+    const got = cold[i] ? decodeBasicData(cold[i]!) : { balance: 0n, nonce: 0n, codeSize: 0 };
+    t.deepEqual(got, { balance: BigInt(balance), nonce: BigInt(nonce), codeSize: (code.length - 2) / 2 }, `block ${g.blockNumber}: account ${a}`);
+  }
+  for (const lane of ['hot', 'cold'] as const) {
+    const mine = slots.filter(([c, s]) => hot.laneOf(storageKey(c, s)) === lane);
+    const values = await readLaneValues(g.lanes[lane]!, g.dir, mine.map(([c, s]) => storageKey(c, s)));
+    for (let i = 0; i < mine.length; i++) {
+      const [c, s] = mine[i]!;
+      const want = BigInt(await chain.rpc<Hex>('eth_getStorageAt', [c, s, at]));
+      t.is(values[i] ? wordToBigInt(values[i]!) : 0n, want, `block ${g.blockNumber}: slot ${s} of ${c} (${lane})`);
+    }
+  }
+}
+
+function waitFor<K extends keyof ChainFollowerEvents>(f: ChainFollower, event: K, pred: (e: ChainFollowerEvents[K]) => boolean, ms = 60_000): Promise<ChainFollowerEvents[K]> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${event}`)), ms);
+    const on = (e: ChainFollowerEvents[K]) => {
+      if (!pred(e)) return;
+      clearTimeout(timer);
+      f.off(event, on);
+      resolve(e);
+    };
+    f.on(event, on);
+  });
+}
+
+/** Waits until the follower has built and the server serves the node's head block. */
+async function caughtUp(follower: ChainFollower, roller: Roller, chain: DevChain, ms = 60_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const head = Number(await chain.rpc<Hex>('eth_blockNumber'));
+    const hash = (await chain.rpc<{ hash: string }>('eth_getBlockByNumber', ['latest', false])).hash;
+    if (follower.tip.number === head && follower.tip.hash === hash && roller.served === follower.tip.id) return;
+    if (Date.now() > deadline) throw new Error(`not caught up: head ${head}, tip ${follower.tip.number} (${follower.tip.id}), served ${roller.served}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+async function setup(t: ExecutionContext, opts: { rpcUrl?: (chain: DevChain) => Promise<string>; timeoutMs?: number } = {}) {
+  const chain = await startDevChain();
+  t.teardown(() => chain.stop());
+  const traffic = await new Traffic(chain.rpc).init();
+  const [alice, bob] = traffic.accounts as [Hex, Hex];
+  const token = await traffic.deployToken(alice, 10n ** 24n);
+  const factory = await traffic.deployFactory(bob);
+  const data = tempDir();
+  t.teardown(() => rmrf(data));
+  const manifest = HotManifest.fromJson({ version: 1, contracts: [{ address: token, label: 'LANE', erc20: { balance_slot: 0, layout: 'solidity' } }] });
+  const server = await serve(data, { shard_size_bytes: 128 * 1024 });
+  t.teardown(() => server.close());
+  const rpc = new EthRpc({ url: opts.rpcUrl ? await opts.rpcUrl(chain) : chain.url, timeoutMs: opts.timeoutMs ?? 5000, retryCount: 1 });
+  const source = await detectChangeSource(rpc, quiet);
+  const roller = new Roller({ data, admin: { url: server.adminUrl, token: undefined }, logger: quiet, retain: 64, retryMs: 100, maxRetryMs: 500 });
+  const follower = new ChainFollower({ data, rpc, source, roller, logger: quiet, pollMs: 100, hotManifest: manifest });
+  t.teardown(async () => {
+    await follower.stop();
+    await roller.stop();
+  });
+  await follower.start();
+  return { chain, traffic, token, factory, data, server, follower, roller, rpc };
+}
+
+function universe(traffic: Traffic, tokens: Hex[], extra: Hex[]): { accounts: Hex[]; slots: [Hex, Hex][] } {
+  const accounts = [...traffic.accounts.slice(0, 8), ...tokens, ...extra];
+  const slots: [Hex, Hex][] = [];
+  for (const tk of tokens) {
+    for (const h of [...traffic.accounts.slice(0, 8), ...extra]) slots.push([tk, mappingSlot(h)]);
+    slots.push([tk, `0x${'0'.repeat(63)}2` as Hex]);
+  }
+  return { accounts, slots };
+}
+
+test('follows a Hardhat chain block by block: every generation equals the node at its block; /info names the served block', async (t) => {
+  const { chain, traffic, token, factory, data, server, follower, roller } = await setup(t);
+  const [alice, bob, carol, dave, erin] = traffic.accounts as [Hex, Hex, Hex, Hex, Hex];
+  const fresh = Array.from({ length: 4 }, (_, i) => `0x${String(i + 1).repeat(40)}` as Hex);
+  const tokens: Hex[] = [token];
+  const checkAll = async () => {
+    const { accounts, slots } = universe(traffic, tokens, fresh);
+    await caughtUp(follower, roller, chain);
+    await checkGeneration(t, data, follower.tip.id, chain, accounts, slots);
+  };
+  await checkAll();
+  const actions: (() => Promise<unknown>)[] = [
+    () => traffic.transferEth(alice, fresh[0]!, 10n ** 18n),
+    () => traffic.transferToken(token, alice, bob, 1000n),
+    () => traffic.transferToken(token, bob, carol, 1000n), // bob's balance slot set to zero
+    async () => {
+      const r = await traffic.createViaFactory(factory, carol, 5n);
+      const log = (await chain.rpc<{ logs: { address: string; data: Hex }[] }>('eth_getTransactionReceipt', [r.transactionHash])).logs.find((l) => l.address.toLowerCase() === factory)!;
+      tokens.push(`0x${log.data.slice(26)}` as Hex);
+    },
+    () => traffic.ephemeral(dave, fresh[1]!, 777n),
+    () => traffic.transferEth(bob, fresh[2]!, 3n),
+    () => traffic.transferToken(token, alice, fresh[3]!, 42n),
+  ];
+  let blocks = 0;
+  for (let round = 0; blocks < 22; round++) {
+    await actions[round % actions.length]!();
+    blocks++;
+    if (round === 10) {
+      await traffic.emptyAccount(erin, fresh[0]!); // an account emptied
+      blocks++;
+    }
+    await checkAll();
+  }
+  t.true(blocks >= 20);
+  const info = (await (await fetch(`${server.publicUrl}/info`)).json()) as Record<string, unknown>;
+  const head = await chain.rpc<{ number: Hex; hash: string; stateRoot: string; parentHash: string }>('eth_getBlockByNumber', ['latest', false]);
+  t.like(info, { block_number: Number(head.number), block_hash: head.hash, state_root: head.stateRoot, parent_hash: head.parentHash, chain_id: 31337 });
+  t.true(Date.now() - Date.parse(info.served_at as string) < 60_000);
+  const erinBalance = BigInt(await chain.rpc<Hex>('eth_getBalance', [erin, 'latest']));
+  t.is(erinBalance, 0n, 'the emptied account is at zero on the node too');
+});
+
+test('a reorg (evm_snapshot, evm_revert, other blocks) is followed; nothing of the abandoned branch stays served', async (t) => {
+  const { chain, traffic, token, data, follower, roller } = await setup(t);
+  const [alice, bob] = traffic.accounts as [Hex, Hex];
+  const gone = '0x' + '77'.repeat(20);
+  const kept = '0x' + '88'.repeat(20);
+  await caughtUp(follower, roller, chain);
+  const snapshot = await chain.rpc<Hex>('evm_snapshot');
+  const fork = Number(await chain.rpc<Hex>('eth_blockNumber'));
+  // Branch A: three blocks paying `gone`.
+  for (let i = 0; i < 3; i++) await traffic.transferEth(alice, gone as Hex, 1000n + BigInt(i));
+  await traffic.transferToken(token, alice, gone as Hex, 5n);
+  await caughtUp(follower, roller, chain);
+  t.is(follower.tip.number, fork + 4);
+  const abandoned = follower.tip.id;
+  // Branch B: back to the fork, five other blocks.
+  t.true(await chain.rpc<boolean>('evm_revert', [snapshot]));
+  const reorg = waitFor(follower, 'reorg', () => true);
+  for (let i = 0; i < 5; i++) await traffic.transferEth(bob, kept as Hex, 2000n + BigInt(i));
+  const r = await reorg;
+  t.is(r.to.number, fork, 'the walk stops at the fork block');
+  await caughtUp(follower, roller, chain);
+  t.is(follower.tip.number, fork + 5);
+  t.not(follower.tip.id, abandoned);
+  t.regex(follower.tip.id, /^\d+r\d+$|^\d+$/);
+  const { accounts, slots } = universe(traffic, [token], [gone as Hex, kept as Hex]);
+  await checkGeneration(t, data, follower.tip.id, chain, accounts, slots);
+  // The abandoned branch's values are not in the served generation.
+  const g = await loadGeneration(generationDir(data, follower.tip.id));
+  const [goneAccount] = await readLaneValues(g.lanes.cold!, g.dir, [accountKey(gone)]);
+  t.is(goneAccount, undefined);
+  // Ids of rebuilt blocks are fresh: the abandoned generations are still on disk under their own ids.
+  t.true(fs.existsSync(generationDir(data, abandoned)));
+});
+
+test('the node unreachable for 10 s is survived and followed on from where it left', async (t) => {
+  let proxy!: Awaited<ReturnType<typeof startTcpProxy>>;
+  const { chain, traffic, data, follower, roller } = await setup(t, {
+    rpcUrl: async (c) => {
+      proxy = await startTcpProxy(c.url);
+      t.teardown(() => proxy.close());
+      return proxy.url;
+    },
+    timeoutMs: 1000,
+  });
+  const [alice] = traffic.accounts as [Hex];
+  await caughtUp(follower, roller, chain);
+  const before = follower.tip.number;
+  proxy.pause();
+  const away = waitFor(follower, 'unreachable', () => true, 20_000);
+  const started = Date.now();
+  let sent = 0;
+  while (Date.now() - started < 10_000) {
+    await traffic.transferEth(alice, `0x${'99'.repeat(20)}` as Hex, 1n); // the chain goes on without us
+    sent++;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  await away;
+  t.is(follower.tip.number, before, 'nothing built while the node was away');
+  proxy.resume();
+  const head = Number(await chain.rpc<Hex>('eth_blockNumber'));
+  await caughtUp(follower, roller, chain);
+  t.is(follower.tip.number, head);
+  t.true(sent >= 5);
+  const { accounts, slots } = universe(traffic, [], [`0x${'99'.repeat(20)}` as Hex]);
+  await checkGeneration(t, data, follower.tip.id, chain, accounts, slots);
+  // Every block in between got its own generation, chained by parent.
+  let id: string | undefined = follower.tip.id;
+  const seen: number[] = [];
+  while (id && seen.length < head - before + 1) {
+    const g = await loadGeneration(generationDir(data, id));
+    seen.push(g.blockNumber);
+    id = g.manifest.parent;
+  }
+  t.deepEqual(seen, Array.from({ length: head - before + 1 }, (_, i) => head - i));
+});
+
+test('a node without debug methods is a clear error at start-up (and lanepir follow exits non-zero)', async (t) => {
+  const chain = await startDevChain();
+  t.teardown(() => chain.stop());
+  const proxy = await startHidingProxy(chain.url, /^(debug_|trace_)/);
+  t.teardown(() => proxy.close());
+  const rpc = new EthRpc({ url: proxy.url });
+  const err = await t.throwsAsync(detectChangeSource(rpc, quiet));
+  t.is((err as { code?: string }).code, 'ENO_CHANGE_SOURCE');
+  t.regex(err!.message, /debug_traceBlockByNumber: not offered; trace_replayBlockTransactions: not offered; debug_traceTransaction: not offered/);
+  const data = tempDir();
+  t.teardown(() => rmrf(data));
+  const proc = spawn(process.execPath, [BIN, 'follow', '--data', data, '--rpc', proxy.url, '--admin-url', 'http://127.0.0.1:9', '--log-level', 'silent'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  proc.stderr.on('data', (d) => (stderr += d));
+  const code = await new Promise<number | null>((resolve) => proc.once('exit', resolve));
+  t.is(code, 1);
+  t.regex(stderr, /offers no way to learn a block's state changes.*\[ENO_CHANGE_SOURCE\]/s);
+  t.deepEqual(fs.readdirSync(data).filter((n) => n !== '.' && !n.startsWith('.')), [], 'nothing was built');
+  void path;
+});
