@@ -143,6 +143,51 @@ export class RemoteLane {
     this.stats.hintBytes += hint.byteLength;
   }
 
+  /**
+   * Brings the hint to the server's current generation and returns the client
+   * and generation to make queries with, taken together (another lookup may
+   * refresh meanwhile). For callers that build their own queries (keyword
+   * lookups, src/pir/keyword-remote.ts).
+   */
+  async current(): Promise<{ client: PirClient; generation: string; hintSource: HintSource; timings: Record<string, number> }> {
+    const timings: Record<string, number> = {};
+    const hintSource = await this.refresh(timings);
+    return { client: this.client!, generation: this.generation!, hintSource, timings };
+  }
+
+  /**
+   * Sends 1..batch_max queries in one POST pinned to `generation` and returns
+   * the answers in order (each `answerSize` bytes). A generation the server
+   * no longer holds is PirClientError EGENERATION_GONE.
+   */
+  async postQueries(generation: string, queries: Uint8Array[], answerSize: number): Promise<{ answers: Uint8Array[]; generation: string; blockNumber: number; bytesSent: number; bytesReceived: number }> {
+    const body = new Uint8Array(queries.reduce((n, q) => n + q.byteLength, 0));
+    let at = 0;
+    for (const q of queries) {
+      body.set(q, at);
+      at += q.byteLength;
+    }
+    const res = await this.fetch(`/query/${this.lane}?generation=${encodeURIComponent(generation)}`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/octet-stream' },
+      body,
+    });
+    if (!res.ok) throw await httpError(res);
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    if (bytes.byteLength !== answerSize * queries.length) {
+      throw new PirClientError(`the server sent ${bytes.byteLength} bytes for ${queries.length} queries of ${answerSize}-byte answers`, 'EANSWER');
+    }
+    const answered = res.headers.get('X-Lanepir-Generation');
+    if (answered !== generation) throw new PirClientError(`asked generation ${generation}, answered from ${answered}`, 'EANSWER');
+    return {
+      answers: queries.map((_, k) => bytes.subarray(k * answerSize, (k + 1) * answerSize)),
+      generation: answered,
+      blockNumber: Number(res.headers.get('X-Lanepir-Block')),
+      bytesSent: body.byteLength,
+      bytesReceived: bytes.byteLength,
+    };
+  }
+
   /** Privately retrieves entry `index`. */
   async lookup(index: number): Promise<LookupResult> {
     for (let attempt = 0; ; attempt++) {
