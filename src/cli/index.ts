@@ -9,6 +9,7 @@ import { followCommand } from './follow.js';
 import { publishCommand, pruneCommand, reloadCommand } from './ops.js';
 import { queryCommand } from './query.js';
 import { serveCommand } from './serve.js';
+import { accountCommand, erc20Command, storageCommand } from './eth.js';
 
 const pkg = createRequire(import.meta.url)('../../../package.json') as { version: string };
 
@@ -111,6 +112,35 @@ export function program(): Command {
     .option('--cache-dir <dir>', 'where crs and hints are cached (default ~/.cache/lanepir)')
     .action(run(queryCommand));
 
+  const ethRead = (cmd: Command) =>
+    cmd
+      .requiredOption('--url <url>', 'server URL, e.g. http://127.0.0.1:3000')
+      .option('--block <n>', 'fail unless the server serves this block')
+      .option('--no-hide-lanes', 'query only the lanes the read needs (tells the server whether it is a hot-manifest token)')
+      .option('--pad-to <k>', 'pad the round to a multiple of K keys')
+      .option('--cache-dir <dir>', 'where crs and hints are cached (default ~/.cache/lanepir)')
+      .option('--json', 'print the result as JSON');
+
+  ethRead(cli.command('account').description('privately read an account: balance, nonce, code size').argument('<address>', 'account address (0x + 40 hex)')).action(
+    run((address: string, flags) => accountCommand(address, flags)),
+  );
+  ethRead(
+    cli
+      .command('storage')
+      .description('privately read a storage slot of a contract')
+      .argument('<address>', 'contract address')
+      .argument('<slot>', 'slot: 0x hex (up to 32 bytes) or decimal'),
+  ).action(run((address: string, slot: string, flags) => storageCommand(address, slot, flags)));
+  ethRead(
+    cli
+      .command('erc20')
+      .description('privately read an ERC-20 balance (the balance slot from the server\'s hot manifest, or --slot)')
+      .argument('<token>', 'token contract address')
+      .argument('<holder>', 'holder address')
+      .option('--slot <n>', 'the balance mapping\'s slot, for a token the manifest does not describe')
+      .option('--layout <layout>', 'solidity (default) or vyper, with --slot'),
+  ).action(run((token: string, holder: string, flags) => erc20Command(token, holder, flags)));
+
   cli
     .command('publish')
     .description('point DIR/current at generation N, atomically')
@@ -146,7 +176,7 @@ export function program(): Command {
       .description('roll one generation per block into the server: from an Ethereum node (--rpc) or from a directory of per-block files (--updates-dir)')
       .requiredOption('--data <dir>', 'data directory (DIR/current is the starting point)')
       .option('--rpc <url>', 'Ethereum node JSON-RPC (http(s):// batched, or ws(s):// with newHeads)')
-      .option('--updates-dir <dir>', 'where a block source drops <block>.jsonl files (write them via rename)')
+      .option('--updates-dir <dir>', 'where a block source drops <block>.jsonl files (write them via rename); Ethereum data: state diffs (as --state-diff)')
       .option('--admin-token-file <file>', 'file holding the admin bearer token')
       .option('--confirmations <n>', '--rpc: serve only blocks N below the head (0 for a development chain; see docs/OPERATIONS.md for mainnet)', '0')
       .option('--hot-manifest <file>', '--rpc: hot-contract manifest for the first generation (and later ones: a change moves keys)')

@@ -13,10 +13,11 @@
 // base state, so it never depends on what earlier diffs did. Node only.
 import crypto from 'node:crypto';
 import { type Address } from 'viem';
+import { native } from '../native.js';
 import { erc20BalanceSlot, type Erc20Layout } from './erc20.js';
 import { EthError } from './errors.js';
 import { HotManifest } from './hot-manifest.js';
-import { addressFromBytes, wordFromBigInt } from './keys.js';
+import { toHex, wordFromBigInt } from './keys.js';
 import { type AccountLine } from './state-lines.js';
 
 export const DEFAULT_SYNTHETIC_SEED = 'lanepir-eth-synthetic';
@@ -68,6 +69,11 @@ function bytesAt(seed: string, label: string, offset: number, length: number): B
   return crypto.createCipheriv('aes-128-ctr', streamKey(seed, label), iv).update(Buffer.alloc(skip + length)).subarray(skip);
 }
 
+/** An address from 20 bytes, lowercase (a valid address; checksumming millions of them would dominate the generator's time). */
+function lowerAddress(bytes: Uint8Array): Address {
+  return `0x${toHex(bytes)}` as Address;
+}
+
 /** A small deterministic PRNG for choices within one diff. */
 class Rng {
   private buf: Buffer;
@@ -95,6 +101,21 @@ class Rng {
   }
 }
 
+/** A holder's balance from 12 random bytes: spread over many magnitudes, never zero. */
+function balanceFrom(r: Uint8Array): bigint {
+  return (BigInt(`0x${toHex(r)}`) >> BigInt(r[0]! % 64)) + 1n;
+}
+
+/** Slot s of a contract from 48 random bytes: slots 0..3, then hashed (mapping-like) slots; values of 1..16 bytes. */
+function slotFrom(r: Uint8Array, s: number): { slot: Uint8Array; value: Uint8Array } {
+  const slot = s < 4 ? wordFromBigInt(BigInt(s)) : new Uint8Array(r.subarray(0, 32));
+  const value = new Uint8Array(32);
+  const width = 1 + (r[32]! % 16);
+  value.set(r.subarray(32, 32 + width), 32 - width);
+  if (value.every((b) => b === 0)) value[31] = 1;
+  return { slot, value };
+}
+
 export interface SyntheticToken {
   label: string;
   address: Address;
@@ -115,7 +136,7 @@ export class EthSynthetic {
     if (!Number.isSafeInteger(accounts) || accounts < 1) throw new EthError('EPARAMS', `--eth-synthetic needs a positive account count, got ${accounts}`);
     this.tokens = SYNTHETIC_TOKENS.map((t, k) => ({
       label: t.label,
-      address: addressFromBytes(bytesAt(seed, 'token-address', k * 20, 20)),
+      address: lowerAddress(bytesAt(seed, 'token-address', k * 20, 20)),
       balanceSlot: t.slot,
       layout: t.layout,
       share: t.share,
@@ -149,13 +170,12 @@ export class EthSynthetic {
     const nonceRaw = r.readUInt16LE(30);
     const nonce = BigInt(nonceRaw < 16384 ? 0 : nonceRaw % 3000);
     const holds = this.tokens.map((t, k) => r.readUInt16LE(32 + 2 * k) < t.share * 65536);
-    return { address: addressFromBytes(r.subarray(0, 20)), balance, nonce, holds };
+    return { address: lowerAddress(r.subarray(0, 20)), balance, nonce, holds };
   }
 
   /** Holder i's balance of token k in the base state (non-zero). */
   holderBalance(i: number, k: number): bigint {
-    const r = bytesAt(this.seed, `balance/${k}`, i * 12, 12);
-    return (BigInt(`0x${r.toString('hex')}`) >> BigInt(r[0]! % 64)) + 1n;
+    return balanceFrom(bytesAt(this.seed, `balance/${k}`, i * 12, 12));
   }
 
   /** The first base account that holds token k at or after index `from` (for demos: a real holder). */
@@ -174,18 +194,18 @@ export class EthSynthetic {
     // Heavy-tailed slot counts: most contracts are small, a few are large.
     const u = (r.readUInt32LE(20) + 1) / 2 ** 32;
     const slots = Math.max(1, Math.min(Math.round(mean * 4), Math.round((-Math.log(u) * mean) / 1)));
-    return { address: addressFromBytes(r.subarray(0, 20)), slots };
+    return { address: lowerAddress(r.subarray(0, 20)), slots };
   }
 
   /** Slot s of other contract j: a few low slots, then mapping-like hashed slots. */
   otherSlot(j: number, s: number): { slot: Uint8Array; value: Uint8Array } {
-    const r = bytesAt(this.seed, `contract/${j}`, s * 48, 48);
-    const slot = s < 4 ? wordFromBigInt(BigInt(s)) : new Uint8Array(r.subarray(0, 32));
-    const value = new Uint8Array(32);
-    const width = 1 + (r[32]! % 16); // values of 1..16 bytes, as real storage mostly is
-    value.set(r.subarray(32, 32 + width), 32 - width);
-    if (value.every((b) => b === 0)) value[31] = 1;
-    return { slot, value };
+    return slotFrom(bytesAt(this.seed, `contract/${j}`, s * 48, 48), s);
+  }
+
+  /** Slots 0 .. count-1 of other contract j, in one pass over its stream. */
+  private otherSlots(j: number, count: number): { slot: Uint8Array; value: Uint8Array }[] {
+    const bytes = bytesAt(this.seed, `contract/${j}`, 0, count * 48);
+    return Array.from({ length: count }, (_, s) => slotFrom(bytes.subarray(s * 48, (s + 1) * 48), s));
   }
 
   /**
@@ -198,14 +218,35 @@ export class EthSynthetic {
     for (let c0 = 0; c0 < this.accounts; c0 += CHUNK) {
       const n = Math.min(CHUNK, this.accounts - c0);
       const bytes = bytesAt(this.seed, 'accounts', c0 * ACCOUNT_BYTES, n * ACCOUNT_BYTES);
+      const balances = this.tokens.map((_, t) => bytesAt(this.seed, `balance/${t}`, c0 * 12, n * 12));
+      // The chunk's balance slots, hashed in one native call (the generator's main cost otherwise).
+      const pairs: { t: number; k: number }[] = [];
+      const lines: AccountLine[] = [];
       for (let k = 0; k < n; k++) {
-        const i = c0 + k;
         const a = this.decodeAccount(bytes.subarray(k * ACCOUNT_BYTES, (k + 1) * ACCOUNT_BYTES));
-        a.holds.forEach((h, t) => {
-          if (h) holders[t]!.push({ slot: this.balanceSlot(t, a.address), value: wordFromBigInt(this.holderBalance(i, t)) });
-        });
-        yield { line: i + 1, address: a.address, deleted: false, balance: a.balance, nonce: a.nonce, codeSize: 0, storage: [] };
+        a.holds.forEach((h, t) => h && pairs.push({ t, k }));
+        lines.push({ line: c0 + k + 1, address: a.address, deleted: false, balance: a.balance, nonce: a.nonce, codeSize: 0, storage: [] });
       }
+      const input = new Uint8Array(pairs.length * 64);
+      const offsets = new Uint32Array(pairs.length + 1);
+      pairs.forEach(({ t, k }, p) => {
+        const tok = this.tokens[t]!;
+        const holder = bytes.subarray(k * ACCOUNT_BYTES, k * ACCOUNT_BYTES + 20);
+        const slot = wordFromBigInt(BigInt(tok.balanceSlot));
+        if (tok.layout === 'solidity') {
+          input.set(holder, p * 64 + 12);
+          input.set(slot, p * 64 + 32);
+        } else {
+          input.set(slot, p * 64);
+          input.set(holder, p * 64 + 44);
+        }
+        offsets[p + 1] = (p + 1) * 64;
+      });
+      const hashes = native.keccakBatch(new Uint8Array(0), input, offsets);
+      pairs.forEach(({ t, k }, p) => {
+        holders[t]!.push({ slot: hashes.slice(p * 32, p * 32 + 32), value: wordFromBigInt(balanceFrom(balances[t]!.subarray(k * 12, k * 12 + 12))) });
+      });
+      yield* lines;
     }
     let line = this.accounts;
     for (let t = 0; t < this.tokens.length; t++) {
@@ -218,7 +259,7 @@ export class EthSynthetic {
     }
     for (let j = 0; j < this.otherContracts; j++) {
       const c = this.otherContract(j);
-      const storage = Array.from({ length: c.slots }, (_, s) => this.otherSlot(j, s));
+      const storage = this.otherSlots(j, c.slots);
       yield { line: ++line, address: c.address, deleted: false, balance: BigInt(j % 7) * 10n ** 17n, nonce: 1n, codeSize: 1 + (j % 24_000), storage };
     }
   }
@@ -230,7 +271,7 @@ export class EthSynthetic {
 
   /** Address of the k-th account created in block b. */
   newAccountAddress(block: number, k: number): Address {
-    return addressFromBytes(bytesAt(this.seed, `new-account/${block}`, k * 20, 20));
+    return lowerAddress(bytesAt(this.seed, `new-account/${block}`, k * 20, 20));
   }
 
   /**
