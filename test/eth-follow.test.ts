@@ -8,7 +8,9 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { pino } from 'pino';
-import { type Hex } from 'viem';
+import { type Hex, createPublicClient, custom, erc20Abi } from 'viem';
+import { type StateRead, StateClient } from '../src/eth/client.js';
+import { createLanepirProvider } from '../src/eth/provider.js';
 import { ChainFollower, type ChainFollowerEvents } from '../src/eth/chain-follower.js';
 import { detectChangeSource } from '../src/eth/changes/sources.js';
 import { type DevChain, startDevChain } from '../src/eth/devchain/hardhat.js';
@@ -121,10 +123,43 @@ test('follows a Hardhat chain block by block: every generation equals the node a
   const [alice, bob, carol, dave, erin] = traffic.accounts as [Hex, Hex, Hex, Hex, Hex];
   const fresh = Array.from({ length: 4 }, (_, i) => `0x${String(i + 1).repeat(40)}` as Hex);
   const tokens: Hex[] = [token];
+  const client = new StateClient({ url: server.publicUrl });
+  const viem = createPublicClient({ transport: custom(createLanepirProvider({ url: server.publicUrl })) });
+  let privateReads = 0;
   const checkAll = async () => {
     const { accounts, slots } = universe(traffic, tokens, fresh);
     await caughtUp(follower, roller, chain);
     await checkGeneration(t, data, follower.tip.id, chain, accounts, slots);
+    // Private reads: every account and slot of the universe (touched or not) in one round, each equal to the node at the block the answer names.
+    const reads: StateRead[] = [
+      ...accounts.map((address) => ({ kind: 'account' as const, address })),
+      ...slots.map(([address, slot]) => ({ kind: 'storage' as const, address, slot })),
+      ...traffic.accounts.slice(0, 5).map((holder) => ({ kind: 'erc20' as const, token, holder })),
+    ];
+    const results = [];
+    for (let i = 0; i < reads.length; i += 6) results.push(...(await client.readMany(reads.slice(i, i + 6)))); // rounds of 6 keys (each key: d queries to every lane)
+    for (let i = 0; i < reads.length; i++) {
+      const r = results[i]!;
+      const at = `0x${r.block.number.toString(16)}`;
+      t.is(r.block.hash, (await chain.rpc<{ hash: Hex }>('eth_getBlockByNumber', [at, false])).hash);
+      if (r.kind === 'account') {
+        const [balance, nonce] = await Promise.all([chain.rpc<Hex>('eth_getBalance', [r.address, at]), chain.rpc<Hex>('eth_getTransactionCount', [r.address, at])]);
+        t.is(r.balance, BigInt(balance), `private balance of ${r.address} at ${r.block.number}`);
+        t.is(r.nonce, BigInt(nonce), `private nonce of ${r.address} at ${r.block.number}`);
+      } else if (r.kind === 'storage') {
+        const read = reads[i] as { address: Hex; slot: Hex };
+        t.is(BigInt(r.value), BigInt(await chain.rpc<Hex>('eth_getStorageAt', [read.address, read.slot, at])), `private slot ${read.slot} of ${read.address}`);
+      } else {
+        t.is(r.balance, await traffic.balanceOf(token, r.holder.toLowerCase() as Hex, at as Hex), `private balanceOf(${r.holder})`);
+      }
+      privateReads++;
+    }
+    // Through the EIP-1193 provider, as a wallet library would (the served block is the head: nothing is mined during the check).
+    const holder = traffic.accounts[1]!;
+    t.is(await viem.getBalance({ address: holder }), BigInt(await chain.rpc<Hex>('eth_getBalance', [holder, 'latest'])));
+    t.is(await viem.getTransactionCount({ address: holder }), Number(await chain.rpc<Hex>('eth_getTransactionCount', [holder, 'latest'])));
+    t.is(await viem.readContract({ address: token, abi: erc20Abi, functionName: 'balanceOf', args: [holder] }), await traffic.balanceOf(token, holder));
+    t.is(BigInt((await viem.getStorageAt({ address: token, slot: mappingSlot(holder) })) ?? '0x0'), BigInt(await chain.rpc<Hex>('eth_getStorageAt', [token, mappingSlot(holder), 'latest'])));
   };
   await checkAll();
   const actions: (() => Promise<unknown>)[] = [
@@ -151,6 +186,7 @@ test('follows a Hardhat chain block by block: every generation equals the node a
     await checkAll();
   }
   t.true(blocks >= 20);
+  t.true(privateReads > 20 * 40, `${privateReads} private reads`);
   const info = (await (await fetch(`${server.publicUrl}/info`)).json()) as Record<string, unknown>;
   const head = await chain.rpc<{ number: Hex; hash: string; stateRoot: string; parentHash: string }>('eth_getBlockByNumber', ['latest', false]);
   t.like(info, { block_number: Number(head.number), block_hash: head.hash, state_root: head.stateRoot, parent_hash: head.parentHash, chain_id: 31337 });
