@@ -76,6 +76,8 @@ async function main(): Promise<void> {
     const adminPort = await freePort();
     const server = spawn(process.execPath, [BIN, 'serve', '--data', data, '--host', '127.0.0.1', '--port', String(port), '--admin-port', String(adminPort), '--workers', '2', '--log-level', 'warn'], {
       stdio: ['ignore', 'inherit', 'inherit'],
+      // Its own process group: Ctrl-C reaches the demo only, which stops the cluster with one SIGTERM.
+      detached: true,
     });
     const serverExited = new Promise<void>((r) => server.once('exit', () => r()));
     cleanups.push(async () => {
@@ -106,9 +108,9 @@ async function main(): Promise<void> {
     // A transaction every few seconds: token and ETH transfers among the holders.
     let round = 0;
     const timer = setInterval(() => {
-      const from = round === 0 ? alice : holders[round % holders.length]!;
-      const to = holders[(round + 1) % holders.length]!;
-      const send = round % 3 === 2 ? traffic.transferEth(from, to, 10n ** 15n * BigInt(round + 1)) : traffic.transferToken(token, round < holders.length ? alice : from, to, 1000n + BigInt(round));
+      // Token transfers come from the deployer (who holds the supply); ETH moves between holders.
+      const to = holders[round % holders.length]!;
+      const send = round % 3 === 2 ? traffic.transferEth(holders[(round + 1) % holders.length]!, to, 10n ** 15n * BigInt(round + 1)) : traffic.transferToken(token, alice, to, 1000n + BigInt(round));
       round++;
       send.catch((err: Error) => logger.warn({ err: err.message }, 'demo transaction failed'));
     }, intervalMs);
