@@ -6,7 +6,6 @@ import fs from 'node:fs';
 import Koa from 'koa';
 import Router, { type RouterContext } from '@koa/router';
 import getRawBody from 'raw-body';
-import { pinoHttp } from 'pino-http';
 import { type Logger } from 'pino';
 import { type Config, configHash } from '../config.js';
 import { answerBytes, queryBytes } from '../pir/crs.js';
@@ -14,6 +13,7 @@ import { littleEndianWords, wordsToLittleEndian } from '../pir/prg.js';
 import { GENERATION_ID, isLaneName, type LaneName } from '../store/layout.js';
 import { DeltaGoneError, deltaChain } from './delta.js';
 import { HttpError } from './errors.js';
+import { httpLogger, noteRefusal } from './logging.js';
 import { StoreError } from '../store/errors.js';
 import { type ReloadResult, ReloadError } from './reloader.js';
 import { LaneScheduler, OverloadedError } from './scheduler.js';
@@ -51,6 +51,7 @@ function errorMiddleware(logger: Logger): Koa.Middleware {
       const e = err as HttpError;
       if (err instanceof HttpError) {
         ctx.status = e.status;
+        noteRefusal(ctx.res, e.code);
         ctx.set(e.headers);
         ctx.body = { error: e.message, code: e.code, ...e.extra };
       } else {
@@ -62,23 +63,13 @@ function errorMiddleware(logger: Logger): Koa.Middleware {
   };
 }
 
-/** pino-http request logging, with the request id echoed back. */
+/** Request logging (bounded lines, see logging.ts) and the worker's name on every response. */
 function requestLogger(app: AppContext): Koa.Middleware {
-  const { logger, workerName } = app;
-  const http = pinoHttp({
-    logger,
-    genReqId: (req, res) => {
-      const given = req.headers['x-request-id'];
-      const id = typeof given === 'string' && /^[\w.-]{1,128}$/.test(given) ? given : crypto.randomUUID();
-      res.setHeader('X-Request-Id', id);
-      return id;
-    },
-    customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'debug'),
-  });
+  const http = httpLogger(app.logger);
   return async (ctx, next) => {
     app.beforeRequest?.();
     http(ctx.req, ctx.res);
-    ctx.set('X-Lanepir-Worker', workerName);
+    ctx.set('X-Lanepir-Worker', app.workerName);
     await next();
   };
 }
