@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
+import { readSecretFile } from './secret-file.js';
 
 const port = z.coerce.number().int().min(0).max(65535);
 const nonNegInt = z.coerce.number().int().min(0);
@@ -29,6 +30,8 @@ export const configSchema = z
     admin_port: port.default(3001),
     /** Bearer token the admin routes require when set. */
     admin_token: z.string().min(16, 'admin_token must be at least 16 characters').optional(),
+    /** File holding the admin token (kept off the command line); see secret-file.ts for what is refused. */
+    admin_token_file: z.string().min(1).optional(),
     /** Also serve the admin routes on the public listener (requires admin_token). */
     public_admin: bool.default(false),
     /** Past generations that stay queryable besides the current one. */
@@ -95,7 +98,9 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; flags
       throw new ConfigError(`config file ${opts.file} is not valid JSON: ${(err as Error).message}`);
     }
   }
-  const merged = { ...fileValues, ...fromEnv(opts.env ?? {}), ...stripUndefined(opts.flags ?? {}) };
+  const layers: Record<string, unknown>[] = [fileValues, fromEnv(opts.env ?? {}), stripUndefined(opts.flags ?? {})];
+  const merged: Record<string, unknown> = Object.assign({}, ...layers);
+  resolveAdminToken(layers, merged);
   const parsed = configSchema.safeParse(merged);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join('.') || '(config)'}: ${i.message}`);
@@ -107,13 +112,40 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; flags
   return config;
 }
 
+/**
+ * admin_token and admin_token_file are one setting: the layer (file <
+ * environment < flags) that gives either wins, so a token file named by a
+ * flag overrides a token in the configuration file and the lower layer's
+ * file is never read. One layer giving both is ambiguous and refused.
+ */
+function resolveAdminToken(layers: Record<string, unknown>[], merged: Record<string, unknown>): void {
+  delete merged.admin_token;
+  delete merged.admin_token_file;
+  const layer = [...layers].reverse().find((l) => l.admin_token !== undefined || l.admin_token_file !== undefined);
+  if (!layer) return;
+  if (layer.admin_token !== undefined && layer.admin_token_file !== undefined) {
+    throw new ConfigError('admin_token and admin_token_file are both given at the same level; give one');
+  }
+  if (layer.admin_token !== undefined) {
+    merged.admin_token = layer.admin_token;
+    return;
+  }
+  if (typeof layer.admin_token_file !== 'string' || layer.admin_token_file === '') throw new ConfigError('admin_token_file must be a path');
+  try {
+    merged.admin_token = readSecretFile(layer.admin_token_file);
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+  merged.admin_token_file = path.resolve(layer.admin_token_file);
+}
+
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 /** A short stable hash of the configuration (secrets left out), for /info. */
 export function configHash(config: Config): string {
-  const { admin_token: _secret, ...rest } = config;
+  const { admin_token: _secret, admin_token_file: _where, ...rest } = config;
   const canonical = JSON.stringify(Object.fromEntries(Object.entries(rest).sort(([a], [b]) => a.localeCompare(b))));
   return crypto.createHash('sha256').update(canonical).digest('hex').slice(0, 16);
 }

@@ -2,7 +2,13 @@
 // request headers are summarized in bounded lines, and the admin listener
 // refuses what a browser on another site could send it.
 import test from 'ava';
+import { execFile, execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { ConfigError, configHash, loadConfig } from '../src/config.js';
+import { BIN, json, request, startCluster } from './cluster-helpers.js';
 import { rmrf, tempDir } from './helpers.js';
 import { buildBlock, capturingLogger, serve } from './server-helpers.js';
 
@@ -62,4 +68,97 @@ test('/ready probes before the first generation log no stack and nothing at info
     t.is(l.err, undefined);
     t.false(JSON.stringify(l).includes('stack'));
   }
+});
+
+// ---- the token off the command line ----
+
+function tokenFile(dir: string, content: string, mode = 0o600): string {
+  const file = path.join(dir, `token-${crypto.randomBytes(4).toString('hex')}`);
+  fs.writeFileSync(file, content, { mode });
+  fs.chmodSync(file, mode); // the umask may have cleared bits
+  return file;
+}
+
+test('the admin token from a file: trimmed, layered like any setting, refused when others may read it', (t) => {
+  const dir = tempDir();
+  t.teardown(() => rmrf(dir));
+  const token = 'file-token-0123456789abcdef';
+  const file = tokenFile(dir, `${token}\n`);
+  t.is(loadConfig({ flags: { admin_token_file: file } }).admin_token, token);
+  t.is(loadConfig({ env: { LANEPIR_ADMIN_TOKEN_FILE: file } }).admin_token, token);
+  t.is(loadConfig({ env: { LANEPIR_ADMIN_TOKEN: 'env-token-0123456789' } }).admin_token, 'env-token-0123456789');
+  // A higher layer's file wins over a lower layer's token, and the reverse.
+  const conf = path.join(dir, 'lanepir.json');
+  fs.writeFileSync(conf, JSON.stringify({ admin_token: 'config-file-token-0123' }));
+  t.is(loadConfig({ file: conf, flags: { admin_token_file: file } }).admin_token, token);
+  fs.writeFileSync(conf, JSON.stringify({ admin_token_file: path.join(dir, 'missing') }));
+  t.is(loadConfig({ file: conf, env: { LANEPIR_ADMIN_TOKEN: 'env-token-0123456789' } }).admin_token, 'env-token-0123456789', 'the lower file is not read');
+  t.throws(() => loadConfig({ file: conf }), { instanceOf: ConfigError, message: /cannot open admin token file .*missing: ENOENT/ });
+  t.throws(() => loadConfig({ flags: { admin_token: token, admin_token_file: file } }), { message: /both given/ });
+  // The secret is not part of the config hash, wherever it comes from.
+  t.is(configHash(loadConfig({ flags: { admin_token_file: file } })), configHash(loadConfig({ flags: { admin_token: 'another-token-0123456' } })));
+  // Refusals.
+  for (const mode of [0o644, 0o604, 0o620, 0o666]) {
+    t.throws(() => loadConfig({ flags: { admin_token_file: tokenFile(dir, token, mode) } }), { message: /accessible to others \(mode 0\d+\).*chmod 600/ }, mode.toString(8));
+  }
+  t.is(loadConfig({ flags: { admin_token_file: tokenFile(dir, token, 0o640) } }).admin_token, token, 'group read is allowed');
+  t.is(loadConfig({ flags: { admin_token_file: tokenFile(dir, token, 0o400) } }).admin_token, token);
+  t.throws(() => loadConfig({ flags: { admin_token_file: tokenFile(dir, '\n') } }), { message: /is empty/ });
+  t.throws(() => loadConfig({ flags: { admin_token_file: tokenFile(dir, `${token}\nsecond line\n`) } }), { message: /alone on one line/ });
+  t.throws(() => loadConfig({ flags: { admin_token_file: tokenFile(dir, 'short\n') } }), { message: /at least 16 characters/ });
+  t.throws(() => loadConfig({ flags: { admin_token_file: tokenFile(dir, 'x'.repeat(5000)) } }), { message: /larger than 4096 bytes/ });
+  t.throws(() => loadConfig({ flags: { admin_token_file: dir } }), { message: /not a regular file/ });
+  // A FIFO nobody writes to is refused at once (it would block start-up).
+  const fifo = path.join(dir, 'fifo');
+  execFileSync('mkfifo', ['-m', '600', fifo]);
+  t.throws(() => loadConfig({ flags: { admin_token_file: fifo } }), { message: /not a regular file/ });
+});
+
+const execFileAsync = promisify(execFile);
+async function lanepir(args: string[], env: Record<string, string> = {}) {
+  try {
+    const r = await execFileAsync(process.execPath, [BIN, ...args], { env: { ...process.env, ...env } });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+test('lanepir serve and the admin commands take the token from a file or the environment, never passing it to workers', async (t) => {
+  const data = tempDir();
+  t.teardown(() => rmrf(data));
+  const seeds = await buildBlock(data, 1, undefined, true);
+  await buildBlock(data, 2, seeds);
+  await buildBlock(data, 3, seeds);
+  const token = `tok-${crypto.randomBytes(12).toString('hex')}`;
+  const file = tokenFile(data, `${token}\n`);
+
+  const c = await startCluster(data, { workers: 1, args: ['--admin-token-file', file], token });
+  t.teardown(() => c.stop());
+  t.false(fs.readFileSync(`/proc/${c.proc.pid}/cmdline`, 'latin1').includes(token));
+  const post = (headers: Record<string, string>) =>
+    request(`${c.adminUrl}/admin/reload`, { method: 'POST', body: JSON.stringify({ generation: 2 }), headers: { 'Content-Type': 'application/json', ...headers } });
+  t.is((await post({})).status, 401);
+  t.is((await post({ Authorization: `Bearer ${token}` })).status, 200);
+  // The admin client commands: a file flag, the file in the environment, the token in the environment.
+  let r = await lanepir(['reload', '--admin-url', c.adminUrl, '--admin-token-file', file, '--generation', '3']);
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stdout, /"new_generation":"3"/);
+  r = await lanepir(['reload', '--admin-url', c.adminUrl, '--generation', '2'], { LANEPIR_ADMIN_TOKEN_FILE: file });
+  t.is(r.code, 0, r.stderr);
+  r = await lanepir(['prune', '--admin-url', c.adminUrl, '--data', data, '--retain', '3', '--dry-run'], { LANEPIR_ADMIN_TOKEN: token });
+  t.is(r.code, 0, r.stderr);
+  r = await lanepir(['reload', '--admin-url', c.adminUrl]);
+  t.not(r.code, 0, 'no token: refused');
+  t.regex(r.stderr, /401/);
+  await c.stop();
+
+  // The token in the primary's environment stays there: workers get it over IPC.
+  const e = await startCluster(data, { workers: 1, env: { LANEPIR_ADMIN_TOKEN: token }, token });
+  t.teardown(() => e.stop());
+  const gens = json(await request(`${e.adminUrl}/admin/generations`, { headers: { Authorization: `Bearer ${token}` } }));
+  t.is(gens.workers.length, 1);
+  for (const w of gens.workers) t.false(fs.readFileSync(`/proc/${w.pid}/environ`, 'latin1').includes(token), `worker ${w.pid} environment`);
+  t.is((await request(`${e.adminUrl}/admin/reload`, { method: 'POST', headers: { 'Content-Type': 'application/json' } })).status, 401);
 });
