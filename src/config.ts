@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 import { readSecretFile } from './secret-file.js';
+import { isLoopbackHost } from './server/admin-guard.js';
 
 const port = z.coerce.number().int().min(0).max(65535);
 const nonNegInt = z.coerce.number().int().min(0);
@@ -32,6 +33,14 @@ export const configSchema = z
     admin_token: z.string().min(16, 'admin_token must be at least 16 characters').optional(),
     /** File holding the admin token (kept off the command line); see secret-file.ts for what is refused. */
     admin_token_file: z.string().min(1).optional(),
+    /**
+     * Host names (besides IP literals, localhost and admin_host) under which
+     * the admin listener may be addressed; other Host headers are refused
+     * (DNS rebinding). A list, or comma-separated in LANEPIR_ADMIN_ALLOWED_HOSTS.
+     */
+    admin_allowed_hosts: z
+      .preprocess((v) => (typeof v === 'string' ? v.split(',').map((h) => h.trim()).filter(Boolean) : v), z.array(z.string().min(1)))
+      .default([]),
     /** Also serve the admin routes on the public listener (requires admin_token). */
     public_admin: bool.default(false),
     /** Past generations that stay queryable besides the current one. */
@@ -58,6 +67,10 @@ export const configSchema = z
   .refine((c) => !c.public_admin || c.admin_token !== undefined, {
     message: 'public_admin needs admin_token: admin routes are never public without a token',
     path: ['public_admin'],
+  })
+  .refine((c) => isLoopbackHost(c.admin_host) || c.admin_token !== undefined, {
+    message: 'an admin listener beyond loopback needs admin_token (or admin_token_file): anyone who reaches it could switch generations',
+    path: ['admin_host'],
   });
 
 export type Config = z.infer<typeof configSchema>;

@@ -5,12 +5,13 @@ import test from 'ava';
 import { execFile, execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { ConfigError, configHash, loadConfig } from '../src/config.js';
 import { BIN, json, request, startCluster } from './cluster-helpers.js';
 import { rmrf, tempDir } from './helpers.js';
-import { buildBlock, capturingLogger, serve } from './server-helpers.js';
+import { buildBlock, capturingLogger, currentGeneration, reload, serve } from './server-helpers.js';
 
 const LINE_MAX = 2048;
 
@@ -161,4 +162,113 @@ test('lanepir serve and the admin commands take the token from a file or the env
   t.is(gens.workers.length, 1);
   for (const w of gens.workers) t.false(fs.readFileSync(`/proc/${w.pid}/environ`, 'latin1').includes(token), `worker ${w.pid} environment`);
   t.is((await request(`${e.adminUrl}/admin/reload`, { method: 'POST', headers: { 'Content-Type': 'application/json' } })).status, 401);
+});
+
+// ---- what the admin listener refuses ----
+
+test('a cross-site POST cannot switch generations: admin POSTs must be application/json', async (t) => {
+  const data = tempDir();
+  t.teardown(() => rmrf(data));
+  const seeds = await buildBlock(data, 1, undefined, true);
+  await buildBlock(data, 2, seeds);
+  const server = await serve(data);
+  t.teardown(() => server.close());
+  const reloadWith = (headers: Record<string, string>, body?: string) =>
+    request(`${server.adminUrl}/admin/reload`, { method: 'POST', headers, ...(body !== undefined ? { body } : {}) });
+  // What a page on another site can send without a preflight.
+  for (const [headers, body] of [
+    [{ 'Content-Type': 'text/plain' }, '{"generation": 2}'],
+    [{ 'Content-Type': 'text/plain;charset=UTF-8', Origin: 'https://evil.example' }, '{"generation": 2}'],
+    [{ 'Content-Type': 'application/x-www-form-urlencoded' }, 'generation=2'],
+    [{ 'Content-Type': 'multipart/form-data; boundary=x' }, '--x--'],
+    [{}, undefined],
+    [{ 'Content-Type': 'application/jsonp' }, '{"generation": 2}'],
+  ] as const) {
+    const r = await reloadWith(headers, body);
+    t.is(r.status, 415, JSON.stringify(headers));
+    t.is(json(r).code, 'EBAD_CONTENT_TYPE');
+  }
+  t.is(await currentGeneration(server.publicUrl), '1', 'nothing was switched');
+  const ok = await reloadWith({ 'Content-Type': 'application/json; charset=utf-8' }, '{"generation": 2}');
+  t.is(ok.status, 200, ok.body.toString());
+  t.is(await currentGeneration(server.publicUrl), '2');
+  // An empty JSON request reloads <data>/current (what `lanepir reload` sends).
+  t.is((await reloadWith({ 'Content-Type': 'application/json' }, '')).status, 200);
+  t.is(await currentGeneration(server.publicUrl), '1');
+  // GETs need no Content-Type.
+  t.is((await request(`${server.adminUrl}/admin/generations`)).status, 200);
+});
+
+test('the admin listener refuses a Host that is not its address (DNS rebinding)', async (t) => {
+  const data = tempDir();
+  t.teardown(() => rmrf(data));
+  await buildBlock(data, 1, undefined, true);
+  const server = await serve(data, { admin_allowed_hosts: 'lanepir-admin.internal, metrics.example' });
+  t.teardown(() => server.close());
+  const port = new URL(server.adminUrl).port;
+  const withHost = (host: string, path = '/admin/generations', method = 'GET') =>
+    request(`${server.adminUrl}${path}`, { method, headers: { Host: host, 'Content-Type': 'application/json' }, ...(method === 'POST' ? { body: '{}' } : {}) });
+  for (const host of [`rebind.evil.example:${port}`, 'rebind.evil.example', `127.0.0.1.evil.example:${port}`, `localhost.evil.example:${port}`, 'a b', `[nope]:${port}`]) {
+    const r = await withHost(host);
+    t.is(r.status, 403, host);
+    t.is(json(r).code, 'EHOST_NOT_ALLOWED');
+    t.is((await withHost(host, '/admin/reload', 'POST')).status, 403, `${host} (reload)`);
+    t.is((await withHost(host, '/metrics')).status, 403, `${host} (metrics)`);
+    t.is((await withHost(host, '/info')).status, 403, `${host} (public route on the admin listener)`);
+  }
+  for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `LOCALHOST:${port}`, `[::1]:${port}`, '127.0.0.1', `lanepir-admin.internal:${port}`, 'metrics.example', `10.1.2.3:${port}`]) {
+    t.is((await withHost(host)).status, 200, host);
+  }
+  // The public listener answers whatever name clients use.
+  t.is((await request(`${server.publicUrl}/info`, { headers: { Host: 'pir.example.org' } })).status, 200);
+});
+
+test('an admin request body over the limit is refused on its Content-Length, before it is sent', async (t) => {
+  const data = tempDir();
+  t.teardown(() => rmrf(data));
+  await buildBlock(data, 1, undefined, true);
+  const token = 'a-token-for-the-size-test';
+  const server = await serve(data, { admin_token: token });
+  t.teardown(() => server.close());
+  // Headers only: the body (10 MB announced) never comes. The answer must not wait for it.
+  const announce = (headers: Record<string, string>) =>
+    new Promise<{ status: number; body: string; ms: number; connection: string | undefined }>((resolve, reject) => {
+      const started = Date.now();
+      const req = http.request(`${server.adminUrl}/admin/reload`, {
+        method: 'POST',
+        agent: false,
+        headers: { 'Content-Type': 'application/json', 'Content-Length': String(10 * 1024 * 1024), ...headers },
+      });
+      req.on('response', (res) => {
+        let body = '';
+        res.on('data', (c) => (body += c));
+        res.on('end', () => {
+          resolve({ status: res.statusCode!, body, ms: Date.now() - started, connection: res.headers.connection });
+          req.destroy();
+        });
+      });
+      req.on('error', reject);
+      req.setTimeout(5_000, () => req.destroy(new Error('no answer within 5 s: the server waited for the body')));
+      req.flushHeaders();
+      req.write('{"generation": ');
+    });
+  const r = await announce({ Authorization: `Bearer ${token}` });
+  t.is(r.status, 413);
+  t.is(JSON.parse(r.body).code, 'EBODY_TOO_LARGE');
+  t.is(r.connection, 'close', 'the unread body is not drained');
+  t.true(r.ms < 2_000, `${r.ms} ms`);
+  // Without the token: 401, as promptly.
+  const u = await announce({});
+  t.is(u.status, 401);
+  t.is(u.connection, 'close');
+  // Still serving, and a right-sized reload works.
+  t.is((await reload(server, undefined, token)).status, 200);
+});
+
+test('an admin listener beyond loopback is refused at start-up without a token', (t) => {
+  for (const host of ['0.0.0.0', '::', '10.0.0.5', 'admin.example']) {
+    t.throws(() => loadConfig({ flags: { admin_host: host } }), { instanceOf: ConfigError, message: /admin_host: an admin listener beyond loopback needs admin_token/ }, host);
+    t.is(loadConfig({ flags: { admin_host: host, admin_token: 'a-long-enough-admin-token' } }).admin_host, host);
+  }
+  for (const host of ['127.0.0.1', '127.1.2.3', 'localhost', '::1']) t.is(loadConfig({ flags: { admin_host: host } }).admin_host, host);
 });

@@ -12,6 +12,7 @@ import { answerBytes, queryBytes } from '../pir/crs.js';
 import { littleEndianWords, wordsToLittleEndian } from '../pir/prg.js';
 import { GENERATION_ID, isLaneName, type LaneName } from '../store/layout.js';
 import { DeltaGoneError, deltaChain } from './delta.js';
+import { ADMIN_BODY_MAX, adminBodyGuard, adminHostGuard } from './admin-guard.js';
 import { HttpError } from './errors.js';
 import { httpLogger, noteRefusal } from './logging.js';
 import { StoreError } from '../store/errors.js';
@@ -307,14 +308,17 @@ export function adminRouter(app: AppContext): Router {
   router.use(async (ctx, next) => {
     const token = app.config.admin_token;
     if (token && !tokenMatches(ctx.get('Authorization') || undefined, token)) {
-      throw new HttpError(401, 'EUNAUTHORIZED', 'admin routes need Authorization: Bearer <admin token>', {}, { 'WWW-Authenticate': 'Bearer' });
+      const close: Record<string, string> = ctx.method === 'POST' ? { Connection: 'close' } : {}; // do not drain an unread body
+      throw new HttpError(401, 'EUNAUTHORIZED', 'admin routes need Authorization: Bearer <admin token>', {}, { 'WWW-Authenticate': 'Bearer', ...close });
     }
+    adminBodyGuard(ctx);
     await next();
   });
   router.post('/admin/reload', async (ctx) => {
     let target: string | undefined;
-    const raw = await getRawBody(ctx.req, { limit: 4096, encoding: 'utf8' }).catch((err: { status?: number; message?: string }) => {
-      if (err.status === 413) throw new HttpError(413, 'EBODY_TOO_LARGE', 'reload body is limited to 4 KiB');
+    const declared = ctx.get('Content-Length');
+    const raw = await getRawBody(ctx.req, { limit: ADMIN_BODY_MAX, length: declared ? Number(declared) : null, encoding: 'utf8' }).catch((err: { status?: number; message?: string }) => {
+      if (err.status === 413) throw new HttpError(413, 'EBODY_TOO_LARGE', `admin request bodies are limited to ${ADMIN_BODY_MAX} bytes`);
       throw new HttpError(400, 'EBAD_BODY', `could not read the reload body: ${err.message}`);
     });
     if (raw.trim() !== '') {
@@ -354,12 +358,13 @@ export function adminRouter(app: AppContext): Router {
   return router;
 }
 
-/** A Koa app with the shared middleware, serving the given routers (first match wins), 404 otherwise. */
-function createApp(app: AppContext, routers: Router[]): Koa {
+/** A Koa app with the shared middleware and `guards`, serving the given routers (first match wins), 404 otherwise. */
+function createApp(app: AppContext, routers: Router[], guards: Koa.Middleware[] = []): Koa {
   const koa = new Koa();
   koa.use(requestLogger(app));
   koa.use(queryMetrics(app.metrics));
   koa.use(errorMiddleware(app.logger));
+  for (const g of guards) koa.use(g);
   for (const r of routers) koa.use(r.routes()).use(r.allowedMethods());
   koa.use((ctx) => {
     throw new HttpError(404, 'ENOT_FOUND', `no route ${ctx.method} ${ctx.path}`);
@@ -374,5 +379,5 @@ export function createPublicApp(app: AppContext): Koa {
 
 /** Operators' listener: admin routes, and the read-only public ones (health, info) too. */
 export function createAdminApp(app: AppContext): Koa {
-  return createApp(app, [adminRouter(app), publicRouter(app)]);
+  return createApp(app, [adminRouter(app), publicRouter(app)], [adminHostGuard(app.config.admin_host, app.config.admin_allowed_hosts)]);
 }
