@@ -41,6 +41,18 @@ export const configSchema = z
     admin_allowed_hosts: z
       .preprocess((v) => (typeof v === 'string' ? v.split(',').map((h) => h.trim()).filter(Boolean) : v), z.array(z.string().min(1)))
       .default([]),
+    /**
+     * Origins whose pages may query the public API (CORS): '*' for any, or
+     * exact origins like https://wallet.example; [] (or "none") turns CORS
+     * off. Never applies to admin routes. A list, or comma-separated in
+     * LANEPIR_CORS_ORIGINS.
+     */
+    cors_origins: z
+      .preprocess(
+        (v) => (v === 'none' ? [] : typeof v === 'string' ? v.split(',').map((o) => o.trim()).filter(Boolean) : v),
+        z.array(z.string().regex(/^(\*|https?:\/\/[^/\s*]+)$/, "an origin is '*' or scheme://host[:port] (no path, no trailing slash)")),
+      )
+      .default(['*']),
     /** Also serve the admin routes on the public listener (requires admin_token). */
     public_admin: bool.default(false),
     /** Past generations that stay queryable besides the current one. */

@@ -13,6 +13,7 @@ import { littleEndianWords, wordsToLittleEndian } from '../pir/prg.js';
 import { GENERATION_ID, isLaneName, type LaneName } from '../store/layout.js';
 import { DeltaGoneError, deltaChain } from './delta.js';
 import { ADMIN_BODY_MAX, adminBodyGuard, adminHostGuard } from './admin-guard.js';
+import { type Routes, corsAndOptions, routesAt } from './cors.js';
 import { HttpError } from './errors.js';
 import { httpLogger, noteRefusal } from './logging.js';
 import { StoreError } from '../store/errors.js';
@@ -358,26 +359,44 @@ export function adminRouter(app: AppContext): Router {
   return router;
 }
 
-/** A Koa app with the shared middleware and `guards`, serving the given routers (first match wins), 404 otherwise. */
-function createApp(app: AppContext, routers: Router[], guards: Koa.Middleware[] = []): Koa {
+/**
+ * A Koa app with the shared middleware and `guards`, serving the given routers
+ * (first match wins); a known path with another method is 405, else 404.
+ */
+function createApp(app: AppContext, routes: Routes[], guards: Koa.Middleware[] = []): Koa {
   const koa = new Koa();
   koa.use(requestLogger(app));
   koa.use(queryMetrics(app.metrics));
   koa.use(errorMiddleware(app.logger));
   for (const g of guards) koa.use(g);
-  for (const r of routers) koa.use(r.routes()).use(r.allowedMethods());
+  koa.use(corsAndOptions(routes, app.config.cors_origins));
+  for (const r of routes) koa.use(r.router.routes());
   koa.use((ctx) => {
+    const { methods } = routesAt(routes, ctx.path);
+    if (methods.length > 0) {
+      const allow = [...methods, 'OPTIONS'].join(', ');
+      throw new HttpError(405, 'EMETHOD_NOT_ALLOWED', `${ctx.path} answers ${allow}, not ${ctx.method}`, {}, { Allow: allow });
+    }
     throw new HttpError(404, 'ENOT_FOUND', `no route ${ctx.method} ${ctx.path}`);
   });
   return koa;
 }
 
-/** Clients' listener; admin routes only when configured (always behind the token: config validation). */
+/** Clients' listener, open to other origins (cors_origins); admin routes only when configured (always behind the token: config validation), never open to other origins. */
 export function createPublicApp(app: AppContext): Koa {
-  return createApp(app, app.config.public_admin ? [publicRouter(app), adminRouter(app)] : [publicRouter(app)]);
+  const routes: Routes[] = [{ router: publicRouter(app), cors: true }];
+  if (app.config.public_admin) routes.push({ router: adminRouter(app), cors: false });
+  return createApp(app, routes);
 }
 
-/** Operators' listener: admin routes, and the read-only public ones (health, info) too. */
+/** Operators' listener: admin routes, and the read-only public ones (health, info) too; no CORS at all. */
 export function createAdminApp(app: AppContext): Koa {
-  return createApp(app, [adminRouter(app), publicRouter(app)], [adminHostGuard(app.config.admin_host, app.config.admin_allowed_hosts)]);
+  return createApp(
+    app,
+    [
+      { router: adminRouter(app), cors: false },
+      { router: publicRouter(app), cors: false },
+    ],
+    [adminHostGuard(app.config.admin_host, app.config.admin_allowed_hosts)],
+  );
 }
