@@ -57,8 +57,11 @@ export function corsAndOptions(routes: readonly Routes[], origins: readonly stri
     if (at.methods.length === 0) return next();
     const origin = ctx.get('Origin');
     const open = at.cors && origins.length > 0;
-    if (open && !any) ctx.vary('Origin'); // the answer depends on the Origin: caches must not mix them
-    const allowed = open && origin !== '' && originAllowed(origins, origin);
+    // With '*' every answer carries the same headers, Origin or not, so a
+    // shared cache (nginx in front of /hint) may serve one to anybody; with a
+    // list the answer depends on the Origin, and caches are told so.
+    if (open && !any) ctx.vary('Origin');
+    const allowed = open && (any || (origin !== '' && originAllowed(origins, origin)));
     if (allowed) {
       ctx.set('Access-Control-Allow-Origin', any ? '*' : origin);
       ctx.set('Access-Control-Expose-Headers', EXPOSED_HEADERS.join(', '));
