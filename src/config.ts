@@ -63,7 +63,7 @@ export const configSchema = z
     batch_window_ms: z.coerce.number().min(0).max(1000).default(1),
     /** Queries per lane queued or running before the server answers 503. */
     max_pending_per_lane: z.coerce.number().int().min(1).default(64),
-    /** Kernel threads per pass; 0 = all cores. */
+    /** Kernel threads per pass; 0 = cores ÷ workers in cluster mode (at least 1), all cores in a single in-process server. */
     kernel_threads: nonNegInt.default(0),
     /** Whole-request time limit, ms. */
     request_timeout_ms: z.coerce.number().int().min(100).default(30_000),
