@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { ConfigError, configHash, loadConfig } from '../src/config.js';
 import { BIN, json, request, startCluster } from './cluster-helpers.js';
 import { rmrf, tempDir } from './helpers.js';
-import { buildBlock, capturingLogger, currentGeneration, reload, serve } from './server-helpers.js';
+import { HOT, buildBlock, capturingLogger, currentGeneration, reload, serve } from './server-helpers.js';
 
 const LINE_MAX = 2048;
 
@@ -271,4 +271,43 @@ test('an admin listener beyond loopback is refused at start-up without a token',
     t.is(loadConfig({ flags: { admin_host: host, admin_token: 'a-long-enough-admin-token' } }).admin_host, host);
   }
   for (const host of ['127.0.0.1', '127.1.2.3', 'localhost', '::1']) t.is(loadConfig({ flags: { admin_host: host } }).admin_host, host);
+});
+
+test('an unexpected error is logged once with its stack and the request id; an abandoned request is "aborted", not "refused"', async (t) => {
+  const data = tempDir();
+  t.teardown(() => rmrf(data));
+  await buildBlock(data, 1, undefined, true);
+  const { logger, lines } = capturingLogger();
+  const server = await serve(data, { log_level: 'trace', batch_window_ms: 500 }, { logger });
+  t.teardown(() => server.close());
+  // A query the client gives up on while it waits for its batch.
+  const ac = new AbortController();
+  const pending = fetch(`${server.publicUrl}/query/hot`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/octet-stream', 'X-Request-Id': 'abandoned-1' },
+    body: new Uint8Array(HOT.m * 4),
+    signal: ac.signal,
+  }).catch(() => undefined);
+  await new Promise((r) => setTimeout(r, 100));
+  ac.abort();
+  await pending;
+  // An internal error: generations() throws.
+  (server as unknown as { store: { held: () => never } }).store.held = () => {
+    throw new Error('boom in a handler');
+  };
+  const r = await fetch(`${server.adminUrl}/admin/generations`, { headers: { 'X-Request-Id': 'broken-1' } });
+  t.is(r.status, 500);
+  t.like(await r.json(), { code: 'EINTERNAL' });
+  await new Promise((r) => setTimeout(r, 600));
+  const parsed = lines.map((l) => JSON.parse(l) as Record<string, any>);
+  const aborted = parsed.filter((l) => l.req?.id === 'abandoned-1');
+  t.is(aborted.length, 1);
+  t.like(aborted[0], { level: 30, msg: 'request aborted' });
+  const broken = parsed.filter((l) => l.req?.id === 'broken-1');
+  t.is(broken.length, 2, JSON.stringify(broken));
+  const withStack = broken.filter((l) => typeof l.err?.stack === 'string');
+  t.is(withStack.length, 1, 'one stack');
+  t.regex(withStack[0]!.err.stack, /boom in a handler/);
+  t.is(withStack[0]!.level, 50);
+  t.like(broken.find((l) => l !== withStack[0]), { level: 50, msg: 'request failed', res: { statusCode: 500 } });
 });

@@ -57,7 +57,8 @@ function errorMiddleware(logger: Logger): Koa.Middleware {
         ctx.set(e.headers);
         ctx.body = { error: e.message, code: e.code, ...e.extra };
       } else {
-        logger.error({ err }, 'unhandled error');
+        // The request's own logger (pino-http) adds its id and bounded summary.
+        ((ctx.req as { log?: Logger }).log ?? logger).error({ err }, 'unhandled error');
         ctx.status = 500;
         ctx.body = { error: 'internal error', code: 'EINTERNAL' };
       }

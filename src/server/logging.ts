@@ -8,7 +8,8 @@
 // thousands of queries/s, and a record of which address asked when is
 // metadata a privacy server should not keep by default); refusals (4xx, and
 // deliberate 5xx such as 503 ENOT_READY) at warn with their code; unexpected
-// errors at error (the error middleware logs their stack once); probes
+// errors at error (the error middleware logs their stack once, with the
+// request's summary); requests the client abandoned at info; probes
 // (/health, /ready) at debug whatever they answer, so a load balancer polling
 // an unready server does not fill the log.
 import crypto from 'node:crypto';
@@ -66,7 +67,6 @@ export function httpLogger(logger: Logger) {
     serializers: {
       req: requestSummary,
       res: (res: ServerResponse) => ({ statusCode: res.statusCode }),
-      err: (err: Error) => ({ type: err.name, message: clip(String(err.message), URL_MAX) }),
     },
     genReqId: (req, res) => {
       const given = req.headers['x-request-id'];
@@ -76,6 +76,7 @@ export function httpLogger(logger: Logger) {
     },
     customLogLevel: (req, res, err) => {
       if (PROBES.has(pathOf(req))) return 'debug';
+      if (!err && !res.writableEnded) return 'info'; // the client went away before the answer (its status means nothing yet)
       if (res.statusCode >= 500 && !refusals.has(res)) return 'error';
       if (err || res.statusCode >= 400) return 'warn';
       return 'debug';
@@ -94,7 +95,7 @@ export function httpLogger(logger: Logger) {
       return /^failed with status code \d+$/.test(err.message) ? rest : { ...rest, err };
     },
     customSuccessMessage: (req, res) =>
-      res.statusCode >= 400 ? 'request refused' : !req.readableAborted && res.writableEnded ? 'request completed' : 'request aborted',
+      req.readableAborted || !res.writableEnded ? 'request aborted' : res.statusCode >= 400 ? 'request refused' : 'request completed',
     customErrorMessage: (_req, res) => (refusals.has(res) ? 'request refused' : 'request failed'),
   });
 }
