@@ -27,11 +27,14 @@ export interface Cluster {
   stop: () => Promise<void>;
 }
 
-export async function startCluster(data: string, opts: { workers?: number; env?: Record<string, string>; args?: string[] } = {}): Promise<Cluster> {
+export async function startCluster(
+  data: string,
+  opts: { workers?: number; env?: Record<string, string>; args?: string[]; /** the admin token, when not given by --admin-token */ token?: string } = {},
+): Promise<Cluster> {
   const port = await freePort();
   const adminPort = await freePort();
   const tokenAt = opts.args?.indexOf('--admin-token') ?? -1;
-  const token = tokenAt >= 0 ? opts.args![tokenAt + 1] : undefined;
+  const token = opts.token ?? (tokenAt >= 0 ? opts.args![tokenAt + 1] : undefined);
   const proc = spawn(
     process.execPath,
     [BIN, 'serve', '--data', data, '--host', '127.0.0.1', '--port', String(port), '--admin-port', String(adminPort), '--workers', String(opts.workers ?? 2), '--log-level', 'warn', ...(opts.args ?? [])],

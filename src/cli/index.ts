@@ -88,7 +88,8 @@ export function program(): Command {
     .option('--port <port>', 'public listener port (default 3000)')
     .option('--admin-host <host>', 'admin listener host (default 127.0.0.1)')
     .option('--admin-port <port>', 'admin listener port (default 3001)')
-    .option('--admin-token <token>', 'bearer token required on admin routes')
+    .option('--admin-token <token>', 'bearer token required on admin routes (visible in the process list: prefer --admin-token-file)')
+    .option('--admin-token-file <file>', 'file holding the admin token (mode 600 or 640; LANEPIR_ADMIN_TOKEN_FILE)')
     .option('--in-memory', 'read lanes into memory instead of mapping them')
     .option('--workers <n>', 'worker processes (default: available parallelism)')
     .option('--log-level <level>', 'pino log level (default info)')
@@ -114,6 +115,7 @@ export function program(): Command {
     cmd
       .option('--admin-url <url>', 'admin API (LANEPIR_ADMIN_URL; default from the configuration: http://127.0.0.1:3001)')
       .option('--admin-token <token>', 'admin bearer token (LANEPIR_ADMIN_TOKEN; default from the configuration)')
+      .option('--admin-token-file <file>', 'file holding the admin bearer token (LANEPIR_ADMIN_TOKEN_FILE)')
       .option('--config <file>', 'the server\'s JSON configuration, for the admin address and token');
 
   admin(

@@ -13,6 +13,7 @@ export interface ServeFlags {
   adminHost?: string;
   adminPort?: string;
   adminToken?: string;
+  adminTokenFile?: string;
   inMemory?: boolean;
   workers?: string;
   logLevel?: string;
@@ -26,6 +27,7 @@ export function configFromFlags(flags: ServeFlags) {
     admin_host: flags.adminHost,
     admin_port: intOption('--admin-port', flags.adminPort),
     admin_token: flags.adminToken,
+    admin_token_file: flags.adminTokenFile,
     use_mmap: flags.inMemory ? false : undefined,
     workers: intOption('--workers', flags.workers),
     log_level: flags.logLevel as ConfigInput['log_level'],
@@ -35,7 +37,12 @@ export function configFromFlags(flags: ServeFlags) {
 
 export async function serveCommand(flags: ServeFlags): Promise<PrimaryHandle> {
   const config = configFromFlags(flags);
+  // Workers get the token over IPC (primary.ts); they must not inherit it through their environment.
+  delete process.env.LANEPIR_ADMIN_TOKEN;
   const logger = pino({ level: config.log_level, base: { role: 'primary' } });
+  if (flags.adminToken !== undefined) {
+    logger.warn('--admin-token is readable by every local user (/proc/<pid>/cmdline, ps); use --admin-token-file or LANEPIR_ADMIN_TOKEN');
+  }
   const primary = await runPrimary(config, logger);
   // First signal: drain and exit 0. A second one (an impatient operator, or a
   // supervisor forwarding the signal again) must not skip removing the segment.

@@ -51,7 +51,7 @@ export async function runWorker(): Promise<void> {
   const segment = control.controlOpen(process.env.LANEPIR_SEGMENT!);
   const workerName = `worker-${slot}-${process.pid}`;
   const logger = pino({ level: config.log_level, base: { worker: workerName } });
-  const metrics = new ServerMetrics();
+  const metrics = new ServerMetrics({ reloads: false }); // the primary counts cluster reloads
   // Constructing one installs prom-client's answer to the primary's metric requests.
   new AggregatorRegistry();
   AggregatorRegistry.setRegistries([metrics.registry]);

@@ -5,15 +5,24 @@ import { loadConfig } from '../config.js';
 export interface AdminFlags {
   adminUrl?: string;
   adminToken?: string;
+  adminTokenFile?: string;
   config?: string;
 }
 
-/** Admin URL and token: flags, then LANEPIR_ADMIN_URL / LANEPIR_ADMIN_TOKEN, then the server's configuration. */
+/**
+ * Admin URL and token: flags (--admin-token or --admin-token-file), then
+ * LANEPIR_ADMIN_URL / LANEPIR_ADMIN_TOKEN / LANEPIR_ADMIN_TOKEN_FILE, then the
+ * server's configuration (admin_token or admin_token_file).
+ */
 export function adminTarget(flags: AdminFlags): { url: string; token: string | undefined } {
-  const config = loadConfig({ ...(flags.config ? { file: flags.config } : {}), env: process.env });
-  const host = config.admin_host === '0.0.0.0' ? '127.0.0.1' : config.admin_host;
+  const config = loadConfig({
+    ...(flags.config ? { file: flags.config } : {}),
+    env: process.env,
+    flags: { admin_token: flags.adminToken, admin_token_file: flags.adminTokenFile },
+  });
+  const host = config.admin_host === '0.0.0.0' ? '127.0.0.1' : config.admin_host === '::' ? '::1' : config.admin_host;
   const url = flags.adminUrl ?? process.env.LANEPIR_ADMIN_URL ?? `http://${host.includes(':') ? `[${host}]` : host}:${config.admin_port}`;
-  return { url: url.replace(/\/$/, ''), token: flags.adminToken ?? config.admin_token };
+  return { url: url.replace(/\/$/, ''), token: config.admin_token };
 }
 
 export class AdminError extends Error {

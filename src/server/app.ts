@@ -6,14 +6,16 @@ import fs from 'node:fs';
 import Koa from 'koa';
 import Router, { type RouterContext } from '@koa/router';
 import getRawBody from 'raw-body';
-import { pinoHttp } from 'pino-http';
 import { type Logger } from 'pino';
 import { type Config, configHash } from '../config.js';
 import { answerBytes, queryBytes } from '../pir/crs.js';
 import { littleEndianWords, wordsToLittleEndian } from '../pir/prg.js';
 import { GENERATION_ID, isLaneName, type LaneName } from '../store/layout.js';
 import { DeltaGoneError, deltaChain } from './delta.js';
+import { ADMIN_BODY_MAX, adminBodyGuard, adminHostGuard } from './admin-guard.js';
+import { type Routes, corsAndOptions, routesAt } from './cors.js';
 import { HttpError } from './errors.js';
+import { httpLogger, noteRefusal } from './logging.js';
 import { StoreError } from '../store/errors.js';
 import { type ReloadResult, ReloadError } from './reloader.js';
 import { LaneScheduler, OverloadedError } from './scheduler.js';
@@ -51,10 +53,12 @@ function errorMiddleware(logger: Logger): Koa.Middleware {
       const e = err as HttpError;
       if (err instanceof HttpError) {
         ctx.status = e.status;
+        noteRefusal(ctx.res, e.code);
         ctx.set(e.headers);
         ctx.body = { error: e.message, code: e.code, ...e.extra };
       } else {
-        logger.error({ err }, 'unhandled error');
+        // The request's own logger (pino-http) adds its id and bounded summary.
+        ((ctx.req as { log?: Logger }).log ?? logger).error({ err }, 'unhandled error');
         ctx.status = 500;
         ctx.body = { error: 'internal error', code: 'EINTERNAL' };
       }
@@ -62,23 +66,13 @@ function errorMiddleware(logger: Logger): Koa.Middleware {
   };
 }
 
-/** pino-http request logging, with the request id echoed back. */
+/** Request logging (bounded lines, see logging.ts) and the worker's name on every response. */
 function requestLogger(app: AppContext): Koa.Middleware {
-  const { logger, workerName } = app;
-  const http = pinoHttp({
-    logger,
-    genReqId: (req, res) => {
-      const given = req.headers['x-request-id'];
-      const id = typeof given === 'string' && /^[\w.-]{1,128}$/.test(given) ? given : crypto.randomUUID();
-      res.setHeader('X-Request-Id', id);
-      return id;
-    },
-    customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'debug'),
-  });
+  const http = httpLogger(app.logger);
   return async (ctx, next) => {
     app.beforeRequest?.();
     http(ctx.req, ctx.res);
-    ctx.set('X-Lanepir-Worker', workerName);
+    ctx.set('X-Lanepir-Worker', app.workerName);
     await next();
   };
 }
@@ -317,14 +311,17 @@ export function adminRouter(app: AppContext): Router {
   router.use(async (ctx, next) => {
     const token = app.config.admin_token;
     if (token && !tokenMatches(ctx.get('Authorization') || undefined, token)) {
-      throw new HttpError(401, 'EUNAUTHORIZED', 'admin routes need Authorization: Bearer <admin token>', {}, { 'WWW-Authenticate': 'Bearer' });
+      const close: Record<string, string> = ctx.method === 'POST' ? { Connection: 'close' } : {}; // do not drain an unread body
+      throw new HttpError(401, 'EUNAUTHORIZED', 'admin routes need Authorization: Bearer <admin token>', {}, { 'WWW-Authenticate': 'Bearer', ...close });
     }
+    adminBodyGuard(ctx);
     await next();
   });
   router.post('/admin/reload', async (ctx) => {
     let target: string | undefined;
-    const raw = await getRawBody(ctx.req, { limit: 4096, encoding: 'utf8' }).catch((err: { status?: number; message?: string }) => {
-      if (err.status === 413) throw new HttpError(413, 'EBODY_TOO_LARGE', 'reload body is limited to 4 KiB');
+    const declared = ctx.get('Content-Length');
+    const raw = await getRawBody(ctx.req, { limit: ADMIN_BODY_MAX, length: declared ? Number(declared) : null, encoding: 'utf8' }).catch((err: { status?: number; message?: string }) => {
+      if (err.status === 413) throw new HttpError(413, 'EBODY_TOO_LARGE', `admin request bodies are limited to ${ADMIN_BODY_MAX} bytes`);
       throw new HttpError(400, 'EBAD_BODY', `could not read the reload body: ${err.message}`);
     });
     if (raw.trim() !== '') {
@@ -364,25 +361,44 @@ export function adminRouter(app: AppContext): Router {
   return router;
 }
 
-/** A Koa app with the shared middleware, serving the given routers (first match wins), 404 otherwise. */
-function createApp(app: AppContext, routers: Router[]): Koa {
+/**
+ * A Koa app with the shared middleware and `guards`, serving the given routers
+ * (first match wins); a known path with another method is 405, else 404.
+ */
+function createApp(app: AppContext, routes: Routes[], guards: Koa.Middleware[] = []): Koa {
   const koa = new Koa();
   koa.use(requestLogger(app));
   koa.use(queryMetrics(app.metrics));
   koa.use(errorMiddleware(app.logger));
-  for (const r of routers) koa.use(r.routes()).use(r.allowedMethods());
+  for (const g of guards) koa.use(g);
+  koa.use(corsAndOptions(routes, app.config.cors_origins));
+  for (const r of routes) koa.use(r.router.routes());
   koa.use((ctx) => {
+    const { methods } = routesAt(routes, ctx.path);
+    if (methods.length > 0) {
+      const allow = [...methods, 'OPTIONS'].join(', ');
+      throw new HttpError(405, 'EMETHOD_NOT_ALLOWED', `${ctx.path} answers ${allow}, not ${ctx.method}`, {}, { Allow: allow });
+    }
     throw new HttpError(404, 'ENOT_FOUND', `no route ${ctx.method} ${ctx.path}`);
   });
   return koa;
 }
 
-/** Clients' listener; admin routes only when configured (always behind the token: config validation). */
+/** Clients' listener, open to other origins (cors_origins); admin routes only when configured (always behind the token: config validation), never open to other origins. */
 export function createPublicApp(app: AppContext): Koa {
-  return createApp(app, app.config.public_admin ? [publicRouter(app), adminRouter(app)] : [publicRouter(app)]);
+  const routes: Routes[] = [{ router: publicRouter(app), cors: true }];
+  if (app.config.public_admin) routes.push({ router: adminRouter(app), cors: false });
+  return createApp(app, routes);
 }
 
-/** Operators' listener: admin routes, and the read-only public ones (health, info) too. */
+/** Operators' listener: admin routes, and the read-only public ones (health, info) too; no CORS at all. */
 export function createAdminApp(app: AppContext): Koa {
-  return createApp(app, [adminRouter(app), publicRouter(app)]);
+  return createApp(
+    app,
+    [
+      { router: adminRouter(app), cors: false },
+      { router: publicRouter(app), cors: false },
+    ],
+    [adminHostGuard(app.config.admin_host, app.config.admin_allowed_hosts)],
+  );
 }
