@@ -237,6 +237,7 @@ test('SIGTERM drains in-flight requests and exits 0 with no segment left behind'
   const data = await dataWithGenerations([1]);
   t.teardown(() => rmrf(data));
   const c = await startCluster(data);
+  t.teardown(() => c.stop()); // a failed assertion must not leave it running
   const shm = segmentFile(c, data);
   t.true(fs.existsSync(shm));
   const wallet = new Wallet(c, data);
@@ -284,6 +285,7 @@ test('a second SIGTERM stops at once and still removes the segment', async (t) =
   const data = await dataWithGenerations([1]);
   t.teardown(() => rmrf(data));
   const c = await startCluster(data);
+  t.teardown(() => c.stop());
   const shm = segmentFile(c, data);
   t.true(fs.existsSync(shm));
   c.proc.kill('SIGTERM');
