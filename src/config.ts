@@ -55,7 +55,16 @@ export const configSchema = z
   .refine((c) => !c.public_admin || c.admin_token !== undefined, {
     message: 'public_admin needs admin_token: admin routes are never public without a token',
     path: ['public_admin'],
+  })
+  // Same port on overlapping addresses: the second listener could never open (0 = any free port).
+  .refine((c) => c.port === 0 || c.port !== c.admin_port || (c.host !== c.admin_host && !isWildcard(c.host) && !isWildcard(c.admin_host)), {
+    message: 'admin_port must differ from port: the public and admin listeners cannot share a port',
+    path: ['admin_port'],
   });
+
+function isWildcard(host: string): boolean {
+  return host === '0.0.0.0' || host === '::' || host === '[::]';
+}
 
 export type Config = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
