@@ -68,8 +68,8 @@ export async function startCluster(
     const kill = setTimeout(() => proc.kill('SIGKILL'), 20_000);
     const { signal } = await exited;
     clearTimeout(kill);
-    // Only a primary that could not clean up (killed) leaves its segment: never someone else's.
-    if (signal === 'SIGKILL') fs.rmSync(segmentFile, { force: true });
+    // Only a primary killed by a signal it did not handle leaves its segment (and it is this one's, by data dir and port).
+    if (signal !== null) fs.rmSync(segmentFile, { force: true });
   };
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + (opts.startTimeoutMs ?? 30_000);

@@ -190,3 +190,34 @@ test('SIGTERM during start-up stops the workers and removes the segment', async 
   t.is(await exited, 0);
   t.false(fs.existsSync(shm), 'segment removed');
 });
+
+/** Pids of processes whose command line mentions `needle` (this test's temporary data directory). */
+function processesMentioning(needle: string): number[] {
+  const pids: number[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (fs.readFileSync(`/proc/${entry}/cmdline`, 'latin1').includes(needle)) pids.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
+
+test('startCluster kills and reaps what it spawned when the cluster does not start in time', async (t) => {
+  const data = await oneGeneration(t);
+  // No cluster is ready within 50 ms: the helper must give up and leave nothing running.
+  await t.throwsAsync(startCluster(data, { workers: 2, startTimeoutMs: 50 }), { message: /did not start/ });
+  t.deepEqual(processesMentioning(data), []);
+  t.false(
+    fs.readdirSync('/dev/shm').some((f) => {
+      try {
+        return f.startsWith('lanepir-') && fs.readFileSync(`/dev/shm/${f}`).includes(data);
+      } catch {
+        return false;
+      }
+    }),
+    'no segment naming this data directory',
+  );
+});
