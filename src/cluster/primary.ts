@@ -55,6 +55,8 @@ interface WorkerState {
   name: string;
   ready: boolean;
   startedAt: number;
+  /** The generation published when it was forked: what it maps before it first writes its slot. */
+  forkedOn: string | null;
   /** Why it could not start (its last message before exiting). */
   startError?: { code: string; message: string; listen: boolean };
   /** Waiters for this worker's acknowledgements, by correlation id. */
@@ -175,7 +177,15 @@ export async function runPrimary(
 
   const fork = (slot: number) => {
     const worker = cluster.fork({ ...env, LANEPIR_WORKER_SLOT: String(slot) });
-    const state: WorkerState = { slot, worker, name: `worker-${slot}-${worker.process.pid}`, ready: false, startedAt: Date.now(), acks: new Map() };
+    const state: WorkerState = {
+      slot,
+      worker,
+      name: `worker-${slot}-${worker.process.pid}`,
+      ready: false,
+      startedAt: Date.now(),
+      forkedOn: readPublishedSafe()?.generation ?? null,
+      acks: new Map(),
+    };
     workers.set(slot, state);
     worker.on('message', (msg: WorkerMessage) => onMessage(state, msg));
     worker.on('exit', (code, signal) => {
@@ -262,6 +272,14 @@ export async function runPrimary(
     removeSegment();
   });
 
+  const readPublishedSafe = () => {
+    try {
+      return segment.readPublished();
+    } catch {
+      return undefined;
+    }
+  };
+
   /** A worker's slot, or undefined if it cannot be read (left mid-write by a worker that died). */
   const readSlot = (slot: number) => {
     try {
@@ -294,6 +312,8 @@ export async function runPrimary(
   let chain: Promise<unknown> = Promise.resolve();
   let inProgress: { target: string | undefined; promise: Promise<ClusterReloadResult> } | undefined;
   let reloadSeq = 0;
+  /** The generation a reload is validating or preparing: workers may be mapping it, so it is held. */
+  let reloading: string | null = null;
   /** Generations validated before (what a swap back to one needs: no disk access). */
   const validated = new Map<string, { dir: string; blockNumber: number; lanes: LaneName[] }>();
 
@@ -333,6 +353,7 @@ export async function runPrimary(
     });
     try {
       const { id, dir } = await resolveGeneration(config.data_dir, target).catch(rethrow);
+      reloading = id;
       if (before?.generation === id) {
         for (const [w, c] of confirmations) {
           c.prepared = c.switched = readSlot(w.slot)?.serving === id;
@@ -428,6 +449,8 @@ export async function runPrimary(
       metrics.reloads.inc({ result: 'refused' });
       logger.warn({ err: (err as Error).message }, 'reload refused');
       throw err;
+    } finally {
+      reloading = null;
     }
   };
 
@@ -442,25 +465,43 @@ export async function runPrimary(
     else logger.error({ worker: w.name, generation: id }, 'worker could not catch up with the published generation');
   };
 
+  /**
+   * What every worker holds, for operators and `lanepir prune`. A worker's list
+   * is complete unless its slot overflowed (held_total > listed) or could not
+   * be read; `held_complete` is false if any is not, and prune then deletes
+   * nothing. A worker that has not written its slot yet holds at most the
+   * generation published when it was forked.
+   */
   const generations = () => {
     const published = segment.readPublished();
+    let complete = true;
+    const list = [...workers.values()]
+      .sort((a, b) => a.slot - b.slot)
+      .map((w) => {
+        const s = readSlot(w.slot);
+        const slotWritten = s !== undefined && s.pid !== 0;
+        const held = slotWritten ? s.held.map((h) => ({ generation: h.generation, in_flight: h.inFlight })) : w.forkedOn ? [{ generation: w.forkedOn, in_flight: 0 }] : [];
+        const heldTotal = slotWritten ? s.heldTotal : held.length;
+        const heldComplete = s !== undefined && heldTotal <= held.length;
+        if (!heldComplete) complete = false;
+        return {
+          worker: w.name,
+          slot: w.slot,
+          pid: (slotWritten && s.pid) || (w.worker.process.pid ?? 0),
+          ready: w.ready,
+          serving: s?.serving ?? null,
+          heartbeat_age_ms: s?.heartbeatAt ? Date.now() - s.heartbeatAt : null,
+          requests: s?.requests ?? 0,
+          generations: held,
+          held_total: heldTotal,
+          held_complete: heldComplete,
+        };
+      });
     return {
       published: published && { generation: published.generation, block_number: published.blockNumber, published_at: new Date(published.publishedAt).toISOString(), dir: published.dir },
-      workers: [...workers.values()]
-        .sort((a, b) => a.slot - b.slot)
-        .map((w) => {
-          const s = readSlot(w.slot) ?? { pid: 0, serving: null, heartbeatAt: 0, requests: 0, held: [] };
-          return {
-            worker: w.name,
-            slot: w.slot,
-            pid: s.pid || (w.worker.process.pid ?? 0),
-            ready: w.ready,
-            serving: s.serving,
-            heartbeat_age_ms: s.heartbeatAt ? Date.now() - s.heartbeatAt : null,
-            requests: s.requests,
-            generations: s.held.map((h) => ({ generation: h.generation, in_flight: h.inFlight })),
-          };
-        }),
+      reloading,
+      held_complete: complete,
+      workers: list,
     };
   };
 

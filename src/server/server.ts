@@ -130,6 +130,8 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
       opts.generations ??
       (async () => ({
         published: store.current ? { generation: store.current.id, block_number: store.current.blockNumber, dir: store.current.generation.dir } : null,
+        reloading: null,
+        held_complete: true, // one process lists everything it holds
         workers: [
           {
             worker: opts.workerName ?? `pid-${process.pid}`,
@@ -138,6 +140,8 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
             ready: true,
             serving: store.current?.id ?? null,
             generations: store.held().map((s) => ({ generation: s.id, in_flight: s.inFlight })),
+            held_total: store.held().length,
+            held_complete: true,
           },
         ],
         mappings: native.mappingStats(),
