@@ -89,7 +89,8 @@ export function run(file: string, args: string[], opts: { env?: NodeJS.ProcessEn
   return new Promise((resolve) => {
     const child = execFile(file, args, { env: opts.env ?? process.env, timeout: opts.timeoutMs ?? 120_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
       children.delete(child);
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
+      // A child killed by a signal (the timeout) or that could not run is -1, never a plausible exit code.
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
       resolve({ code, stdout, stderr });
     });
     children.add(child);
