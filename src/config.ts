@@ -83,7 +83,16 @@ export const configSchema = z
   .refine((c) => isLoopbackHost(c.admin_host) || c.admin_token !== undefined, {
     message: 'an admin listener beyond loopback needs admin_token (or admin_token_file): anyone who reaches it could switch generations',
     path: ['admin_host'],
+  })
+  // Same port on overlapping addresses: the second listener could never open (0 = any free port).
+  .refine((c) => c.port === 0 || c.port !== c.admin_port || (c.host !== c.admin_host && !isWildcard(c.host) && !isWildcard(c.admin_host)), {
+    message: 'admin_port must differ from port: the public and admin listeners cannot share a port',
+    path: ['admin_port'],
   });
+
+function isWildcard(host: string): boolean {
+  return host === '0.0.0.0' || host === '::' || host === '[::]';
+}
 
 export type Config = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;

@@ -149,14 +149,18 @@ export interface WorkerSlotState {
   /** Generation served (ids up to 31 bytes), null when none. */
   serving: string | null;
   requests?: number;
-  /** Up to 16 generations held, with their in-flight requests. */
+  /** Generations held, with their in-flight requests: all of them may be given; the first controlLayout.heldMax are listed. */
   held: { generation: string; inFlight: number }[];
+  /** How many generations are held (default held.length). */
+  heldTotal?: number;
 }
 
 export interface WorkerSlotRead extends WorkerSlotState {
   /** Unix ms of the slot's last write. */
   heartbeatAt: number;
   requests: number;
+  /** Generations the worker holds: more than held.length means the list overflowed (incomplete). */
+  heldTotal: number;
 }
 
 export interface ControlSegment {

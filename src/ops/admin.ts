@@ -60,18 +60,35 @@ export async function adminRequest(target: { url: string; token: string | undefi
   return body;
 }
 
-/** Generations any worker of the server still holds (plus the published one). */
+/**
+ * Generations the server holds: the published one, one a reload is mapping,
+ * and every one any worker serves, retains, prepared or still answers
+ * requests on. Fails closed: if the server cannot vouch that its lists are
+ * complete (a worker holds more than its control-segment slot lists, a slot
+ * is unreadable, or the answer lacks the fields), this throws EHELD_INCOMPLETE
+ * rather than let a caller delete something still in use.
+ */
 export async function heldGenerations(target: { url: string; token: string | undefined }): Promise<Set<string>> {
   const g = (await adminRequest(target, '/admin/generations')) as {
     published?: { generation: string | null } | null;
-    workers: { serving?: string | null; generations: { generation: string }[] }[];
+    reloading?: string | null;
+    held_complete?: unknown;
+    workers?: { worker?: string; serving?: string | null; generations?: { generation: string }[]; held_total?: number; held_complete?: unknown }[];
   };
+  if (!Array.isArray(g?.workers) || g.held_complete === undefined) {
+    throw new AdminError('/admin/generations does not say whether its held-generation lists are complete; refusing to treat any generation as unused', 'EHELD_INCOMPLETE', g);
+  }
+  const incomplete = g.workers.filter((w) => w.held_complete !== true || !Array.isArray(w.generations));
+  if (g.held_complete !== true || incomplete.length > 0) {
+    const who = incomplete.map((w) => `${w.worker ?? '?'} holds ${w.held_total ?? '?'} generations, ${w.generations?.length ?? 0} listed`).join('; ');
+    throw new AdminError(`the server cannot list every generation it holds (${who || 'incomplete'}); refusing to treat any generation as unused`, 'EHELD_INCOMPLETE', g);
+  }
   const held = new Set<string>();
   if (g.published?.generation != null) held.add(g.published.generation);
+  if (g.reloading != null) held.add(g.reloading);
   for (const w of g.workers) {
-    for (const h of w.generations) held.add(h.generation);
+    for (const h of w.generations!) held.add(h.generation);
     if (w.serving != null) held.add(w.serving);
   }
   return held;
 }
-

@@ -8,12 +8,13 @@ import Router, { type RouterContext } from '@koa/router';
 import getRawBody from 'raw-body';
 import { type Logger } from 'pino';
 import { type Config, configHash } from '../config.js';
-import { answerBytes, queryBytes } from '../pir/crs.js';
+import { answerBytes, hintBytes, queryBytes } from '../pir/crs.js';
 import { littleEndianWords, wordsToLittleEndian } from '../pir/prg.js';
 import { GENERATION_ID, isLaneName, type LaneName } from '../store/layout.js';
 import { DeltaGoneError, deltaChain } from './delta.js';
 import { ADMIN_BODY_MAX, adminBodyGuard, adminHostGuard } from './admin-guard.js';
 import { type Routes, corsAndOptions, routesAt } from './cors.js';
+import { FileRangeStream } from './file-range.js';
 import { HttpError } from './errors.js';
 import { httpLogger, noteRefusal } from './logging.js';
 import { StoreError } from '../store/errors.js';
@@ -45,7 +46,19 @@ export interface AppContext {
 
 type Ctx = RouterContext;
 
-function errorMiddleware(logger: Logger): Koa.Middleware {
+/** Error messages never show where the server keeps its data (a message that slipped through names `<data>`). */
+function redactPaths(dataDir: string): (message: string) => string {
+  const dirs = [dataDir, ...(() => {
+    try {
+      return [fs.realpathSync(dataDir)];
+    } catch {
+      return [];
+    }
+  })()].filter((d) => d.length > 1);
+  return (message) => dirs.reduce((m, d) => m.split(d).join('<data>'), message);
+}
+
+function errorMiddleware(logger: Logger, redact: (message: string) => string): Koa.Middleware {
   return async (ctx, next) => {
     try {
       await next();
@@ -55,7 +68,7 @@ function errorMiddleware(logger: Logger): Koa.Middleware {
         ctx.status = e.status;
         noteRefusal(ctx.res, e.code);
         ctx.set(e.headers);
-        ctx.body = { error: e.message, code: e.code, ...e.extra };
+        ctx.body = { error: redact(e.message), code: e.code, ...e.extra };
       } else {
         // The request's own logger (pino-http) adds its id and bounded summary.
         ((ctx.req as { log?: Logger }).log ?? logger).error({ err }, 'unhandled error');
@@ -210,7 +223,7 @@ export function publicRouter(app: AppContext): Router {
     ctx.set('Cache-Control', ctx.query.generation ? 'public, max-age=31536000, immutable' : 'no-cache');
     ctx.body = lane.info.crs;
   });
-  router.get('/hint/:lane', (ctx) => {
+  router.get('/hint/:lane', async (ctx) => {
     const snap = pinSnapshot(ctx, store, app.metrics);
     const lane = laneOf(ctx, snap);
     generationHeaders(ctx, snap);
@@ -221,9 +234,19 @@ export function publicRouter(app: AppContext): Router {
       ctx.status = 304;
       return;
     }
+    // From the hint the snapshot holds open (its files may have been pruned); the
+    // first chunk is read before anything is sent, so a read error is a clean 500.
+    const size = hintBytes(lane.info.crs);
+    let body: FileRangeStream;
+    try {
+      body = await FileRangeStream.open(lane.hint, size, snap.pin());
+    } catch (err) {
+      app.logger.error({ err, generation: snap.id, lane: lane.name }, 'hint unreadable');
+      throw new HttpError(500, 'EHINT_UNREADABLE', `the ${lane.name} hint of generation ${snap.id} could not be read`);
+    }
     ctx.type = 'application/octet-stream';
-    ctx.length = lane.info.crs.entry_size * lane.info.crs.R * lane.info.crs.n * 4;
-    ctx.body = fs.createReadStream(lane.info.hintPath);
+    ctx.length = size;
+    ctx.body = body;
   });
   router.get('/delta/:lane', async (ctx) => {
     const from = ctx.query.from;
@@ -369,7 +392,7 @@ function createApp(app: AppContext, routes: Routes[], guards: Koa.Middleware[] =
   const koa = new Koa();
   koa.use(requestLogger(app));
   koa.use(queryMetrics(app.metrics));
-  koa.use(errorMiddleware(app.logger));
+  koa.use(errorMiddleware(app.logger, redactPaths(app.config.data_dir)));
   for (const g of guards) koa.use(g);
   koa.use(corsAndOptions(routes, app.config.cors_origins));
   for (const r of routes) koa.use(r.router.routes());

@@ -29,8 +29,9 @@ const MAX_CHAIN = 100_000;
  */
 export async function deltaChain(dataDir: string, lane: LaneName, from: string, to: string): Promise<Uint8Array> {
   for (const id of [from, to]) if (!GENERATION_ID.test(id)) throw new StoreError('EGENERATION', `invalid generation id ${JSON.stringify(id)}`);
+  // The message goes to clients: ids only, never paths (the cause stays on the error).
   const target = await readManifest(generationDir(dataDir, to)).catch((err: Error) => {
-    throw new StoreError('ENOGEN', `generation ${to}: ${err.message}`);
+    throw Object.assign(new StoreError('ENOGEN', `generation ${to} is not on disk`), { cause: err });
   });
   const summary = target.lanes[lane];
   if (!summary) throw new StoreError('ENOGEN', `generation ${to} has no ${lane} lane`);

@@ -3,6 +3,7 @@
 import http from 'node:http';
 import { type AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
+import util from 'node:util';
 import { pino, type Logger } from 'pino';
 import { type Config } from '../config.js';
 import { native } from '../native.js';
@@ -43,11 +44,31 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-function listen(server: http.Server, host: string, port: number): Promise<string> {
+/** A listener could not be opened (port in use, no permission, no such address): one line naming the address and the cause. */
+export class ListenError extends Error {
+  constructor(
+    readonly code: string,
+    readonly address: string,
+    readonly listener: 'public' | 'admin',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ListenError';
+  }
+}
+
+function listenError(err: NodeJS.ErrnoException, host: string, port: number, listener: 'public' | 'admin'): ListenError {
+  const address = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const cause = (typeof err.errno === 'number' && util.getSystemErrorMap().get(err.errno)?.[1]) || err.message;
+  return new ListenError(err.code ?? 'ELISTEN', address, listener, `cannot listen on ${address} (${listener} listener): ${cause}`);
+}
+
+function listen(server: http.Server, host: string, port: number, listener: 'public' | 'admin'): Promise<string> {
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    const onError = (err: NodeJS.ErrnoException) => reject(listenError(err, host, port, listener));
+    server.once('error', onError);
     server.listen(port, host, () => {
-      server.off('error', reject);
+      server.off('error', onError);
       const a = server.address() as AddressInfo;
       const h = a.family === 'IPv6' ? `[${a.address}]` : a.address;
       resolve(`http://${h === '0.0.0.0' ? '127.0.0.1' : h}:${a.port}`);
@@ -109,6 +130,8 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
       opts.generations ??
       (async () => ({
         published: store.current ? { generation: store.current.id, block_number: store.current.blockNumber, dir: store.current.generation.dir } : null,
+        reloading: null,
+        held_complete: true, // one process lists everything it holds
         workers: [
           {
             worker: opts.workerName ?? `pid-${process.pid}`,
@@ -117,6 +140,8 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
             ready: true,
             serving: store.current?.id ?? null,
             generations: store.held().map((s) => ({ generation: s.id, in_flight: s.inFlight })),
+            held_total: store.held().length,
+            held_complete: true,
           },
         ],
         mappings: native.mappingStats(),
@@ -135,8 +160,16 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   const serverOpts = { requestTimeout: config.request_timeout_ms, headersTimeout: Math.min(config.request_timeout_ms, 60_000) };
   const publicServer = http.createServer(serverOpts, createPublicApp(ctx).callback());
   const adminServer = http.createServer(serverOpts, createAdminApp(ctx).callback());
-  const publicUrl = await listen(publicServer, config.host, config.port);
-  const adminUrl = await listen(adminServer, config.admin_host, config.admin_port);
+  let publicUrl: string, adminUrl: string;
+  try {
+    publicUrl = await listen(publicServer, config.host, config.port, 'public');
+    adminUrl = await listen(adminServer, config.admin_host, config.admin_port, 'admin');
+  } catch (err) {
+    // Leave nothing open behind a failed start (the public listener may be up already).
+    for (const s of [publicServer, adminServer]) if (s.listening) s.close();
+    store.retireAll();
+    throw err;
+  }
 
   let closing: Promise<void> | undefined;
   const close = () =>
