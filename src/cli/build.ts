@@ -1,11 +1,13 @@
-// lanepir build: write a generation from synthetic data or entry files.
-import fsp from 'node:fs/promises';
+// lanepir build: write a generation from synthetic data or entry files, or
+// incrementally from an earlier generation and update files.
 import { type LaneSpec, buildGeneration } from '../store/builder.js';
 import { type EntrySource, SyntheticSource, openEntriesFile } from '../store/entries.js';
-import { buildIncremental, readUpdatesFile } from '../store/incremental.js';
+import { type DetectedFormat, type FileFormat, isFileFormat, readUpdatesFile } from '../store/entry-files.js';
+import { buildIncremental } from '../store/incremental.js';
 import { loadGeneration } from '../store/generation.js';
-import { DEFAULT_SHARD_SIZE, GENERATION_ID, LANES, compareGenerationIds, generationBlock, type LaneName, generationsDir, generationDir } from '../store/layout.js';
+import fsp from 'node:fs/promises';
 import { readManifest } from '../store/manifest.js';
+import { DEFAULT_SHARD_SIZE, GENERATION_ID, LANES, compareGenerationIds, generationBlock, type LaneName, generationsDir, generationDir } from '../store/layout.js';
 import { stderrProgress } from '../store/progress.js';
 import { UsageError, intOption } from './errors.js';
 
@@ -24,6 +26,7 @@ export interface BuildFlags {
   shardSize?: string;
   threads?: string;
   freshSeed?: boolean;
+  format?: string;
   publish?: boolean;
   quiet?: boolean;
 }
@@ -46,12 +49,36 @@ async function inheritedParams(data: string, block: number, lane: LaneName, entr
   return {};
 }
 
+/** Informational lines on stderr (also with --quiet, which silences progress only). */
+function note(message: string): void {
+  process.stderr.write(`lanepir: ${message}\n`);
+}
+
+/** --format, checked. */
+function formatOption(flags: BuildFlags): FileFormat | undefined {
+  if (flags.format === undefined) return undefined;
+  if (!isFileFormat(flags.format)) throw new UsageError(`--format must be jsonl or binary, got ${JSON.stringify(flags.format)}`);
+  const files = [flags.hotEntries, flags.coldEntries, flags.hotUpdates, flags.coldUpdates].filter((f) => f !== undefined);
+  if (files.length === 0) throw new UsageError('--format applies to entry and update files (--hot-entries, --cold-entries, --hot-updates, --cold-updates); none was given');
+  return flags.format;
+}
+
+/** Says which format a file is read in when only its content told (its name did not). */
+function formatNote(file: string): (d: DetectedFormat) => void {
+  return (d) => {
+    if (d.by === 'content') note(`reading ${file} as ${d.format === 'jsonl' ? 'JSON Lines' : 'binary'} (detected from its content; name it .jsonl or .bin, or give --format, to say so)`);
+  };
+}
+
 export async function buildCommand(flags: BuildFlags): Promise<void> {
   if (flags.fromGeneration !== undefined) return incrementalCommand(flags);
   if (flags.hotUpdates !== undefined || flags.coldUpdates !== undefined) throw new UsageError('--hot-updates and --cold-updates need --from-generation');
   const block = intOption('--block', flags.block)!;
   const entrySize = intOption('--entry-size', flags.entrySize ?? '32', 1)!;
   const m = intOption('--m', flags.m, 1);
+  const format = formatOption(flags);
+  const shardSize = intOption('--shard-size', flags.shardSize ?? String(DEFAULT_SHARD_SIZE), 1)!;
+  const threads = intOption('--threads', flags.threads, 1);
   const lanes: Partial<Record<LaneName, LaneSpec>> = {};
   for (const lane of LANES) {
     const synthetic = lane === 'hot' ? flags.hotSynthetic : flags.coldSynthetic;
@@ -59,7 +86,7 @@ export async function buildCommand(flags: BuildFlags): Promise<void> {
     if (synthetic !== undefined && file !== undefined) throw new UsageError(`--${lane}-synthetic and --${lane}-entries exclude each other`);
     let source: EntrySource | undefined;
     if (synthetic !== undefined) source = new SyntheticSource(lane, intOption(`--${lane}-synthetic`, synthetic, 1)!, entrySize, block);
-    else if (file !== undefined) source = await openEntriesFile(file, entrySize);
+    else if (file !== undefined) source = await openEntriesFile(file, entrySize, { lane, ...(format ? { format } : {}), onFormat: formatNote(file) });
     if (!source) continue;
     const inherited = flags.freshSeed ? {} : await inheritedParams(flags.data, block, lane, entrySize);
     const spec: LaneSpec = { source, ...inherited };
@@ -74,8 +101,8 @@ export async function buildCommand(flags: BuildFlags): Promise<void> {
     data: flags.data,
     block,
     lanes,
-    shardSize: intOption('--shard-size', flags.shardSize ?? String(DEFAULT_SHARD_SIZE), 1)!,
-    ...(flags.threads !== undefined ? { threads: intOption('--threads', flags.threads, 1)! } : {}),
+    shardSize,
+    ...(threads !== undefined ? { threads } : {}),
     publish: flags.publish === true,
     ...(flags.quiet ? {} : { progress: stderrProgress() }),
   });
@@ -112,6 +139,7 @@ async function incrementalCommand(flags: BuildFlags): Promise<void> {
   if (clashing.length > 0) {
     throw new UsageError(`${clashing.map(([k]) => k).join(', ')} cannot be combined with --from-generation (an incremental build keeps the lanes of generation ${from}; give --hot-updates/--cold-updates)`);
   }
+  const format = formatOption(flags);
   const parent = await loadGeneration(generationDir(flags.data, from));
   const updates: Partial<Record<LaneName, Map<number, Buffer>>> = {};
   for (const lane of LANES) {
@@ -119,7 +147,7 @@ async function incrementalCommand(flags: BuildFlags): Promise<void> {
     if (file === undefined) continue;
     const info = parent.lanes[lane];
     if (!info) throw new UsageError(`generation ${from} has no ${lane} lane; --${lane}-updates cannot apply`);
-    updates[lane] = await readUpdatesFile(file, info.crs.entry_size);
+    updates[lane] = await readUpdatesFile(file, lane, info.crs.entry_size, { ...(format ? { format } : {}), onFormat: formatNote(file) });
   }
   const result = await buildIncremental({
     data: flags.data,
