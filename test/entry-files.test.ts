@@ -1,13 +1,15 @@
 // Entry and update files (issue 8): one schema and one streaming reader for
 // build, incremental build and follow; the format is stated or detected from
 // the content, never guessed from the name alone; unknown keys are refused
-// everywhere.
+// everywhere; an inherited m is announced, and refused when it does not suit
+// the lane.
 import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseUpdates } from '../src/follow/updates.js';
 import { detectFormat, readChanges, readUpdatesFile } from '../src/store/entry-files.js';
-import { generationDir } from '../src/store/layout.js';
+import { generationDir, hintPath } from '../src/store/layout.js';
+import { readManifest } from '../src/store/manifest.js';
 import { cli, rmrf, tempDir } from './helpers.js';
 
 const v = (b: number, size = 32) => '0x' + Buffer.alloc(size, b).toString('hex');
@@ -147,4 +149,39 @@ test('the reader streams large files: lines and records across chunk boundaries,
   await t.throwsAsync(readUpdatesFile(blob, 'hot', 32, { format: 'jsonl' }), { message: /blob:1: line longer than \d+ bytes/ });
   // Not a regular file.
   await t.throwsAsync(readUpdatesFile(dir, 'hot', 32), { message: /is not a regular file|EISDIR/ });
+});
+
+test('build: an inherited m is announced, and not kept when it does not suit the lane (no 25 MiB hint for 200 entries)', async (t) => {
+  const data = tempDir();
+  t.teardown(() => rmrf(data));
+  const build = (block: number, ...args: string[]) => cli('build', '--data', data, '--block', String(block), '--quiet', ...args);
+  const lane = async (block: number) => (await readManifest(generationDir(data, block))).lanes.hot!;
+
+  t.is((await build(1, '--hot-synthetic', '1')).code, 0);
+  t.is((await lane(1)).m, 1);
+  const r2 = await build(2, '--hot-synthetic', '200');
+  t.is(r2.code, 0, r2.stderr);
+  t.is((await lane(2)).m, 200);
+  t.is((await lane(2)).params_version, 2);
+  t.true(fs.statSync(hintPath(generationDir(data, 2), 'hot')).size <= 128 * 1024);
+  t.regex(r2.stderr, /hot: not keeping m = 1 of generation 1: for 200 entries it would make the hint 25\.0 MiB instead of 128 KiB; m = 200 \(the default\), params_version 2/);
+
+  const r3 = await build(3, '--hot-synthetic', '300');
+  t.is((await lane(3)).m, 200);
+  t.is((await lane(3)).seed, (await lane(2)).seed);
+  t.is((await lane(3)).params_version, 2);
+  t.regex(r3.stderr, /hot: keeping m = 200 and the seed of generation 2 \(a lane keeps its parameters across generations; params_version 2\)/);
+
+  // m far larger than the entry count: the query would be 64 KiB instead of 200 B.
+  t.is((await build(4, '--hot-synthetic', '40000')).code, 0);
+  t.is((await lane(4)).m, 16384);
+  const r5 = await build(5, '--hot-synthetic', '50');
+  t.is((await lane(5)).m, 50);
+  t.regex(r5.stderr, /not keeping m = 16384 of generation 4: for 50 entries it would make each query 64 KiB instead of 200 B/);
+
+  // --fresh-seed bumps params_version (it used to start over at 1).
+  const r6 = await build(6, '--hot-synthetic', '50', '--fresh-seed');
+  t.not((await lane(6)).seed, (await lane(5)).seed);
+  t.is((await lane(6)).params_version, (await lane(5)).params_version + 1);
+  t.regex(r6.stderr, /--fresh-seed: new seed/);
 });

@@ -5,9 +5,8 @@ import { type EntrySource, SyntheticSource, openEntriesFile } from '../store/ent
 import { type DetectedFormat, type FileFormat, isFileFormat, readUpdatesFile } from '../store/entry-files.js';
 import { buildIncremental } from '../store/incremental.js';
 import { loadGeneration } from '../store/generation.js';
-import fsp from 'node:fs/promises';
-import { readManifest } from '../store/manifest.js';
-import { DEFAULT_SHARD_SIZE, GENERATION_ID, LANES, compareGenerationIds, generationBlock, type LaneName, generationsDir, generationDir } from '../store/layout.js';
+import { chooseLaneParams } from '../store/lane-params.js';
+import { DEFAULT_SHARD_SIZE, GENERATION_ID, LANES, type LaneName, generationDir } from '../store/layout.js';
 import { stderrProgress } from '../store/progress.js';
 import { UsageError, intOption } from './errors.js';
 
@@ -29,24 +28,6 @@ export interface BuildFlags {
   format?: string;
   publish?: boolean;
   quiet?: boolean;
-}
-
-/**
- * The newest generation below `block` that has `lane`: its seed and m are kept
- * (so clients can update their hints) when the entry size is unchanged.
- */
-async function inheritedParams(data: string, block: number, lane: LaneName, entrySize: number): Promise<Partial<LaneSpec>> {
-  const ids = (await fsp.readdir(generationsDir(data)).catch(() => [] as string[]))
-    .filter((id) => GENERATION_ID.test(id) && generationBlock(id) < block)
-    .sort((a, b) => compareGenerationIds(b, a));
-  for (const id of ids) {
-    const manifest = await readManifest(generationDir(data, id)).catch(() => undefined);
-    const prev = manifest?.lanes[lane];
-    if (!prev) continue;
-    if (prev.entry_size !== entrySize) return { paramsVersion: prev.params_version + 1 };
-    return { seed: Buffer.from(prev.seed, 'hex'), m: prev.m, paramsVersion: prev.params_version };
-  }
-  return {};
 }
 
 /** Informational lines on stderr (also with --quiet, which silences progress only). */
@@ -88,13 +69,17 @@ export async function buildCommand(flags: BuildFlags): Promise<void> {
     if (synthetic !== undefined) source = new SyntheticSource(lane, intOption(`--${lane}-synthetic`, synthetic, 1)!, entrySize, block);
     else if (file !== undefined) source = await openEntriesFile(file, entrySize, { lane, ...(format ? { format } : {}), onFormat: formatNote(file) });
     if (!source) continue;
-    const inherited = flags.freshSeed ? {} : await inheritedParams(flags.data, block, lane, entrySize);
-    const spec: LaneSpec = { source, ...inherited };
-    if (m !== undefined && m !== spec.m) {
-      spec.m = m;
-      if (inherited.m !== undefined) spec.paramsVersion = (inherited.paramsVersion ?? 1) + 1;
-    }
-    lanes[lane] = spec;
+    const params = await chooseLaneParams({
+      data: flags.data,
+      block,
+      lane,
+      entries: source.entries,
+      entrySize,
+      ...(m !== undefined ? { m } : {}),
+      freshSeed: flags.freshSeed === true,
+    });
+    if (params.note) note(params.note);
+    lanes[lane] = { source, m: params.m, paramsVersion: params.paramsVersion, ...(params.seed ? { seed: params.seed } : {}) };
   }
   if (Object.keys(lanes).length === 0) throw new UsageError('give at least one lane: --hot-synthetic N, --hot-entries FILE, --cold-synthetic N or --cold-entries FILE');
   const result = await buildGeneration({
