@@ -60,3 +60,54 @@ test('follow mode logs the cause when the server cannot be reached', async (t) =
   t.truthy(refused, lines.join('\n'));
   t.regex(refused!.err, new RegExp(`ECONNREFUSED 127\\.0\\.0\\.1:${port}`));
 });
+
+const COMMANDS = ['build', 'inspect', 'verify', 'selftest', 'serve', 'query', 'publish', 'reload', 'prune', 'follow'];
+
+test('every subcommand has --help (exit 0); a wrong flag or a missing required one is one line and a pointer to the help, exit 2', async (t) => {
+  const top = await cli('--help');
+  t.is(top.code, 0);
+  for (const cmd of COMMANDS) t.regex(top.stdout, new RegExp(`^  ${cmd} `, 'm'));
+  await Promise.all(
+    COMMANDS.map(async (cmd) => {
+      const help = await cli(cmd, '--help');
+      t.is(help.code, 0, cmd);
+      t.regex(help.stdout, new RegExp(`^Usage: lanepir ${cmd} \\[options\\]`), cmd);
+      const wrong = await cli(cmd, '--no-such-flag');
+      t.is(wrong.code, 2, cmd);
+      // commander reports a missing required flag before an unknown one for some commands: either is one line.
+      t.regex(wrong.stderr, new RegExp(`^lanepir: (unknown option '--no-such-flag'|required option '[^']+' not specified)\\n\\(see: lanepir ${cmd} --help\\)\\n$`), cmd);
+    }),
+  );
+  const missing = await cli('build', '--data', 'x');
+  t.is(missing.code, 2);
+  t.is(missing.stderr, `lanepir: required option '--block <n>' not specified\n(see: lanepir build --help)\n`);
+  const typo = await cli('buld');
+  t.is(typo.code, 2);
+  t.regex(typo.stderr, /^lanepir: unknown command 'buld'\n\(Did you mean build\?\)\n\(see: lanepir --help\)\n$/);
+});
+
+test('flag values are checked before anything is read or written, with messages that name the flag', async (t) => {
+  const data = tempDir();
+  t.teardown(() => rmrf(data));
+  t.is((await cli('build', '--data', data, '--block', '1', '--hot-synthetic', '100', '--publish', '--quiet')).code, 0);
+  const cases: [string[], number, RegExp][] = [
+    [['build', '--data', data, '--block', '2', '--hot-synthetic', '100', '--m', '2000000'], 2, /^lanepir: --m: m = 2000000 exceeds 1048576 columns/],
+    [['build', '--data', data, '--block', '2', '--hot-synthetic', '100', '--shard-size', '16'], 2, /^lanepir: --shard-size 16 is smaller than one entry \(--entry-size 32\)/],
+    [['build', '--data', data, '--block', '1', '--hot-entries', path.join(data, 'missing.jsonl')], 1, /^lanepir: generation 1 already exists at .*immutable/],
+    [['build', '--data', data, '--block', '2', '--from-generation', '9', '--hot-updates', 'x'], 1, /^lanepir: generation 9 \(--from-generation\) does not exist under /],
+    [['inspect', '--data', data, '--generation', '9', '--lane', 'hot', '--index', '1'], 1, /^lanepir: generation 9 does not exist under /],
+    [['inspect', '--data', data, '--generation', 'latest', '--lane', 'hot', '--index', '1'], 2, /^lanepir: --generation must be a generation id .*got "latest"/],
+    [['inspect', '--data', path.join(data, 'nope'), '--lane', 'hot', '--index', 'x'], 2, /^lanepir: --index must be an integer >= 0, got "x"/],
+    [['selftest', '--data', path.join(data, 'nope'), '--lane', 'hot', '--count', '0'], 2, /^lanepir: --count must be an integer >= 1, got "0"/],
+    [['verify', '--data', data, '--generation', '9'], 1, /^lanepir: generation 9 does not exist under /],
+    [['publish', '--data', data, '--generation', '../1'], 2, /^lanepir: --generation must be a generation id .*got "\.\.\/1"/],
+    [['prune', '--data', data, '--retain', '0'], 2, /^lanepir: --retain must be an integer >= 1, got "0"/],
+  ];
+  for (const [args, code, message] of cases) {
+    const r = await cli(...args);
+    t.is(r.code, code, args.join(' '));
+    t.regex(r.stderr, message, args.join(' '));
+    t.is(r.stderr.trim().split('\n').length, 1, `${args.join(' ')}: one line\n${r.stderr}`);
+  }
+  t.deepEqual(fs.readdirSync(path.join(data, 'generations')), ['1']);
+});

@@ -1,12 +1,15 @@
 // lanepir build: write a generation from synthetic data or entry files, or
 // incrementally from an earlier generation and update files.
+import { checkColumns } from '../pir/params.js';
 import { type LaneSpec, buildGeneration } from '../store/builder.js';
 import { type EntrySource, SyntheticSource, openEntriesFile } from '../store/entries.js';
 import { type DetectedFormat, type FileFormat, isFileFormat, readUpdatesFile } from '../store/entry-files.js';
-import { buildIncremental } from '../store/incremental.js';
+import { StoreError } from '../store/errors.js';
+import { exists } from '../store/fsutil.js';
 import { loadGeneration } from '../store/generation.js';
+import { buildIncremental } from '../store/incremental.js';
 import { chooseLaneParams } from '../store/lane-params.js';
-import { DEFAULT_SHARD_SIZE, GENERATION_ID, LANES, type LaneName, generationDir } from '../store/layout.js';
+import { DEFAULT_SHARD_SIZE, GENERATION_ID, LANES, type LaneName, generationDir, generationsDir } from '../store/layout.js';
 import { stderrProgress } from '../store/progress.js';
 import { UsageError, intOption } from './errors.js';
 
@@ -28,6 +31,12 @@ export interface BuildFlags {
   format?: string;
   publish?: boolean;
   quiet?: boolean;
+}
+
+/** Generations are immutable: say so before reading any input, not after. */
+async function refuseExisting(data: string, block: number): Promise<void> {
+  const dir = generationDir(data, block);
+  if (await exists(dir)) throw new StoreError('EEXIST', `generation ${block} already exists at ${dir}; generations are immutable (build a new block)`);
 }
 
 /** Informational lines on stderr (also with --quiet, which silences progress only). */
@@ -57,9 +66,18 @@ export async function buildCommand(flags: BuildFlags): Promise<void> {
   const block = intOption('--block', flags.block)!;
   const entrySize = intOption('--entry-size', flags.entrySize ?? '32', 1)!;
   const m = intOption('--m', flags.m, 1);
+  if (m !== undefined) {
+    try {
+      checkColumns(m);
+    } catch (err) {
+      throw new UsageError(`--m: ${(err as Error).message}`);
+    }
+  }
   const format = formatOption(flags);
   const shardSize = intOption('--shard-size', flags.shardSize ?? String(DEFAULT_SHARD_SIZE), 1)!;
+  if (shardSize < entrySize) throw new UsageError(`--shard-size ${shardSize} is smaller than one entry (--entry-size ${entrySize})`);
   const threads = intOption('--threads', flags.threads, 1);
+  await refuseExisting(flags.data, block);
   const lanes: Partial<Record<LaneName, LaneSpec>> = {};
   for (const lane of LANES) {
     const synthetic = lane === 'hot' ? flags.hotSynthetic : flags.coldSynthetic;
@@ -125,6 +143,8 @@ async function incrementalCommand(flags: BuildFlags): Promise<void> {
     throw new UsageError(`${clashing.map(([k]) => k).join(', ')} cannot be combined with --from-generation (an incremental build keeps the lanes of generation ${from}; give --hot-updates/--cold-updates)`);
   }
   const format = formatOption(flags);
+  await refuseExisting(flags.data, block);
+  if (!(await exists(generationDir(flags.data, from)))) throw new StoreError('ENOGEN', `generation ${from} (--from-generation) does not exist under ${generationsDir(flags.data)}`);
   const parent = await loadGeneration(generationDir(flags.data, from));
   const updates: Partial<Record<LaneName, Map<number, Buffer>>> = {};
   for (const lane of LANES) {

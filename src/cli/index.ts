@@ -27,7 +27,8 @@ export function program(): Command {
   const cli = new Command('lanepir')
     .description('Private information retrieval (SimplePIR) over two lanes of Ethereum state')
     .version(pkg.version)
-    .showHelpAfterError();
+    // After a usage error, one line pointing at the help (not 40 lines of it burying the error).
+    .showHelpAfterError('(see: lanepir --help)');
   cli.configureOutput({ outputError: (str, write) => write(`lanepir: ${str.replace(/^error: /, '')}`) });
   cli.exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
 
@@ -145,6 +146,7 @@ export function program(): Command {
       .option('--log-level <level>', 'pino log level', 'info'),
   ).action(run(followCommand));
 
+  for (const cmd of cli.commands) cmd.showHelpAfterError(`(see: lanepir ${cmd.name()} --help)`);
   return cli;
 }
 
