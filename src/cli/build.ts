@@ -44,6 +44,18 @@ function note(message: string): void {
   process.stderr.write(`lanepir: ${message}\n`);
 }
 
+/** --m, checked against the scheme's limits (docs/FORMAT.md, "Choosing m"). */
+function columnsOption(value: string | undefined): number | undefined {
+  const m = intOption('--m', value, 1);
+  if (m === undefined) return undefined;
+  try {
+    checkColumns(m);
+  } catch (err) {
+    throw new UsageError(`--m: ${(err as Error).message}`);
+  }
+  return m;
+}
+
 /** --format, checked. */
 function formatOption(flags: BuildFlags): FileFormat | undefined {
   if (flags.format === undefined) return undefined;
@@ -65,14 +77,7 @@ export async function buildCommand(flags: BuildFlags): Promise<void> {
   if (flags.hotUpdates !== undefined || flags.coldUpdates !== undefined) throw new UsageError('--hot-updates and --cold-updates need --from-generation');
   const block = intOption('--block', flags.block)!;
   const entrySize = intOption('--entry-size', flags.entrySize ?? '32', 1)!;
-  const m = intOption('--m', flags.m, 1);
-  if (m !== undefined) {
-    try {
-      checkColumns(m);
-    } catch (err) {
-      throw new UsageError(`--m: ${(err as Error).message}`);
-    }
-  }
+  const m = columnsOption(flags.m);
   const format = formatOption(flags);
   const shardSize = intOption('--shard-size', flags.shardSize ?? String(DEFAULT_SHARD_SIZE), 1)!;
   if (shardSize < entrySize) throw new UsageError(`--shard-size ${shardSize} is smaller than one entry (--entry-size ${entrySize})`);
