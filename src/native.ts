@@ -123,9 +123,26 @@ export interface ReadBandwidthResult {
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 // dist/src/native.js -> <root>/build/Release/lanepir.node
-const addonPath = path.resolve(here, '..', '..', 'build', 'Release', 'lanepir.node');
+const root = path.resolve(here, '..', '..');
+const addonPath = path.join(root, 'build', 'Release', 'lanepir.node');
 
-export const native: NativeAddon = createRequire(import.meta.url)(addonPath) as NativeAddon;
+/**
+ * Loads the built addon from its one fixed place. Loading never builds
+ * anything (no `bindings`/prebuild fallbacks that shell out to node-gyp): a
+ * missing addon is an error that says how to build it.
+ */
+function loadAddon(): NativeAddon {
+  try {
+    return createRequire(import.meta.url)(addonPath) as NativeAddon;
+  } catch (err) {
+    if (errorCode(err) !== 'MODULE_NOT_FOUND') throw err;
+    throw Object.assign(new Error(`the native addon ${addonPath} is not built: run \`npm run build\` (or \`npm ci\`) in ${root}`), {
+      code: 'ENATIVE_MISSING',
+    });
+  }
+}
+
+export const native: NativeAddon = loadAddon();
 
 /** The error code of an addon error, or undefined. */
 export function errorCode(err: unknown): string | undefined {

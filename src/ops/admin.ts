@@ -1,6 +1,7 @@
 // A small client of a running server's admin API, for operator tooling
 // (lanepir reload/prune, follow mode).
 import { loadConfig } from '../config.js';
+import { describeFetchFailure } from '../pir/errors.js';
 
 export interface AdminFlags {
   adminUrl?: string;
@@ -22,6 +23,15 @@ export function adminTarget(flags: AdminFlags): { url: string; token: string | u
   });
   const host = config.admin_host === '0.0.0.0' ? '127.0.0.1' : config.admin_host === '::' ? '::1' : config.admin_host;
   const url = flags.adminUrl ?? process.env.LANEPIR_ADMIN_URL ?? `http://${host.includes(':') ? `[${host}]` : host}:${config.admin_port}`;
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(url);
+  } catch {
+    // reported below
+  }
+  if (!parsed || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')) {
+    throw new AdminError(`the admin URL must be http://HOST:PORT or https://HOST:PORT, got ${JSON.stringify(url)}`, 'EADMIN_URL');
+  }
   return { url: url.replace(/\/$/, ''), token: config.admin_token };
 }
 
@@ -35,18 +45,23 @@ export class AdminError extends Error {
   }
 }
 
+/** How long an admin request may take (a reload maps and warms a generation). */
+const ADMIN_TIMEOUT_MS = 120_000;
+
 export async function adminRequest(target: { url: string; token: string | undefined }, path: string, init: RequestInit = {}): Promise<unknown> {
   let res: Response;
+  let text: string;
   try {
     res = await fetch(`${target.url}${path}`, {
       ...init,
       headers: { ...(target.token ? { Authorization: `Bearer ${target.token}` } : {}), ...(init.headers ?? {}) },
-      signal: AbortSignal.timeout(120_000),
+      signal: AbortSignal.timeout(ADMIN_TIMEOUT_MS),
     });
+    text = await res.text();
   } catch (err) {
-    throw new AdminError(`cannot reach the admin API at ${target.url}: ${(err as Error).message}`, 'EADMIN_UNREACHABLE');
+    // "fetch failed" alone says nothing: name the cause (ECONNREFUSED 127.0.0.1:3001, a timeout, ...).
+    throw new AdminError(`cannot reach the admin API at ${target.url}${path}: ${describeFetchFailure(err, ADMIN_TIMEOUT_MS)}`, 'EADMIN_UNREACHABLE');
   }
-  const text = await res.text();
   let body: unknown = text;
   try {
     body = JSON.parse(text);
