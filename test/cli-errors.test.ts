@@ -22,6 +22,7 @@ async function closedPort(): Promise<number> {
 test('reload and prune against an unreachable admin API print the cause (ECONNREFUSED host:port) and exit 1', async (t) => {
   const data = tempDir();
   t.teardown(() => rmrf(data));
+  fs.mkdirSync(path.join(data, 'generations')); // a data directory (prune checks that before asking the server)
   const port = await closedPort();
   for (const args of [['reload'], ['reload', '--generation', '5'], ['prune', '--data', data]]) {
     const r = await cli(...args, '--admin-url', `http://127.0.0.1:${port}`);
