@@ -50,6 +50,12 @@ export const configSchema = z
     /** Worker processes (cluster mode); 0 = available parallelism. */
     workers: nonNegInt.default(0),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    // Abuse controls (src/server/deltas.ts; docs/OPERATIONS.md).
+    /** Delta merges running at once per process (worker threads), and waiting for one; a request needing one more answers 503. */
+    delta_max_concurrent: z.coerce.number().int().min(1).max(64).default(2),
+    delta_max_queued: nonNegInt.default(32),
+    /** Bytes of merged deltas (and refusals) each process keeps. */
+    delta_cache_bytes: nonNegInt.default(32 * 2 ** 20),
   })
   .strict()
   .refine((c) => !c.public_admin || c.admin_token !== undefined, {

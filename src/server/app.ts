@@ -12,9 +12,9 @@ import { type Config, configHash } from '../config.js';
 import { answerBytes, queryBytes } from '../pir/crs.js';
 import { littleEndianWords, wordsToLittleEndian } from '../pir/prg.js';
 import { GENERATION_ID, isLaneName, type LaneName } from '../store/layout.js';
-import { DeltaGoneError, deltaChain } from './delta.js';
+import { DeltaGoneError } from './delta.js';
+import { DeltaBusyError, type DeltaService } from './deltas.js';
 import { HttpError } from './errors.js';
-import { StoreError } from '../store/errors.js';
 import { type ReloadResult, ReloadError } from './reloader.js';
 import { LaneScheduler, OverloadedError } from './scheduler.js';
 import { type ServerMetrics } from './metrics.js';
@@ -35,6 +35,8 @@ export interface AppContext {
   /** What GET /admin/generations shows (cluster mode asks the primary). */
   generations: () => Promise<unknown>;
   metrics: ServerMetrics;
+  /** GET /delta's merges and cache (bounded; shared by both listeners). */
+  deltas: DeltaService;
   /** The /metrics exposition (cluster mode aggregates across workers). */
   metricsText: () => Promise<{ contentType: string; body: string }>;
   /** Called first on every request (cluster workers check the published generation). */
@@ -154,29 +156,9 @@ function laneSummary(lane: ServedLane) {
   };
 }
 
-/** Recently served deltas: clients of one server ask for the same few (from, to) pairs. */
-class DeltaCache {
-  private readonly entries = new Map<string, Uint8Array>();
-  constructor(private readonly max = 64) {}
-
-  async get(key: string, make: () => Promise<Uint8Array>): Promise<Uint8Array> {
-    const hit = this.entries.get(key);
-    if (hit) {
-      this.entries.delete(key);
-      this.entries.set(key, hit);
-      return hit;
-    }
-    const value = await make();
-    this.entries.set(key, value);
-    if (this.entries.size > this.max) this.entries.delete(this.entries.keys().next().value!);
-    return value;
-  }
-}
-
 export function publicRouter(app: AppContext): Router {
   const { store, config } = app;
   const router = new Router();
-  const deltas = new DeltaCache();
   router.get('/health', (ctx) => {
     ctx.body = { status: 'ok' };
   });
@@ -241,13 +223,15 @@ export function publicRouter(app: AppContext): Router {
     const lane = laneOf(ctx, snap);
     let delta: Uint8Array;
     try {
-      delta = await deltas.get(`${lane.name}/${from}/${snap.id}`, () => deltaChain(config.data_dir, lane.name, from, snap.id));
+      delta = await app.deltas.delta(snap.generation, lane.name, from);
     } catch (err) {
-      // A missing ancestor, diff or generation directory: the client downloads the hint instead.
-      if (err instanceof DeltaGoneError || err instanceof StoreError) {
-        throw new HttpError(410, err instanceof DeltaGoneError ? err.code : 'EDELTA_GONE', `${err.message}; download the hint of generation ${snap.id} instead`, {
-          current_generation: snap.id,
-        });
+      // Not an ancestor within reach, a diff gone, or larger than the hint: the client downloads the hint instead.
+      if (err instanceof DeltaGoneError) {
+        throw new HttpError(410, err.code, `${err.message}; download the hint of generation ${snap.id} instead`, { current_generation: snap.id });
+      }
+      if (err instanceof DeltaBusyError) {
+        app.metrics.refused.inc({ route: 'delta', reason: 'merges' });
+        throw new HttpError(503, err.code, err.message, {}, { 'Retry-After': '1' });
       }
       throw err;
     }

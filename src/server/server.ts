@@ -7,6 +7,7 @@ import { pino, type Logger } from 'pino';
 import { type Config } from '../config.js';
 import { native } from '../native.js';
 import { type AppContext, createAdminApp, createPublicApp } from './app.js';
+import { DeltaService } from './deltas.js';
 import { Reloader, type ReloadResult, ReloadError } from './reloader.js';
 import { LaneScheduler } from './scheduler.js';
 import { ServerMetrics } from './metrics.js';
@@ -33,6 +34,7 @@ export interface RunningServer {
   reloader: Reloader;
   logger: Logger;
   metrics: ServerMetrics;
+  deltas: DeltaService;
   publicUrl: string;
   adminUrl: string;
   publicServer: http.Server;
@@ -91,6 +93,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     );
     return result;
   };
+  const deltas = new DeltaService({ dataDir: config.data_dir, maxConcurrent: config.delta_max_concurrent, maxQueued: config.delta_max_queued, cacheBytes: config.delta_cache_bytes });
   const ctx: AppContext = {
     config,
     store,
@@ -98,6 +101,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     logger,
     version: VERSION,
     metrics,
+    deltas,
     metricsText:
       opts.metricsText ??
       (async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() })),
@@ -147,7 +151,8 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
       await Promise.race([stopped, timeout]);
       for (const s of [publicServer, adminServer]) s.closeAllConnections();
       store.retireAll();
+      await deltas.close();
     })());
 
-  return { config, store, reloader, logger, metrics, publicUrl, adminUrl, publicServer, adminServer, reloadLocal, close };
+  return { config, store, reloader, logger, metrics, deltas, publicUrl, adminUrl, publicServer, adminServer, reloadLocal, close };
 }
