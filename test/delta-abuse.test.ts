@@ -44,7 +44,7 @@ test('a delta larger than the hint is refused with 410 and the wallet downloads 
   await buildChain(data, { entries: 16384, m: 16384, steps: 6, changes: 1000, publish: 1 });
   const hint = hintBytes((await loadGeneration(generationDir(data, 7))).lanes.hot!.crs);
   t.is(hint, 131072);
-  const server = await serve(data, { shard_size_bytes: 0 });
+  const server = await serve(data, { max_requests_per_client: 0, shard_size_bytes: 0 });
   t.teardown(() => server.close());
 
   // A wallet that holds generation 1's hint.
@@ -82,7 +82,7 @@ test('delta merges beyond the cap answer 503 with Retry-After; the server keeps 
   const data = tempDir();
   t.teardown(() => rmrf(data));
   await buildChain(data, { entries: 81920, m: 16384, steps: 8, changes: 400, publish: 9 });
-  const server = await serve(data, { delta_max_concurrent: 1, delta_max_queued: 0, shard_size_bytes: 0 });
+  const server = await serve(data, { delta_max_concurrent: 1, delta_max_queued: 0, max_requests_per_client: 0, shard_size_bytes: 0 });
   t.teardown(() => server.close());
   // The chain index is read once (a `from` that is no ancestor: 410 from the index alone).
   const gone = await getDelta(server.publicUrl, 0);
@@ -126,6 +126,7 @@ test('200 concurrent /delta?from=0 (no ancestor) keep the worker under a memory 
   t.teardown(() => rmrf(data));
   // 24 steps of ~117 KB: the old code read and decoded all of them for every such request.
   await buildChain(data, { entries: 81920, m: 16384, steps: 24, changes: 1700, publish: 25 });
+  // The load comes from one address: per-client and per-route caps off, so every request reaches /delta.
   const server = await startServerProcess({
     data_dir: data,
     host: '127.0.0.1',
@@ -133,6 +134,8 @@ test('200 concurrent /delta?from=0 (no ancestor) keep the worker under a memory 
     admin_host: '127.0.0.1',
     admin_port: 0,
     log_level: 'error',
+    max_requests_per_client: 0,
+    max_concurrent_deltas: 0,
   });
   t.teardown(() => server.stop());
   const url = server.publicUrl;

@@ -14,6 +14,7 @@ import { littleEndianWords, wordsToLittleEndian } from '../pir/prg.js';
 import { GENERATION_ID, isLaneName, type LaneName } from '../store/layout.js';
 import { DeltaGoneError } from './delta.js';
 import { DeltaBusyError, type DeltaService } from './deltas.js';
+import { publicLimits, whenDone } from './limits.js';
 import { HttpError } from './errors.js';
 import { type ReloadResult, ReloadError } from './reloader.js';
 import { LaneScheduler, OverloadedError } from './scheduler.js';
@@ -117,7 +118,7 @@ function pinSnapshot(ctx: Ctx, store: SnapshotStore, metrics: ServerMetrics, wan
   // Koa writes the body after the middleware chain returns.
   const unpin = snap.pin();
   metrics.inFlight.inc();
-  ctx.res.once('close', () => {
+  whenDone(ctx.res, () => {
     unpin();
     metrics.inFlight.dec();
   });
@@ -348,11 +349,12 @@ export function adminRouter(app: AppContext): Router {
 }
 
 /** A Koa app with the shared middleware, serving the given routers (first match wins), 404 otherwise. */
-function createApp(app: AppContext, routers: Router[]): Koa {
+function createApp(app: AppContext, routers: Router[], limits: Koa.Middleware[] = []): Koa {
   const koa = new Koa();
   koa.use(requestLogger(app));
   koa.use(queryMetrics(app.metrics));
   koa.use(errorMiddleware(app.logger));
+  for (const m of limits) koa.use(m);
   for (const r of routers) koa.use(r.routes()).use(r.allowedMethods());
   koa.use((ctx) => {
     throw new HttpError(404, 'ENOT_FOUND', `no route ${ctx.method} ${ctx.path}`);
@@ -362,7 +364,8 @@ function createApp(app: AppContext, routers: Router[]): Koa {
 
 /** Clients' listener; admin routes only when configured (always behind the token: config validation). */
 export function createPublicApp(app: AppContext): Koa {
-  return createApp(app, app.config.public_admin ? [publicRouter(app), adminRouter(app)] : [publicRouter(app)]);
+  const limits = publicLimits(app.config, app.metrics).middleware;
+  return createApp(app, app.config.public_admin ? [publicRouter(app), adminRouter(app)] : [publicRouter(app)], [limits]);
 }
 
 /** Operators' listener: admin routes, and the read-only public ones (health, info) too. */

@@ -66,7 +66,7 @@ export class ServerMetrics {
   });
   readonly refused = new Counter({
     name: 'lanepir_refused_requests_total',
-    help: 'Requests refused by the abuse controls, by route and reason (merges: every delta merge slot busy)',
+    help: 'Requests refused by the abuse controls, by route and reason (client: per-client cap; route: route cap; merges: every delta merge slot busy)',
     labelNames: ['route', 'reason'] as const,
     registers: [this.registry],
   });
