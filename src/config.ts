@@ -66,6 +66,10 @@ export const configSchema = z
     max_concurrent_deltas: nonNegInt.default(128),
     /** Proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client; none by default. */
     trusted_proxies: addressList.default([]),
+    /** A response that sends nothing for this long is abandoned and its connection closed, ms; 0 = never. */
+    send_idle_timeout_ms: nonNegInt.default(30_000),
+    /** The longest a response may take, from the request to its last byte, ms; 0 = no limit. */
+    send_timeout_ms: nonNegInt.default(300_000),
     /** Delta merges running at once per process (worker threads), and waiting for one; a request needing one more answers 503. */
     delta_max_concurrent: z.coerce.number().int().min(1).max(64).default(2),
     delta_max_queued: nonNegInt.default(32),

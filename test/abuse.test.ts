@@ -173,7 +173,7 @@ test('config: abuse-control keys have defaults, come from the environment, and b
   const c = loadConfig({ flags: { data_dir: '/tmp/x' } });
   t.is(c.max_requests_per_client, 32);
   t.deepEqual(c.trusted_proxies, []);
-  t.true(c.delta_max_concurrent > 0 && c.delta_cache_bytes > 0);
+  t.true(c.send_idle_timeout_ms > 0 && c.send_timeout_ms > 0 && c.delta_max_concurrent > 0 && c.delta_cache_bytes > 0);
   const e = loadConfig({ env: { LANEPIR_TRUSTED_PROXIES: '10.0.0.1, 192.168.0.0/16', LANEPIR_MAX_CONCURRENT_QUERIES: '5' } });
   t.deepEqual(e.trusted_proxies, ['10.0.0.1', '192.168.0.0/16']);
   t.is(e.max_concurrent_queries, 5);

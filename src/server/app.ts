@@ -14,7 +14,7 @@ import { littleEndianWords, wordsToLittleEndian } from '../pir/prg.js';
 import { GENERATION_ID, isLaneName, type LaneName } from '../store/layout.js';
 import { DeltaGoneError } from './delta.js';
 import { DeltaBusyError, type DeltaService } from './deltas.js';
-import { publicLimits, whenDone } from './limits.js';
+import { publicLimits, sendTimeouts, whenDone } from './limits.js';
 import { HttpError } from './errors.js';
 import { type ReloadResult, ReloadError } from './reloader.js';
 import { LaneScheduler, OverloadedError } from './scheduler.js';
@@ -351,9 +351,13 @@ export function adminRouter(app: AppContext): Router {
 /** A Koa app with the shared middleware, serving the given routers (first match wins), 404 otherwise. */
 function createApp(app: AppContext, routers: Router[], limits: Koa.Middleware[] = []): Koa {
   const koa = new Koa();
+  // Errors after the handlers are done (a client gone mid-body, a connection
+  // cut by a send timeout) are not the server's: no stack on stderr for each.
+  koa.on('error', (err: Error & { code?: string }) => app.logger.debug({ code: err.code, message: err.message }, 'response not completed'));
   koa.use(requestLogger(app));
   koa.use(queryMetrics(app.metrics));
   koa.use(errorMiddleware(app.logger));
+  koa.use(sendTimeouts(app.config));
   for (const m of limits) koa.use(m);
   for (const r of routers) koa.use(r.routes()).use(r.allowedMethods());
   koa.use((ctx) => {

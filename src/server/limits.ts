@@ -2,7 +2,10 @@
 // - per client address, a cap on requests in progress (429);
 // - per expensive route (query, hint, delta), a cap on requests in progress
 //   across all clients (503), so that they cannot take every socket, file
-//   descriptor and CPU cycle from each other and from the cheap routes.
+//   descriptor and CPU cycle from each other and from the cheap routes;
+// - every response (both listeners) has a send timeout: a connection that
+//   stops taking bytes, or a response still unsent when its time is up, is
+//   destroyed, which releases its pinned generation (pins end on 'close').
 // A request holds its slots until its response is finished or its
 // connection closes, however long the body takes to send. The cheap routes
 // (/health, /ready, /info, /crs) are never counted or refused.
@@ -120,5 +123,31 @@ export function publicLimits(config: Config, metrics?: ServerMetrics): PublicLim
   return {
     middleware,
     inProgress: () => ({ clients: perClient.keys, routes: { query: perRoute.get('query'), hint: perRoute.get('hint'), delta: perRoute.get('delta') } }),
+  };
+}
+
+/**
+ * Send timeouts for every response: no progress for `send_idle_timeout_ms`
+ * (the socket takes no bytes), or no end after `send_timeout_ms`, resets
+ * the connection. Keep-alive idling between requests stays the server's
+ * keepAliveTimeout (Node resets the socket timeout when a response ends).
+ */
+export function sendTimeouts(config: Pick<Config, 'send_idle_timeout_ms' | 'send_timeout_ms'>): Koa.Middleware {
+  return async (ctx, next) => {
+    const { res } = ctx;
+    const socket = ctx.req.socket;
+    // Reset, not closed: a graceful close would leave the unsent megabytes
+    // queued in the kernel for a peer that does not read. A finished
+    // response's socket may already carry the next request: leave it be.
+    const abandon = () => {
+      if (!res.writableFinished && !socket.destroyed) socket.resetAndDestroy();
+    };
+    if (config.send_idle_timeout_ms > 0) res.setTimeout(config.send_idle_timeout_ms, abandon);
+    if (config.send_timeout_ms > 0) {
+      const timer = setTimeout(abandon, config.send_timeout_ms);
+      timer.unref();
+      whenDone(res, () => clearTimeout(timer));
+    }
+    await next();
   };
 }
