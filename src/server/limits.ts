@@ -134,6 +134,8 @@ export function publicLimits(config: Config, metrics?: ServerMetrics): PublicLim
  */
 export function sendTimeouts(config: Pick<Config, 'send_idle_timeout_ms' | 'send_timeout_ms'>): Koa.Middleware {
   return async (ctx, next) => {
+    // An admin reload answers when it is done (validation, every worker's prepare), silently until then; it pins nothing.
+    if (ctx.path.startsWith('/admin/')) return next();
     const { res } = ctx;
     const socket = ctx.req.socket;
     // Reset, not closed: a graceful close would leave the unsent megabytes
