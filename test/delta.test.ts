@@ -7,7 +7,8 @@ import path from 'node:path';
 import { PirClient } from '../src/pir/client.js';
 import { type LaneDelta, DeltaError, decodeDelta, encodeDelta, mergeDeltas } from '../src/pir/delta.js';
 import { littleEndianWords, wordsToLittleEndian } from '../src/pir/prg.js';
-import { deltaChain } from '../src/server/delta.js';
+import { deltaChain, readChainIndex } from '../src/server/delta.js';
+import { readManifest } from '../src/store/manifest.js';
 import { DeltaTooLargeError, mergeEncodedDeltas } from '../src/server/delta-merge.js';
 import { buildGeneration } from '../src/store/builder.js';
 import { RawFileSource } from '../src/store/entries.js';
@@ -363,4 +364,26 @@ test('the streaming merge refuses what mergeDeltas and decodeDelta refuse, and s
   const s1 = encodeDelta({ ...a, fromHintSha256: h[0]!, toHintSha256: h[1]!, indices: [5], oldValues: Uint8Array.from([1, 2, 3, 4]), newValues: Uint8Array.from([9, 2, 3, 4]) });
   const s2 = encodeDelta({ ...a, from: '2', to: '3', fromHintSha256: h[1]!, toHintSha256: h[2]!, indices: [5], oldValues: Uint8Array.from([7, 0, 0, 0]), newValues: Uint8Array.from([8, 0, 0, 0]) });
   t.throws(() => mergeEncodedDeltas([s1, s2]), { message: /entry 5 byte 0/ });
+});
+
+test('the chain index follows diff headers back to where a budget in bytes or in steps ends it', async (t) => {
+  const root = tempDir();
+  t.teardown(() => rmrf(root));
+  const { data } = await buildChain(root, 8);
+  const toDir = generationDir(data, 8);
+  const manifest = await readManifest(toDir);
+  const target = { dataDir: data, to: '8', toDir, lane: 'hot' as const, parent: manifest.parent, summary: manifest.lanes.hot! };
+  const all = await readChainIndex(target);
+  t.deepEqual([...all.ancestors], [['7', 1], ['6', 2], ['5', 3], ['4', 4], ['3', 5], ['2', 6], ['1', 7], ['0', 8]]);
+  t.regex(all.end, /generation 0 is gone|diff of generation 0/);
+  const steps = await readChainIndex(target, Number.MAX_SAFE_INTEGER, 3);
+  t.deepEqual([...steps.ancestors.keys()], ['7', '6', '5']);
+  t.regex(steps.end, /at most 3 generations/);
+  const twoSteps = all.steps[0]!.bytes + all.steps[1]!.bytes;
+  const bytes = await readChainIndex(target, twoSteps);
+  t.deepEqual([...bytes.ancestors.keys()], ['7', '6']);
+  t.regex(bytes.end, new RegExp(`more than ${twoSteps} bytes`));
+  // A full build has no chain.
+  const first = await readManifest(generationDir(data, 0));
+  t.is((await readChainIndex({ ...target, to: '0', toDir: generationDir(data, 0), parent: first.parent, summary: first.lanes.hot! })).ancestors.size, 0);
 });

@@ -104,11 +104,11 @@ async function readHeader(file: string): Promise<{ header: DeltaHeader; bytes: n
 
 /**
  * Follows the chain of diffs from `t.to` backwards, reading only their
- * headers, until a diff is missing or does not fit, or the steps so far
- * total more than `budget` bytes. Every step is checked against the target
+ * headers, until a diff is missing or does not fit, the steps so far total
+ * more than `budget` bytes, or there are `maxSteps` of them. Every step is checked against the target
  * (lane parameters) and its successor (ids, hint and entry count).
  */
-export async function readChainIndex(t: ChainTarget, budget = Number.MAX_SAFE_INTEGER): Promise<ChainIndex> {
+export async function readChainIndex(t: ChainTarget, budget = Number.MAX_SAFE_INTEGER, maxSteps = MAX_CHAIN): Promise<ChainIndex> {
   const steps: ChainStep[] = [];
   const ancestors = new Map<string, number>();
   const s = t.summary;
@@ -118,8 +118,8 @@ export async function readChainIndex(t: ChainTarget, budget = Number.MAX_SAFE_IN
   let total = 0;
   let expect = { hint: s.hint_sha256, entries: s.entries };
   while (end === '') {
-    if (steps.length >= MAX_CHAIN) {
-      end = 'the chain is too long';
+    if (steps.length >= maxSteps) {
+      end = `deltas span at most ${maxSteps} generations`;
       break;
     }
     const candidates = id === t.to ? [diffPath(t.toDir, t.lane)] : [diffHistoryPath(t.toDir, t.lane, id), diffPath(generationDir(t.dataDir, id), t.lane)];

@@ -4,8 +4,8 @@
 //   chain index (diff headers only, built once per target generation and
 //   lane): any other `from` is a 410 at the cost of a map lookup;
 // - the chain index stops where the diffs add up to more than a budget
-//   (DELTA_INPUT_RATIO x the hint, at most DELTA_INPUT_MAX bytes), so no
-//   merge reads more than that;
+//   (DELTA_INPUT_RATIO x the hint, at most DELTA_INPUT_MAX bytes) or span
+//   DELTA_MAX_STEPS generations, so no merge reads more than that;
 // - a merged delta larger than the hint it replaces is refused (410
 //   EDELTA_TOO_LARGE: downloading the hint is then the cheaper answer);
 // - merges run on worker threads, at most `maxConcurrent` at once, with at
@@ -25,6 +25,12 @@ import { type MergeJob, type MergeReply } from './delta-worker.js';
 export const DELTA_INPUT_RATIO = 4;
 /** ... and at most this many bytes, whatever the hint's size. */
 export const DELTA_INPUT_MAX = 64 * 2 ** 20;
+/**
+ * Generations a delta spans at most (4x the diff history a generation
+ * carries): the chain index of each new generation reads at most this many
+ * diff headers, however long the chain on disk.
+ */
+export const DELTA_MAX_STEPS = 256;
 /** Chain indexes kept (each is a few bytes per step). */
 const INDEXES_KEPT = 64;
 /** A refusal's weight in the cache. */
@@ -211,7 +217,7 @@ export class DeltaService {
       return p;
     }
     this.counts.indexes++;
-    p = readChainIndex({ dataDir: this.opts.dataDir, to: target.id, toDir: target.dir, lane, parent: target.manifest.parent, summary }, budget);
+    p = readChainIndex({ dataDir: this.opts.dataDir, to: target.id, toDir: target.dir, lane, parent: target.manifest.parent, summary }, budget, DELTA_MAX_STEPS);
     p.catch(() => this.indexes.delete(key));
     this.indexes.set(key, p);
     if (this.indexes.size > INDEXES_KEPT) this.indexes.delete(this.indexes.keys().next().value!);
