@@ -79,7 +79,7 @@ interface Scenario {
 }
 
 /** Runs `work` while probing /health; measures the server process around it. */
-async function measure(pid: number, url: string, work: () => Promise<{ status: number; bytes: number }[]>): Promise<Scenario> {
+async function measure(pid: number, url: string, work: () => Promise<{ status: number | string; bytes: number }[]>): Promise<Scenario> {
   const rssBefore = memKiB(pid, 'VmRSS');
   const peakReset = resetPeak(pid);
   const healthAgent = new http.Agent({ keepAlive: true, maxSockets: 1 });
@@ -99,7 +99,7 @@ async function measure(pid: number, url: string, work: () => Promise<{ status: n
   })();
   const cpu0 = cpuMs(pid);
   const t0 = performance.now();
-  let results: { status: number; bytes: number }[];
+  let results: { status: number | string; bytes: number }[];
   try {
     results = await work();
   } finally {
@@ -123,12 +123,12 @@ async function measure(pid: number, url: string, work: () => Promise<{ status: n
   };
 }
 
-async function get(url: string, agent: http.Agent): Promise<{ status: number; bytes: number }> {
+async function get(url: string, agent: http.Agent): Promise<{ status: number | string; bytes: number }> {
   try {
     const r = await httpRequest(url, { agent, timeoutMs: 120_000 });
     return { status: r.status, bytes: r.body.length };
-  } catch {
-    return { status: 0, bytes: 0 };
+  } catch (err) {
+    return { status: (err as { code?: string }).code ?? 'error', bytes: 0 };
   }
 }
 
@@ -164,7 +164,7 @@ export async function runDeltaBench(opts: DeltaBenchOptions = {}): Promise<{ fig
 
     log('  A: 200 concurrent /delta/hot?from=0 ...');
     const a = await measure(pid, url, async () => {
-      const all: { status: number; bytes: number }[] = [];
+      const all: { status: number | string; bytes: number }[] = [];
       for (let r = 0; r < rounds; r++) all.push(...(await Promise.all(Array.from({ length: 200 }, () => get(`${url}/delta/hot?from=0`, agent)))));
       return all;
     });
@@ -174,7 +174,7 @@ export async function runDeltaBench(opts: DeltaBenchOptions = {}): Promise<{ fig
     for (let to = LAST - RETAINED; to <= LAST; to++) for (let back = 1; back <= 26; back++) pairs.push(`${url}/delta/hot?from=${to - back}&to=${to}`);
     log(`  B: ${pairs.length} distinct valid pairs, twice, 8 at a time ...`);
     const b = await measure(pid, url, async () => {
-      const all: { status: number; bytes: number }[] = [];
+      const all: { status: number | string; bytes: number }[] = [];
       for (let r = 0; r < 2; r++) {
         for (let i = 0; i < pairs.length; i += 8) all.push(...(await Promise.all(pairs.slice(i, i + 8).map((p) => get(p, agent)))));
       }
@@ -187,7 +187,7 @@ export async function runDeltaBench(opts: DeltaBenchOptions = {}): Promise<{ fig
 
     log('  D: 1..3 blocks behind, 300 requests, 10 at a time ...');
     const d = await measure(pid, url, async () => {
-      const all: { status: number; bytes: number }[] = [];
+      const all: { status: number | string; bytes: number }[] = [];
       for (let r = 0; r < 30; r++) all.push(...(await Promise.all(Array.from({ length: 10 }, (_, k) => get(`${url}/delta/hot?from=${LAST - 1 - (k % 3)}&to=${LAST}`, agent)))));
       return all;
     });

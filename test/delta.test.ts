@@ -8,6 +8,7 @@ import { PirClient } from '../src/pir/client.js';
 import { type LaneDelta, DeltaError, decodeDelta, encodeDelta, mergeDeltas } from '../src/pir/delta.js';
 import { littleEndianWords, wordsToLittleEndian } from '../src/pir/prg.js';
 import { deltaChain, readChainIndex } from '../src/server/delta.js';
+import { DeltaService } from '../src/server/deltas.js';
 import { readManifest } from '../src/store/manifest.js';
 import { DeltaTooLargeError, mergeEncodedDeltas } from '../src/server/delta-merge.js';
 import { buildGeneration } from '../src/store/builder.js';
@@ -386,4 +387,31 @@ test('the chain index follows diff headers back to where a budget in bytes or in
   // A full build has no chain.
   const first = await readManifest(generationDir(data, 0));
   t.is((await readChainIndex({ ...target, to: '0', toDir: generationDir(data, 0), parent: first.parent, summary: first.lanes.hot! })).ancestors.size, 0);
+});
+
+test('DeltaService: merges on threads started on demand and stopped when idle; answers equal deltaChain; refusals and busy slots', async (t) => {
+  const root = tempDir();
+  t.teardown(() => rmrf(root));
+  const { data } = await buildChain(root, 6);
+  const service = new DeltaService({ dataDir: data, maxConcurrent: 1, maxQueued: 1, cacheBytes: 1 << 20, threadIdleMs: 300 });
+  t.teardown(() => service.close());
+  const target = await loadGeneration(generationDir(data, 6));
+  t.is(service.threads, 0);
+  t.deepEqual(await service.delta(target, 'hot', '2'), await deltaChain(data, 'hot', '2', '6'));
+  t.is(service.threads, 1);
+  // The same pair again: from the cache, no merge.
+  const merges = service.counts.merges;
+  await service.delta(target, 'hot', '2');
+  t.is(service.counts.merges, merges);
+  await t.throwsAsync(service.delta(target, 'hot', '7'), { code: 'EDELTA_GONE' } as never);
+  await t.throwsAsync(service.delta(target, 'cold', '2'), { code: 'EDELTA_GONE' } as never);
+  // One merge running, one waiting, the third refused at once; the first two are answered.
+  const [a, b, c] = [service.delta(target, 'hot', '0'), service.delta(target, 'hot', '1'), service.delta(target, 'hot', '3')];
+  await t.throwsAsync(c, { code: 'EDELTA_BUSY' } as never);
+  t.deepEqual(await a, await deltaChain(data, 'hot', '0', '6'));
+  t.deepEqual(await b, await deltaChain(data, 'hot', '1', '6'));
+  // Idle threads are stopped; the next merge starts one again.
+  for (let i = 0; i < 100 && service.threads > 0; i++) await new Promise((r) => setTimeout(r, 20));
+  t.is(service.threads, 0);
+  t.deepEqual(await service.delta(target, 'hot', '3'), await deltaChain(data, 'hot', '3', '6'));
 });

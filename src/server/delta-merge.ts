@@ -129,6 +129,11 @@ class CursorHeap {
   }
 }
 
+/** A buffer a caller keeps across merges (one per thread): the output is built in it, then copied out at its exact size. */
+export interface MergeWorkspace {
+  out: Uint8Array;
+}
+
 /** An output buffer that grows up to a hard limit. */
 class Writer {
   bytes: Uint8Array;
@@ -137,8 +142,11 @@ class Writer {
   constructor(
     initial: number,
     private readonly limit: number,
+    private readonly workspace?: MergeWorkspace,
   ) {
-    this.bytes = new Uint8Array(Math.max(64, Math.min(initial, limit)));
+    const size = Math.max(64, Math.min(initial, limit));
+    this.bytes = workspace && workspace.out.length >= size ? workspace.out : new Uint8Array(size);
+    if (workspace) workspace.out = this.bytes;
   }
 
   reserve(extra: number): void {
@@ -148,6 +156,7 @@ class Writer {
     const grown = new Uint8Array(Math.min(this.limit, Math.max(need, 2 * this.bytes.length)));
     grown.set(this.bytes.subarray(0, this.off));
     this.bytes = grown;
+    if (this.workspace) this.workspace.out = grown;
   }
 }
 
@@ -165,7 +174,7 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
  * new value are kept, a step that changes a byte must start from the value
  * the previous step left; entries that end where they started are dropped.
  */
-export function mergeEncodedDeltas(steps: Uint8Array[], maxBytes = Number.MAX_SAFE_INTEGER): Uint8Array {
+export function mergeEncodedDeltas(steps: Uint8Array[], maxBytes = Number.MAX_SAFE_INTEGER, workspace?: MergeWorkspace): Uint8Array {
   if (steps.length === 0) throw new DeltaError('nothing to merge');
   const headers = steps.map((s) => decodeDeltaHeader(s));
   const first = headers[0]!;
@@ -193,7 +202,7 @@ export function mergeEncodedDeltas(steps: Uint8Array[], maxBytes = Number.MAX_SA
 
   // Header (the record count is filled in at the end).
   const n = first.n;
-  const out = new Writer(steps.reduce((a, s) => a + s.byteLength, 0), maxBytes);
+  const out = new Writer(steps.reduce((a, s) => a + s.byteLength, 0), maxBytes, workspace);
   const headerBytes = DELTA_HEADER_BYTES + 2 + first.from.length + last.to.length + (grown ? 4 * n : 0);
   out.reserve(headerBytes);
   const bytes = out.bytes;

@@ -53,19 +53,48 @@ export interface DeltaServiceOptions {
   maxQueued: number;
   /** Bytes of answers kept. */
   cacheBytes: number;
+  /** How long a merge thread may idle before it is stopped (default 30 s). */
+  threadIdleMs?: number;
 }
 
 type Cached = { bytes: Uint8Array } | { refused: DeltaGoneError };
 
-/** Worker threads that run one merge each at a time. */
+/** A merge thread idle this long is stopped (one costs ~20 MB): bursts start them again. */
+const THREAD_IDLE_MS = 30_000;
+
+/** Worker threads that run one merge each at a time, started on demand, stopped when idle. */
 class MergePool {
-  private readonly idle: Worker[] = [];
+  private readonly idle: { worker: Worker; timer: NodeJS.Timeout }[] = [];
   private readonly all = new Set<Worker>();
   private closed = false;
 
+  constructor(private readonly idleMs: number) {}
+
+  /** Threads running now (for tests). */
+  get threads(): number {
+    return this.all.size;
+  }
+
+  private takeIdle(): Worker | undefined {
+    const entry = this.idle.pop();
+    if (entry) clearTimeout(entry.timer);
+    return entry?.worker;
+  }
+
+  private putIdle(worker: Worker): void {
+    const timer = setTimeout(() => {
+      const at = this.idle.findIndex((e) => e.worker === worker);
+      if (at >= 0) this.idle.splice(at, 1);
+      this.all.delete(worker);
+      void worker.terminate();
+    }, this.idleMs);
+    timer.unref();
+    this.idle.push({ worker, timer });
+  }
+
   run(job: MergeJob): Promise<MergeReply> {
     if (this.closed) return Promise.reject(new Error('the delta service is closed'));
-    const worker = this.idle.pop() ?? this.spawn();
+    const worker = this.takeIdle() ?? this.spawn();
     return new Promise<MergeReply>((resolve, reject) => {
       const done = () => {
         worker.off('message', onMessage);
@@ -74,7 +103,7 @@ class MergePool {
       };
       const onMessage = (reply: MergeReply) => {
         done();
-        if (!this.closed) this.idle.push(worker);
+        if (!this.closed) this.putIdle(worker);
         resolve(reply);
       };
       const onError = (err: Error) => {
@@ -92,8 +121,8 @@ class MergePool {
   }
 
   private spawn(): Worker {
-    // Merges hold typed arrays (outside the JS heap); the heap limit guards against anything else.
-    const worker = new Worker(new URL('./delta-worker.js', import.meta.url), { resourceLimits: { maxOldGenerationSizeMb: 128 } });
+    // Merges hold typed arrays (outside the JS heap) and few small objects: a small heap will do, and the limit guards against anything else.
+    const worker = new Worker(new URL('./delta-worker.js', import.meta.url), { resourceLimits: { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 4 } });
     worker.unref(); // an idle pool never keeps the process alive
     this.all.add(worker);
     return worker;
@@ -103,7 +132,7 @@ class MergePool {
     this.closed = true;
     const workers = [...this.all];
     this.all.clear();
-    this.idle.length = 0;
+    for (const { timer } of this.idle.splice(0)) clearTimeout(timer);
     await Promise.all(workers.map((w) => w.terminate()));
   }
 }
@@ -112,7 +141,7 @@ export class DeltaService {
   private readonly cache: LRUCache<string, Cached>;
   private readonly indexes = new Map<string, Promise<ChainIndex>>();
   private readonly pending = new Map<string, Promise<Uint8Array>>();
-  private readonly pool = new MergePool();
+  private readonly pool: MergePool;
   private running = 0;
   /** Merges waiting for a slot, oldest first. */
   private readonly queue: (() => void)[] = [];
@@ -120,6 +149,7 @@ export class DeltaService {
   readonly counts = { merges: 0, busy: 0, indexes: 0 };
 
   constructor(private readonly opts: DeltaServiceOptions) {
+    this.pool = new MergePool(opts.threadIdleMs ?? THREAD_IDLE_MS);
     this.cache = new LRUCache<string, Cached>({
       maxSize: Math.max(1, opts.cacheBytes),
       sizeCalculation: (v) => ('bytes' in v ? Math.max(1, v.bytes.byteLength) : REFUSAL_BYTES),
@@ -129,6 +159,11 @@ export class DeltaService {
   /** Bytes of answers cached now. */
   get cachedBytes(): number {
     return this.cache.calculatedSize;
+  }
+
+  /** Merge threads running now (started on demand, stopped when idle). */
+  get threads(): number {
+    return this.pool.threads;
   }
 
   /**
