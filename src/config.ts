@@ -66,7 +66,7 @@ export const configSchema = z
     max_concurrent_deltas: nonNegInt.default(128),
     /** Proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client; none by default. */
     trusted_proxies: addressList.default([]),
-    /** A response that sends nothing for this long is abandoned and its connection closed, ms; 0 = never. */
+    /** A response whose connection takes no bytes for this long is abandoned (connection reset), ms; 0 = never. */
     send_idle_timeout_ms: nonNegInt.default(30_000),
     /** The longest a response may take, from the request to its last byte, ms; 0 = no limit. */
     send_timeout_ms: nonNegInt.default(300_000),

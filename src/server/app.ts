@@ -351,9 +351,14 @@ export function adminRouter(app: AppContext): Router {
 /** A Koa app with the shared middleware, serving the given routers (first match wins), 404 otherwise. */
 function createApp(app: AppContext, routers: Router[], limits: Koa.Middleware[] = []): Koa {
   const koa = new Koa();
-  // Errors after the handlers are done (a client gone mid-body, a connection
-  // cut by a send timeout) are not the server's: no stack on stderr for each.
-  koa.on('error', (err: Error & { code?: string }) => app.logger.debug({ code: err.code, message: err.message }, 'response not completed'));
+  // Errors after the handlers are done: a client gone mid-body or a
+  // connection cut by a send timeout is not the server's fault (debug, no
+  // stack on stderr for each); anything else (a file that fails while it is
+  // streamed) is.
+  koa.on('error', (err: Error & { code?: string }) => {
+    const clientGone = ['ERR_STREAM_PREMATURE_CLOSE', 'ECONNRESET', 'EPIPE', 'ECONNABORTED'].includes(err.code ?? '') || err.code?.startsWith('HPE_');
+    app.logger[clientGone ? 'debug' : 'warn']({ code: err.code, message: err.message }, 'response not completed');
+  });
   koa.use(requestLogger(app));
   koa.use(queryMetrics(app.metrics));
   koa.use(errorMiddleware(app.logger));
