@@ -8,6 +8,7 @@ import { pino, type Logger } from 'pino';
 import { type Config } from '../config.js';
 import { native } from '../native.js';
 import { type AppContext, createAdminApp, createPublicApp } from './app.js';
+import { DeltaService } from './deltas.js';
 import { Reloader, type ReloadResult, ReloadError } from './reloader.js';
 import { LaneScheduler } from './scheduler.js';
 import { ServerMetrics } from './metrics.js';
@@ -34,6 +35,7 @@ export interface RunningServer {
   reloader: Reloader;
   logger: Logger;
   metrics: ServerMetrics;
+  deltas: DeltaService;
   publicUrl: string;
   adminUrl: string;
   publicServer: http.Server;
@@ -112,6 +114,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     );
     return result;
   };
+  const deltas = new DeltaService({ dataDir: config.data_dir, maxConcurrent: config.delta_max_concurrent, maxQueued: config.delta_max_queued, cacheBytes: config.delta_cache_bytes });
   const ctx: AppContext = {
     config,
     store,
@@ -119,6 +122,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     logger,
     version: VERSION,
     metrics,
+    deltas,
     metricsText:
       opts.metricsText ??
       (async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() })),
@@ -180,7 +184,8 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
       await Promise.race([stopped, timeout]);
       for (const s of [publicServer, adminServer]) s.closeAllConnections();
       store.retireAll();
+      await deltas.close();
     })());
 
-  return { config, store, reloader, logger, metrics, publicUrl, adminUrl, publicServer, adminServer, reloadLocal, close };
+  return { config, store, reloader, logger, metrics, deltas, publicUrl, adminUrl, publicServer, adminServer, reloadLocal, close };
 }
