@@ -148,7 +148,9 @@ export async function runWorker(): Promise<void> {
     reload: async (target, opts) => {
       const msg = await ask<Extract<PrimaryMessage, { t: 'reload-result' }>>((id) => {
         // The HTTP caller went away: tell the primary, which drops the reload if nobody else wants it.
-        opts?.signal?.addEventListener('abort', () => send({ t: 'reload-abandon', id }), { once: true });
+        const abandon = () => send({ t: 'reload-abandon', id });
+        if (opts?.signal?.aborted) queueMicrotask(abandon);
+        else opts?.signal?.addEventListener('abort', abandon, { once: true });
         return { t: 'reload', id, ...(target !== undefined ? { target } : {}) };
       });
       if (msg.ok) return msg.result;
