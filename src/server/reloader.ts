@@ -103,6 +103,8 @@ export class Reloader {
   /** Maps (or reads) a validated generation's lanes into a snapshot that nobody serves yet. */
   private async open(info: GenerationInfo, signal: AbortSignal, warm = false): Promise<Snapshot> {
     const mode = this.config.use_mmap ? 'mmap' : 'memory';
+    // Mapping is quick whatever the size; reading a lane into memory takes as long as hashing it.
+    const openMs = mode === 'mmap' ? this.config.reload_step_timeout_ms : this.config.validate_timeout_ms;
     const lanes: Partial<Record<LaneName, ServedLane>> = {};
     const opened: LaneHandle[] = [];
     try {
@@ -111,8 +113,8 @@ export class Reloader {
         if (!l) continue;
         // A lane mapped after its step timed out is released, not leaked.
         const handle = await runStep(
-          `mapping the ${name} lane of generation ${info.id}`,
-          this.config.reload_step_timeout_ms,
+          `${mode === 'mmap' ? 'mapping' : 'reading'} the ${name} lane of generation ${info.id}`,
+          openMs,
           signal,
           async (s) => {
             await this.hooks.beforeStep?.('open', s);
