@@ -320,8 +320,9 @@ export async function runPrimary(config: Config, logger: Logger = pino({ level: 
       );
       return result;
     } catch (err) {
-      metrics.reloads.inc({ result: 'refused' });
-      logger.warn({ err: (err as Error).message }, 'reload refused');
+      const abandoned = (err as ReloadError)?.code === 'EABANDONED';
+      metrics.reloads.inc({ result: abandoned ? 'abandoned' : 'refused' });
+      logger.warn({ err: (err as Error).message }, abandoned ? 'reload abandoned' : 'reload refused');
       throw err;
     }
   };

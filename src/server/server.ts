@@ -82,7 +82,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     try {
       result = await reloader.reload(target, reloadOpts);
     } catch (err) {
-      metrics.reloads.inc({ result: 'refused' });
+      metrics.reloads.inc({ result: (err as ReloadError)?.code === 'EABANDONED' ? 'abandoned' : 'refused' });
       throw err;
     }
     end();
