@@ -72,7 +72,8 @@ test('native: hashFiles and openLane never block on a FIFO, refuse non-regular f
   const id = { dev: st.dev, ino: st.ino, size: Number(st.size), mtimeNs: st.mtimeNs };
   t.is((await native.hashFiles([file], { expect: [id] }).promise).length, 32);
   t.is(errorCode(await t.throwsAsync(native.hashFiles([file], { expect: [{ ...id, ino: id.ino + 1n }] }).promise)), 'EFILE_CHANGED');
-  const job = native.hashFiles([file]);
+  // Enough work (1.5 GiB) that the cancel lands while it runs.
+  const job = native.hashFiles(Array(500).fill(file));
   job.cancel();
   t.is(errorCode(await t.throwsAsync(job.promise)), 'ECANCELED');
 

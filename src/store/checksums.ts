@@ -44,7 +44,7 @@ const sameState = (e: CacheEntry, id: FileIdentity) => e.size === id.size && e.m
 /**
  * sha256 of inodes hashed before, bounded by generations: it keeps the files
  * of the last `generations` generations checked (by id), so its size is about
- * one generation's file count plus the files that changed since (~200 bytes
+ * one generation's file count plus the files that changed since (~300 bytes
  * each); the inodes of generations that dropped out are forgotten.
  */
 export class ChecksumCache {
