@@ -1,12 +1,12 @@
-// All benchmarks in order: kernel, client, server, reload, cluster,
-// incremental, follow, delta. Prints a
+// All benchmarks in order: kernel, client, server, reload, validate,
+// cluster, incremental, follow, delta. Prints a
 // readable report (progress on stderr), or with --json one JSON object with
 // every figure on stdout. Each figure comes with its reference measured in
 // the same run; a target is reported PASS only when measured.
 //
-//   node dist/bench/index.js [--json] [--only kernel,client,server,reload,cluster,incremental,follow,delta]
+//   node dist/bench/index.js [--json] [--only kernel,client,server,reload,validate,cluster,incremental,follow,delta]
 //     [--size-mib N]     kernel lane (default 256) and, when given, the large reload lane too
-//     [--reload-mib N]   large (cold) lane for reload and cluster (default 1024)
+//     [--reload-mib N]   large (cold) lane for reload, validate and cluster (default 1024)
 //     [--seconds N]      seconds per load run (default 5)
 //     [--reloads N]      measured reloads per case (default 20)
 //     [--blocks N]       blocks dropped one at a time in follow (default 20)
@@ -22,9 +22,10 @@ import { runIncrementalBench } from './incremental.js';
 import { runKernelBench } from './kernel.js';
 import { runReloadBench } from './reload.js';
 import { runServerBench } from './server.js';
+import { runValidateBench } from './validate.js';
 import { type BenchData, HOT_SHAPE, type Log, buildBenchData, fmt } from './util.js';
 
-export const BENCHMARKS = ['kernel', 'client', 'server', 'reload', 'cluster', 'incremental', 'follow', 'delta'] as const;
+export const BENCHMARKS = ['kernel', 'client', 'server', 'reload', 'validate', 'cluster', 'incremental', 'follow', 'delta'] as const;
 export type BenchName = (typeof BENCHMARKS)[number];
 
 export interface BenchArgs {
@@ -160,13 +161,15 @@ export async function runAll(args: BenchArgs): Promise<{ report: Record<string, 
                 ? await runServerBench({ data: await data.hot(), seconds: args.seconds, log })
                 : name === 'reload'
                   ? await runReloadBench({ data: await data.reload(), reloads: args.reloads, log })
-                  : name === 'cluster'
-                    ? await runClusterBench({ data: await data.reload(), reloads: args.reloads, seconds: args.seconds, log })
-                    : name === 'incremental'
-                      ? await runIncrementalBench({ log })
-                      : name === 'follow'
-                        ? await runFollowBench({ blocks: args.blocks, reloads: args.reloads, log })
-                        : await runDeltaBench({ log });
+                  : name === 'validate'
+                    ? await runValidateBench({ data: await data.reload(), log })
+                    : name === 'cluster'
+                      ? await runClusterBench({ data: await data.reload(), reloads: args.reloads, seconds: args.seconds, log })
+                      : name === 'incremental'
+                        ? await runIncrementalBench({ log })
+                        : name === 'follow'
+                          ? await runFollowBench({ blocks: args.blocks, reloads: args.reloads, log })
+                          : await runDeltaBench({ log });
           figures = result.figures;
           for (const line of result.lines) out(line);
         }

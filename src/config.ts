@@ -78,6 +78,12 @@ export const configSchema = z
     shutdown_timeout_ms: z.coerce.number().int().min(0).default(10_000),
     /** How long each worker may take to map and warm a generation during a cluster reload, ms. */
     prepare_timeout_ms: z.coerce.number().int().min(100).default(60_000),
+    /** Time limit of each disk step of a reload (resolve, read manifest and crs, check files, map a lane), ms. */
+    reload_step_timeout_ms: z.coerce.number().int().min(100).default(30_000),
+    /** Time limit for checksumming a generation's new files before it is first served, ms. */
+    validate_timeout_ms: z.coerce.number().int().min(100).default(600_000),
+    /** Threads that checksum a new generation; 0 = half the cores. */
+    validate_threads: nonNegInt.max(256).default(0),
     /** Worker processes (cluster mode); 0 = available parallelism. */
     workers: nonNegInt.default(0),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -34,8 +34,8 @@ export interface AppContext {
   version: string;
   /** Names this process in X-Lanepir-Worker. */
   workerName: string;
-  /** Reload entry point (cluster mode forwards it to the primary). */
-  reload: (target?: string) => Promise<ReloadResult>;
+  /** Reload entry point (cluster mode forwards it to the primary); `signal` aborts when the caller has gone. */
+  reload: (target?: string, opts?: { signal?: AbortSignal }) => Promise<ReloadResult>;
   /** What GET /admin/generations shows (cluster mode asks the primary). */
   generations: () => Promise<unknown>;
   metrics: ServerMetrics;
@@ -349,8 +349,11 @@ export function adminRouter(app: AppContext): Router {
         target = id;
       }
     }
+    // A client that disconnects before the answer abandons the reload: if no other caller wants it, nothing switches.
+    const caller = new AbortController();
+    ctx.res.once('close', () => ctx.res.writableFinished || caller.abort());
     try {
-      ctx.body = await app.reload(target);
+      ctx.body = await app.reload(target, { signal: caller.signal });
     } catch (err) {
       if (err instanceof ReloadError) {
         throw new HttpError(422, err.code, err.message, { current_generation: app.store.current?.id ?? null, ...err.extra });
