@@ -393,12 +393,15 @@ test('DeltaService: merges on threads started on demand and stopped when idle; a
   const root = tempDir();
   t.teardown(() => rmrf(root));
   const { data } = await buildChain(root, 6);
-  const service = new DeltaService({ dataDir: data, maxConcurrent: 1, maxQueued: 1, cacheBytes: 1 << 20, threadIdleMs: 300 });
+  // Idle threads stop after 2 s: long enough that a loaded machine does not stop one between the checks below.
+  const service = new DeltaService({ dataDir: data, maxConcurrent: 1, maxQueued: 1, cacheBytes: 1 << 20, threadIdleMs: 2000 });
   t.teardown(() => service.close());
   const target = await loadGeneration(generationDir(data, 6));
   t.is(service.threads, 0);
-  t.deepEqual(await service.delta(target, 'hot', '2'), await deltaChain(data, 'hot', '2', '6'));
+  const expected = await deltaChain(data, 'hot', '2', '6');
+  const merged = await service.delta(target, 'hot', '2');
   t.is(service.threads, 1);
+  t.deepEqual(merged, expected);
   // The same pair again: from the cache, no merge.
   const merges = service.counts.merges;
   await service.delta(target, 'hot', '2');
@@ -411,7 +414,7 @@ test('DeltaService: merges on threads started on demand and stopped when idle; a
   t.deepEqual(await a, await deltaChain(data, 'hot', '0', '6'));
   t.deepEqual(await b, await deltaChain(data, 'hot', '1', '6'));
   // Idle threads are stopped; the next merge starts one again.
-  for (let i = 0; i < 100 && service.threads > 0; i++) await new Promise((r) => setTimeout(r, 20));
+  for (let i = 0; i < 300 && service.threads > 0; i++) await new Promise((r) => setTimeout(r, 20));
   t.is(service.threads, 0);
   t.deepEqual(await service.delta(target, 'hot', '3'), await deltaChain(data, 'hot', '3', '6'));
 });
