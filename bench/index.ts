@@ -1,15 +1,16 @@
 // All benchmarks in order: kernel, client, server, reload, cluster,
-// incremental, follow. Prints a
+// incremental, follow, keyword. Prints a
 // readable report (progress on stderr), or with --json one JSON object with
 // every figure on stdout. Each figure comes with its reference measured in
 // the same run; a target is reported PASS only when measured.
 //
-//   node dist/bench/index.js [--json] [--only kernel,client,server,reload,cluster,incremental,follow]
+//   node dist/bench/index.js [--json] [--only kernel,client,server,reload,cluster,incremental,follow,keyword]
 //     [--size-mib N]     kernel lane (default 256) and, when given, the large reload lane too
 //     [--reload-mib N]   large (cold) lane for reload and cluster (default 1024)
 //     [--seconds N]      seconds per load run (default 5)
 //     [--reloads N]      measured reloads per case (default 20)
 //     [--blocks N]       blocks dropped one at a time in follow (default 20)
+//     [--keyword-keys N] [--keyword-hot-keys N]   keyword lanes (default 1,000,000 cold, 200,000 hot)
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,12 +19,13 @@ import { runClientBench } from './client.js';
 import { runClusterBench } from './cluster.js';
 import { runFollowBench } from './follow.js';
 import { runIncrementalBench } from './incremental.js';
+import { runKeywordBench } from './keyword.js';
 import { runKernelBench } from './kernel.js';
 import { runReloadBench } from './reload.js';
 import { runServerBench } from './server.js';
 import { type BenchData, HOT_SHAPE, type Log, buildBenchData, fmt } from './util.js';
 
-export const BENCHMARKS = ['kernel', 'client', 'server', 'reload', 'cluster', 'incremental', 'follow'] as const;
+export const BENCHMARKS = ['kernel', 'client', 'server', 'reload', 'cluster', 'incremental', 'follow', 'keyword'] as const;
 export type BenchName = (typeof BENCHMARKS)[number];
 
 export interface BenchArgs {
@@ -34,10 +36,13 @@ export interface BenchArgs {
   seconds: number;
   reloads: number;
   blocks: number;
+  /** Keyword bench: keys in the cold and hot keyword lanes. */
+  keywordKeys: number;
+  keywordHotKeys: number;
 }
 
 export function parseArgs(argv: string[]): BenchArgs {
-  const args: BenchArgs = { json: false, only: [...BENCHMARKS], kernelMiB: 256, reloadMiB: 1024, seconds: 5, reloads: 20, blocks: 20 };
+  const args: BenchArgs = { json: false, only: [...BENCHMARKS], kernelMiB: 256, reloadMiB: 1024, seconds: 5, reloads: 20, blocks: 20, keywordKeys: 1_000_000, keywordHotKeys: 200_000 };
   let reloadGiven = false;
   const num = (flag: string, v: string | undefined, min: number) => {
     const n = Number(v);
@@ -62,6 +67,8 @@ export function parseArgs(argv: string[]): BenchArgs {
     } else if (a === '--seconds') args.seconds = num(a, argv[++i], 1);
     else if (a === '--reloads') args.reloads = Math.floor(num(a, argv[++i], 2));
     else if (a === '--blocks') args.blocks = Math.floor(num(a, argv[++i], 1));
+    else if (a === '--keyword-keys') args.keywordKeys = Math.floor(num(a, argv[++i], 1000));
+    else if (a === '--keyword-hot-keys') args.keywordHotKeys = Math.floor(num(a, argv[++i], 1000));
     else throw new Error(`unknown argument ${a}`);
   }
   return args;
@@ -163,7 +170,9 @@ export async function runAll(args: BenchArgs): Promise<{ report: Record<string, 
                     ? await runClusterBench({ data: await data.reload(), reloads: args.reloads, seconds: args.seconds, log })
                     : name === 'incremental'
                       ? await runIncrementalBench({ log })
-                      : await runFollowBench({ blocks: args.blocks, reloads: args.reloads, log });
+                      : name === 'keyword'
+                        ? await runKeywordBench({ keys: args.keywordKeys, hotKeys: args.keywordHotKeys, log })
+                        : await runFollowBench({ blocks: args.blocks, reloads: args.reloads, log });
           figures = result.figures;
           for (const line of result.lines) out(line);
         }

@@ -44,7 +44,7 @@ export interface KeywordLaneSpec {
   keySeed?: Uint8Array;
   /** Columns; default from planKeywordLane. Keep it across generations. */
   m?: number;
-  /** Bucket choices d (1..3); default DEFAULT_BUCKET_CHOICES. */
+  /** Bucket choices d (1..3); default from planKeywordLane (3, or 2 for lanes of 1024-row columns). */
   d?: number;
   /** Size the lane for at least this many keys (e.g. a lane that starts empty but will fill). */
   expectedKeys?: number;
