@@ -167,11 +167,21 @@ export class RemoteLane {
       body.set(q, at);
       at += q.byteLength;
     }
-    const res = await this.fetch(`/query/${this.lane}?generation=${encodeURIComponent(generation)}`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/octet-stream' },
-      body,
-    });
+    const post = () =>
+      this.fetch(`/query/${this.lane}?generation=${encodeURIComponent(generation)}`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/octet-stream' },
+        body,
+      });
+    let res: Response;
+    try {
+      res = await post();
+    } catch (err) {
+      // A kept-alive connection the server closed while the client was busy making queries fails
+      // the request before it is read; sending the same query bytes again reveals nothing new.
+      if (!(err instanceof TypeError)) throw err;
+      res = await post();
+    }
     if (!res.ok) throw await httpError(res);
     const bytes = new Uint8Array(await res.arrayBuffer());
     if (bytes.byteLength !== answerSize * queries.length) {
