@@ -281,3 +281,32 @@ test('grinding: 1,000 keys whose candidates all hit one column are all placed (i
   for (const k of ground.slice(0, 50)) t.is((await plainLookup(info3, k)).length, 1);
   t.is((await loadPlacement(info3, res3.dir)).keys, all.length);
 });
+
+test('incremental: a new key whose tag equals a resident\'s with a shared candidate column is refused and nothing is written', async (t) => {
+  const data = tempDir();
+  t.teardown(() => rmrf(data));
+  const records = randomRecords(300);
+  const res = await buildGeneration({ data, block: 1, shardSize: 8192, lanes: { hot: { layout: 'keyword', records: () => records, m: 16 } } });
+  const info = (await loadGeneration(res.dir)).lanes.hot!;
+  // Stand-in for an attacker's birthday-ground pair (2^32 work, too slow for a test): rewrite one
+  // resident's hash in the placement index so that it carries the new key's tag and candidates.
+  const key = crypto.randomBytes(21);
+  const h = Buffer.from(keywordHash(Buffer.from(info.crs.key_seed!, 'hex'), key));
+  const table = await loadPlacement(info, res.dir);
+  const column = table.candidates(hashWords(h))[0]!;
+  const slot = column; // row 0 of the column: occupied at this load
+  t.false(table.isEmpty(slot));
+  const forged = Buffer.from(h);
+  forged[31] ^= 0xff; // another key: same tag and candidates, different hash
+  const file = path.join(res.dir, 'hot', 'placement', 'shard-000000.bin');
+  const fs = await import('node:fs');
+  const bytes = fs.readFileSync(file);
+  forged.copy(bytes, slot * 32);
+  fs.rmSync(file);
+  fs.writeFileSync(file, bytes);
+  const err = await t.throwsAsync(buildIncremental({ data, block: 2, from: '1', updates: {}, keywordChanges: { hot: [{ key, value: crypto.randomBytes(32) }] } }));
+  t.is((err as { code?: string }).code, 'ETAG_COLLISION');
+  t.regex(err!.message, /same tag .* share candidate column/);
+  t.false(fs.existsSync(generationDir(data, 2)));
+  t.deepEqual(fs.readdirSync(path.join(data, 'generations')), ['1']);
+});
