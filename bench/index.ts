@@ -1,10 +1,10 @@
 // All benchmarks in order: kernel, client, server, reload, cluster,
-// incremental, follow, keyword. Prints a
+// incremental, follow, delta, keyword. Prints a
 // readable report (progress on stderr), or with --json one JSON object with
 // every figure on stdout. Each figure comes with its reference measured in
 // the same run; a target is reported PASS only when measured.
 //
-//   node dist/bench/index.js [--json] [--only kernel,client,server,reload,cluster,incremental,follow,keyword]
+//   node dist/bench/index.js [--json] [--only kernel,client,server,reload,cluster,incremental,follow,delta,keyword]
 //     [--size-mib N]     kernel lane (default 256) and, when given, the large reload lane too
 //     [--reload-mib N]   large (cold) lane for reload and cluster (default 1024)
 //     [--seconds N]      seconds per load run (default 5)
@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { native } from '../src/native.js';
 import { runClientBench } from './client.js';
 import { runClusterBench } from './cluster.js';
+import { runDeltaBench } from './delta.js';
 import { runFollowBench } from './follow.js';
 import { runIncrementalBench } from './incremental.js';
 import { runKeywordBench } from './keyword.js';
@@ -25,7 +26,7 @@ import { runReloadBench } from './reload.js';
 import { runServerBench } from './server.js';
 import { type BenchData, HOT_SHAPE, type Log, buildBenchData, fmt } from './util.js';
 
-export const BENCHMARKS = ['kernel', 'client', 'server', 'reload', 'cluster', 'incremental', 'follow', 'keyword'] as const;
+export const BENCHMARKS = ['kernel', 'client', 'server', 'reload', 'cluster', 'incremental', 'follow', 'delta', 'keyword'] as const;
 export type BenchName = (typeof BENCHMARKS)[number];
 
 export interface BenchArgs {
@@ -170,9 +171,11 @@ export async function runAll(args: BenchArgs): Promise<{ report: Record<string, 
                     ? await runClusterBench({ data: await data.reload(), reloads: args.reloads, seconds: args.seconds, log })
                     : name === 'incremental'
                       ? await runIncrementalBench({ log })
-                      : name === 'keyword'
-                        ? await runKeywordBench({ keys: args.keywordKeys, hotKeys: args.keywordHotKeys, log })
-                        : await runFollowBench({ blocks: args.blocks, reloads: args.reloads, log });
+                      : name === 'follow'
+                        ? await runFollowBench({ blocks: args.blocks, reloads: args.reloads, log })
+                        : name === 'keyword'
+                          ? await runKeywordBench({ keys: args.keywordKeys, hotKeys: args.keywordHotKeys, log })
+                          : await runDeltaBench({ log });
           figures = result.figures;
           for (const line of result.lines) out(line);
         }

@@ -34,8 +34,10 @@ test('hash contract: native keccak equals @noble/hashes; candidate columns are u
     const m = 1 + crypto.randomInt(1 << 20);
     const want = [0, 1, 2].map((j) => Number(h.readBigUInt64LE(8 + 8 * j) % BigInt(m)));
     t.deepEqual(candidateColumns(h, 3, m), want);
-    const table = KeywordTable.create(m, 3, 1);
-    t.deepEqual(table.candidates(hashWords(h)), [...new Set(want)]);
+    // The builder's word arithmetic agrees (a smaller m keeps the table small).
+    const small = 1 + (m % 4096);
+    const table = KeywordTable.create(small, 3, 1);
+    t.deepEqual(table.candidates(hashWords(h)), [...new Set([0, 1, 2].map((j) => Number(h.readBigUInt64LE(8 + 8 * j) % BigInt(small))))]);
   }
 });
 

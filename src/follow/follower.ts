@@ -139,9 +139,9 @@ export class Follower extends EventEmitter {
     let builtAny = false;
     for (const name of await this.updateFiles()) {
       const file = path.join(this.opts.updatesDir, name);
-      const text = await fsp.readFile(file, 'utf8').catch(() => undefined);
-      if (text === undefined) continue;
-      const sha = crypto.createHash('sha256').update(text).digest('hex');
+      const bytes = await fsp.readFile(file).catch(() => undefined);
+      if (bytes === undefined) continue;
+      const sha = crypto.createHash('sha256').update(bytes).digest('hex');
       if (this.state.files[name] === sha) continue;
       if (!this.seenAt.has(name)) this.seenAt.set(name, Date.now());
       const block = Number(name.split('.')[0]);
@@ -158,7 +158,7 @@ export class Follower extends EventEmitter {
         if (!parent) throw new Error(`no generation of block ${block - 1} in the chain of ${this.head}: cannot rebuild block ${block}`);
         const parentInfo = await loadGeneration(generationDir(this.opts.data, parent));
         const entrySizes = Object.fromEntries(Object.values(parentInfo.lanes).map((l) => [l.lane, l.crs.entry_size])) as Partial<Record<LaneName, number>>;
-        const updates = parseUpdates(text, name, entrySizes);
+        const updates = await parseUpdates(bytes, name, entrySizes);
         const id = await freeGenerationId(this.opts.data, block);
         const started = performance.now();
         await buildIncremental({ data: this.opts.data, block, id, from: parent, updates });
