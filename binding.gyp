@@ -9,6 +9,7 @@
         "native/files.cc",
         "native/files_binding.cc",
         "native/aes.cc",
+        "native/keccak.cc",
         "native/answer.cc",
         "native/hint.cc",
         "native/control.cc",

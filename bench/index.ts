@@ -1,15 +1,16 @@
 // All benchmarks in order: kernel, client, server, reload, validate,
-// cluster, incremental, follow, delta. Prints a
+// cluster, incremental, follow, delta, keyword. Prints a
 // readable report (progress on stderr), or with --json one JSON object with
 // every figure on stdout. Each figure comes with its reference measured in
 // the same run; a target is reported PASS only when measured.
 //
-//   node dist/bench/index.js [--json] [--only kernel,client,server,reload,validate,cluster,incremental,follow,delta]
+//   node dist/bench/index.js [--json] [--only kernel,client,server,reload,validate,cluster,incremental,follow,delta,keyword]
 //     [--size-mib N]     kernel lane (default 256) and, when given, the large reload lane too
 //     [--reload-mib N]   large (cold) lane for reload, validate and cluster (default 1024)
 //     [--seconds N]      seconds per load run (default 5)
 //     [--reloads N]      measured reloads per case (default 20)
 //     [--blocks N]       blocks dropped one at a time in follow (default 20)
+//     [--keyword-keys N] [--keyword-hot-keys N]   keyword lanes (default 1,000,000 cold, 200,000 hot)
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,13 +20,14 @@ import { runClusterBench } from './cluster.js';
 import { runDeltaBench } from './delta.js';
 import { runFollowBench } from './follow.js';
 import { runIncrementalBench } from './incremental.js';
+import { runKeywordBench } from './keyword.js';
 import { runKernelBench } from './kernel.js';
 import { runReloadBench } from './reload.js';
 import { runServerBench } from './server.js';
 import { runValidateBench } from './validate.js';
 import { type BenchData, HOT_SHAPE, type Log, buildBenchData, fmt } from './util.js';
 
-export const BENCHMARKS = ['kernel', 'client', 'server', 'reload', 'validate', 'cluster', 'incremental', 'follow', 'delta'] as const;
+export const BENCHMARKS = ['kernel', 'client', 'server', 'reload', 'validate', 'cluster', 'incremental', 'follow', 'delta', 'keyword'] as const;
 export type BenchName = (typeof BENCHMARKS)[number];
 
 export interface BenchArgs {
@@ -36,10 +38,13 @@ export interface BenchArgs {
   seconds: number;
   reloads: number;
   blocks: number;
+  /** Keyword bench: keys in the cold and hot keyword lanes. */
+  keywordKeys: number;
+  keywordHotKeys: number;
 }
 
 export function parseArgs(argv: string[]): BenchArgs {
-  const args: BenchArgs = { json: false, only: [...BENCHMARKS], kernelMiB: 256, reloadMiB: 1024, seconds: 5, reloads: 20, blocks: 20 };
+  const args: BenchArgs = { json: false, only: [...BENCHMARKS], kernelMiB: 256, reloadMiB: 1024, seconds: 5, reloads: 20, blocks: 20, keywordKeys: 1_000_000, keywordHotKeys: 200_000 };
   let reloadGiven = false;
   const num = (flag: string, v: string | undefined, min: number) => {
     const n = Number(v);
@@ -64,6 +69,8 @@ export function parseArgs(argv: string[]): BenchArgs {
     } else if (a === '--seconds') args.seconds = num(a, argv[++i], 1);
     else if (a === '--reloads') args.reloads = Math.floor(num(a, argv[++i], 2));
     else if (a === '--blocks') args.blocks = Math.floor(num(a, argv[++i], 1));
+    else if (a === '--keyword-keys') args.keywordKeys = Math.floor(num(a, argv[++i], 1000));
+    else if (a === '--keyword-hot-keys') args.keywordHotKeys = Math.floor(num(a, argv[++i], 1000));
     else throw new Error(`unknown argument ${a}`);
   }
   return args;
@@ -154,22 +161,18 @@ export async function runAll(args: BenchArgs): Promise<{ report: Record<string, 
           // The kernel bench prints its own text report; in --json mode it stays quiet.
           figures = await runKernelBench({ sizeMiB: args.kernelMiB, json: args.json, print: !args.json });
         } else {
-          const result =
-            name === 'client'
-              ? await runClientBench({ data: await data.hot(), log })
-              : name === 'server'
-                ? await runServerBench({ data: await data.hot(), seconds: args.seconds, log })
-                : name === 'reload'
-                  ? await runReloadBench({ data: await data.reload(), reloads: args.reloads, log })
-                  : name === 'validate'
-                    ? await runValidateBench({ data: await data.reload(), log })
-                    : name === 'cluster'
-                      ? await runClusterBench({ data: await data.reload(), reloads: args.reloads, seconds: args.seconds, log })
-                      : name === 'incremental'
-                        ? await runIncrementalBench({ log })
-                        : name === 'follow'
-                          ? await runFollowBench({ blocks: args.blocks, reloads: args.reloads, log })
-                          : await runDeltaBench({ log });
+          const runners: Record<Exclude<BenchName, 'kernel'>, () => Promise<{ figures: Record<string, unknown>; lines: string[] }>> = {
+            client: async () => runClientBench({ data: await data.hot(), log }),
+            server: async () => runServerBench({ data: await data.hot(), seconds: args.seconds, log }),
+            reload: async () => runReloadBench({ data: await data.reload(), reloads: args.reloads, log }),
+            validate: async () => runValidateBench({ data: await data.reload(), log }),
+            cluster: async () => runClusterBench({ data: await data.reload(), reloads: args.reloads, seconds: args.seconds, log }),
+            incremental: () => runIncrementalBench({ log }),
+            follow: () => runFollowBench({ blocks: args.blocks, reloads: args.reloads, log }),
+            delta: () => runDeltaBench({ log }),
+            keyword: () => runKeywordBench({ keys: args.keywordKeys, hotKeys: args.keywordHotKeys, log }),
+          };
+          const result = await runners[name]();
           figures = result.figures;
           for (const line of result.lines) out(line);
         }

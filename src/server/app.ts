@@ -162,6 +162,8 @@ function laneSummary(lane: ServedLane) {
     hint_sha256: c.hint_sha256,
     query_bytes: queryBytes(c),
     answer_bytes: answerBytes(c),
+    layout: c.layout ?? 'index',
+    ...(c.layout === 'keyword' ? { key_seed: c.key_seed, bucket_choices: c.bucket_choices } : {}),
   };
 }
 
@@ -262,31 +264,39 @@ export function publicRouter(app: AppContext): Router {
   router.post('/query/:lane', async (ctx) => {
     const snap = pinSnapshot(ctx, store, app.metrics);
     const lane = laneOf(ctx, snap);
+    // One request carries 1..batch_max queries back to back, answered in one pass on one generation.
     const expected = queryBytes(lane.info.crs);
+    const limit = expected * config.batch_max;
     const type = ctx.get('Content-Type');
     if (type && !type.startsWith('application/octet-stream')) {
       throw new HttpError(415, 'EBAD_CONTENT_TYPE', `queries are application/octet-stream, got ${type}`);
     }
     const declared = ctx.get('Content-Length');
-    if (declared && Number(declared) > expected) {
-      throw new HttpError(413, 'EQUERY_TOO_LARGE', `a ${lane.name} query is ${expected} bytes, got ${declared}`);
+    if (declared && Number(declared) > limit) {
+      throw new HttpError(413, 'EQUERY_TOO_LARGE', `a ${lane.name} query is ${expected} bytes, at most ${config.batch_max} per request; got ${declared} bytes`);
+    }
+    if (declared && Number(declared) % expected !== 0) {
+      throw new HttpError(400, 'EQUERY_SIZE', `a ${lane.name} query is ${expected} bytes (m = ${lane.info.crs.m} uint32); ${declared} bytes is not a whole number of queries`);
     }
     let body: Buffer;
     try {
-      body = await getRawBody(ctx.req, { limit: expected, length: declared ? Number(declared) : null });
+      body = await getRawBody(ctx.req, { limit, length: declared ? Number(declared) : null });
     } catch (err) {
       const status = (err as { status?: number }).status;
-      if (status === 413) throw new HttpError(413, 'EQUERY_TOO_LARGE', `a ${lane.name} query is ${expected} bytes`);
+      if (status === 413) throw new HttpError(413, 'EQUERY_TOO_LARGE', `a ${lane.name} query is ${expected} bytes, at most ${config.batch_max} per request`);
       throw new HttpError(400, 'EBAD_BODY', `could not read the query body: ${(err as Error).message}`);
     }
-    if (body.length !== expected) {
-      throw new HttpError(400, 'EQUERY_SIZE', `a ${lane.name} query is ${expected} bytes (m = ${lane.info.crs.m} uint32), got ${body.length}`);
+    if (body.length === 0 || body.length % expected !== 0) {
+      throw new HttpError(400, 'EQUERY_SIZE', `a ${lane.name} query is ${expected} bytes (m = ${lane.info.crs.m} uint32), 1..${config.batch_max} per request; got ${body.length} bytes`);
     }
+    const words = littleEndianWords(new Uint8Array(body.buffer, body.byteOffset, body.length));
+    const m = lane.info.crs.m;
+    const queries = Array.from({ length: body.length / expected }, (_, k) => words.subarray(k * m, (k + 1) * m));
     const scheduler = app.schedulers[lane.name];
     let result;
     try {
       // The kernel call copies the queries it is given; the body is not reused meanwhile.
-      result = await scheduler.submit(lane, littleEndianWords(new Uint8Array(body.buffer, body.byteOffset, body.length)));
+      result = await scheduler.submitMany(lane, queries);
     } catch (err) {
       if (err instanceof OverloadedError) {
         throw new HttpError(503, 'EOVERLOADED', `the ${lane.name} lane is at capacity; retry shortly`, {}, { 'Retry-After': '1' });
@@ -299,9 +309,14 @@ export function publicRouter(app: AppContext): Router {
     }
     generationHeaders(ctx, snap);
     ctx.set('X-Lanepir-Batch', String(result.batch));
+    ctx.set('X-Lanepir-Queries', String(queries.length));
     ctx.type = 'application/octet-stream';
-    const bytes = wordsToLittleEndian(result.answer);
-    ctx.body = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength); // a view, not a copy
+    if (result.answers.length === 1) {
+      const bytes = wordsToLittleEndian(result.answers[0]!);
+      ctx.body = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength); // a view, not a copy
+    } else {
+      ctx.body = Buffer.concat(result.answers.map((a) => wordsToLittleEndian(a)));
+    }
   });
   return router;
 }

@@ -29,6 +29,10 @@ const laneSummary = z.object({
   seed: z.string().regex(/^[0-9a-f]{32}$/),
   hint_sha256: z.string().regex(/^[0-9a-f]{64}$/),
   params_version: z.number().int().nonnegative(),
+  /** Keyword lanes only (absent: an index lane). */
+  layout: z.literal('keyword').optional(),
+  key_seed: z.string().regex(/^[0-9a-f]{32}$/).optional(),
+  bucket_choices: z.number().int().min(1).max(3).optional(),
 });
 
 const fileEntry = z.object({ size: z.number().int().nonnegative(), sha256: z.string().regex(/^[0-9a-f]{64}$/) });
