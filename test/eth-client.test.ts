@@ -233,7 +233,7 @@ test('viem through the EIP-1193 provider: balances, nonces, storage, balanceOf; 
   const bad = await t.throwsAsync(alone.request({ method: 'eth_getBalance', params: ['0x12', 'latest'] }));
   t.is((bad as ProviderRpcError).code, -32602);
   // A server that cannot answer makes a private method fail (no fallback), even with a passthrough.
-  const down = createLanepirProvider({ url: 'http://127.0.0.1:9', passthrough });
+  const down = createLanepirProvider({ url: 'http://127.0.0.1:4', passthrough });
   await t.throwsAsync(down.request({ method: 'eth_getBalance', params: [holder, 'latest'] }), { instanceOf: ProviderRpcError });
   t.deepEqual(passed, ['eth_gasPrice', 'eth_call']);
 });
