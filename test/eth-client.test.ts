@@ -185,8 +185,20 @@ test('20 incremental blocks with inserts, changes and deletes: every read equals
       t.is(r.block.number, BigInt(b));
       check(t, next, sample[k]!, r, `after reload ${b}, read ${k}`);
     });
+    // Earlier blocks the server still holds: read privately at the newest block, rebuilt by the public deltas.
+    if (b >= 503) {
+      for (const back of [1, 2]) {
+        const older = await client.readMany(sample.slice(0, 12), { block: b - back });
+        older.forEach((r, k) => {
+          t.is(r.block.number, BigInt(b - back));
+          t.is(r.block.hash, `0x${(b - back).toString(16).padStart(64, '0')}`);
+          check(t, models.get(BigInt(b - back))!, sample[k]!, r, `block ${b - back} read at ${b}, read ${k}`);
+        });
+      }
+    }
     current = next;
   }
+  await t.throwsAsync(client.getAccount(syn.account(0).address, { block: 505 }), { code: 'EBLOCK', message: /not served/ });
   t.true([...models.values()].some((m) => m.values.size !== model.values.size), 'blocks inserted and deleted keys');
   t.true((await client.getAccount(syn.account(0).address)).block.number === 520n);
 });
@@ -218,9 +230,11 @@ test('viem through the EIP-1193 provider: balances, nonces, storage, balanceOf; 
   t.is(await viem.getChainId(), 31337);
   t.is(await viem.getBalance({ address: holder, blockNumber: 500n }), want.balance);
   t.is(await viem.getBalance({ address: holder, blockTag: 'finalized' }), want.balance);
+  t.is(await provider.request({ method: 'eth_getBalance', params: [holder, { blockHash: `0x${'5a'.repeat(32)}` }] }), `0x${want.balance.toString(16)}`); // EIP-1898
+  await t.throwsAsync(provider.request({ method: 'eth_getBalance', params: [holder, { blockHash: `0x${'5b'.repeat(32)}` }] }), { message: /not served/ });
   t.deepEqual(passed, [], 'private reads never reach the passthrough');
   // A block the server does not serve fails; it is not forwarded.
-  await t.throwsAsync(viem.getBalance({ address: holder, blockNumber: 12n }), { message: /not the block the server serves/ });
+  await t.throwsAsync(viem.getBalance({ address: holder, blockNumber: 12n }), { message: /block 12 is not served/ });
   t.deepEqual(passed, []);
   // Other methods go to the passthrough: gas price, and balanceOf of a token the manifest does not list.
   t.is(await viem.getGasPrice(), 1_000_000_000n);
