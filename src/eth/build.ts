@@ -11,7 +11,7 @@ import { StoreError } from '../store/errors.js';
 import { writeNewFile } from '../store/fsutil.js';
 import { loadGeneration } from '../store/generation.js';
 import { type IncrementalResult, buildIncremental } from '../store/incremental.js';
-import { type KeywordLaneSpec, type PlacementCache } from '../store/keyword-builder.js';
+import { type KeywordLaneSpec, PlacementCache } from '../store/keyword-builder.js';
 import { generationDir, generationsDir } from '../store/layout.js';
 import { type Manifest } from '../store/manifest.js';
 import { type ProgressFn } from '../store/progress.js';
@@ -104,6 +104,7 @@ async function withScratch<T>(data: string, fn: (dir: string) => Promise<T>): Pr
 /** A full Ethereum generation from a state. */
 export async function buildEthState(opts: EthStateBuildOptions): Promise<BuildResult & { stats: EthBuildStats }> {
   checkBlockInfo(opts);
+  const started = performance.now();
   const hot = opts.hotManifest ?? HotManifest.empty();
   return withScratch(opts.data, async (scratch) => {
     let header: BlockHeaderLine | undefined;
@@ -142,7 +143,8 @@ export async function buildEthState(opts: EthStateBuildOptions): Promise<BuildRe
         Object.assign(files, await slots.finish(tmp, opts.id ?? String(opts.block)));
       },
     });
-    return { ...result, stats: { accounts: ingested.accounts, keys: ingested.keys } };
+    // durationMs: the whole build, reading the state included.
+    return { ...result, durationMs: performance.now() - started, stats: { accounts: ingested.accounts, keys: ingested.keys } };
   });
 }
 
@@ -166,6 +168,7 @@ export interface EthDiffBuildOptions extends EthBlockInfo {
 /** An Ethereum generation from its parent and a state diff. */
 export async function buildEthDiff(opts: EthDiffBuildOptions): Promise<IncrementalResult & { stats: IncrementalResult['stats'] & { eth: EthBuildStats } }> {
   checkBlockInfo(opts);
+  const started = performance.now();
   const parentDir = generationDir(opts.data, opts.from);
   const parent = await loadGeneration(parentDir).catch((err: Error) => {
     throw new StoreError('ENOGEN', `cannot build from generation ${opts.from}: ${err.message}`);
@@ -182,6 +185,8 @@ export async function buildEthDiff(opts: EthDiffBuildOptions): Promise<Increment
   } else lines = [...opts.diff];
   const info = mergeHeader(opts.block, opts, header, typeof opts.diff === 'string' ? opts.diff : 'state diff');
   const slotIndex = await SlotIndex.open(parentDir);
+  // One load of each lane's placement table serves the plaintext reads below and the build.
+  const placementCache = opts.placementCache ?? new PlacementCache();
   const ingested = await ingestDiff(lines, {
     oldManifest: old.manifest,
     newManifest: next,
@@ -189,7 +194,7 @@ export async function buildEthDiff(opts: EthDiffBuildOptions): Promise<Increment
     read: (lane, keys) => {
       const laneInfo = parent.lanes[lane];
       if (!laneInfo) throw new EthError('ENOT_ETH', `generation ${opts.from} has no ${lane} lane`);
-      return readLaneValues(laneInfo, parentDir, keys, opts.placementCache ? { data: opts.data, generation: opts.from, tables: opts.placementCache } : undefined);
+      return readLaneValues(laneInfo, parentDir, keys, { data: opts.data, generation: opts.from, tables: placementCache });
     },
   });
   const id = opts.id ?? String(opts.block);
@@ -203,7 +208,7 @@ export async function buildEthDiff(opts: EthDiffBuildOptions): Promise<Increment
     keywordChanges: { hot: toList(ingested.changes.hot), cold: toList(ingested.changes.cold) },
     ...(opts.publish !== undefined ? { publish: opts.publish } : {}),
     ...(opts.progress ? { progress: opts.progress } : {}),
-    ...(opts.placementCache ? { placementCache: opts.placementCache } : {}),
+    placementCache,
     ...(info.blockHash !== undefined ? { blockHash: info.blockHash } : {}),
     ...(info.chainId !== undefined ? { chainId: info.chainId } : {}),
     extraFiles: async (tmp, files) => {
@@ -217,5 +222,5 @@ export async function buildEthDiff(opts: EthDiffBuildOptions): Promise<Increment
       Object.assign(files, await slotIndex.writeChild(tmp, id, ingested.slotChanges, parent.manifest.files));
     },
   });
-  return { ...result, stats: { ...result.stats, eth: { moved: ingested.moved } } };
+  return { ...result, durationMs: performance.now() - started, stats: { ...result.stats, eth: { moved: ingested.moved } } };
 }
