@@ -77,7 +77,7 @@ export async function runClientBench(opts: ClientBenchOptions): Promise<{ figure
     }
 
     // Without the cached A (64 MiB less memory) every query streams A again.
-    const streaming = await PirClient.create(crs, hint, { cacheMatrix: false, verifyHint: false });
+    const streaming = await PirClient.create(crs, hint, { cacheMatrix: false });
     const streamMs: number[] = [];
     for (let i = 0; i < 3; i++) {
       t0 = performance.now();

@@ -128,9 +128,26 @@ export interface ReadBandwidthResult {
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 // dist/src/native.js -> <root>/build/Release/lanepir.node
-const addonPath = path.resolve(here, '..', '..', 'build', 'Release', 'lanepir.node');
+const root = path.resolve(here, '..', '..');
+const addonPath = path.join(root, 'build', 'Release', 'lanepir.node');
 
-export const native: NativeAddon = createRequire(import.meta.url)(addonPath) as NativeAddon;
+/**
+ * Loads the built addon from its one fixed place. Loading never builds
+ * anything (no `bindings`/prebuild fallbacks that shell out to node-gyp): a
+ * missing addon is an error that says how to build it.
+ */
+function loadAddon(): NativeAddon {
+  try {
+    return createRequire(import.meta.url)(addonPath) as NativeAddon;
+  } catch (err) {
+    if (errorCode(err) !== 'MODULE_NOT_FOUND') throw err;
+    throw Object.assign(new Error(`the native addon ${addonPath} is not built: run \`npm run build\` (or \`npm ci\`) in ${root}`), {
+      code: 'ENATIVE_MISSING',
+    });
+  }
+}
+
+export const native: NativeAddon = loadAddon();
 
 /** The error code of an addon error, or undefined. */
 export function errorCode(err: unknown): string | undefined {
@@ -154,14 +171,18 @@ export interface WorkerSlotState {
   /** Generation served (ids up to 31 bytes), null when none. */
   serving: string | null;
   requests?: number;
-  /** Up to 16 generations held, with their in-flight requests. */
+  /** Generations held, with their in-flight requests: all of them may be given; the first controlLayout.heldMax are listed. */
   held: { generation: string; inFlight: number }[];
+  /** How many generations are held (default held.length). */
+  heldTotal?: number;
 }
 
 export interface WorkerSlotRead extends WorkerSlotState {
   /** Unix ms of the slot's last write. */
   heartbeatAt: number;
   requests: number;
+  /** Generations the worker holds: more than held.length means the list overflowed (incomplete). */
+  heldTotal: number;
 }
 
 export interface ControlSegment {

@@ -4,10 +4,11 @@ import test from 'ava';
 import crypto from 'node:crypto';
 import { PirClient } from '../src/pir/client.js';
 import { parseCrs } from '../src/pir/crs.js';
-import { DEFAULT_COLUMNS, checkColumns, defaultColumns, failureLog2, maxColumnsForCorrectness } from '../src/pir/params.js';
+import { type LaneDelta } from '../src/pir/delta.js';
+import { DEFAULT_COLUMNS, LWE_N, checkColumns, defaultColumns, failureLog2, maxColumnsForCorrectness } from '../src/pir/params.js';
 import { MatrixStream, littleEndianWords, wordsToLittleEndian } from '../src/pir/prg.js';
 import { TABLE_SIZE, buildTable, sampleErrors } from '../src/pir/sampler.js';
-import { randomIndices, referenceAnswer, referenceLane } from './helpers.js';
+import { randomIndices, referenceAnswer, referenceHint, referenceLane } from './helpers.js';
 
 async function roundTrips(t: import('ava').ExecutionContext, data: Uint8Array, es: number, m: number, count: number) {
   const { crs, hint } = await referenceLane(data, es, m);
@@ -127,10 +128,101 @@ test('client rejects a wrong hint, a wrong answer size and an index outside the 
   await t.throwsAsync(PirClient.create(crs, bad), { message: /sha256/ });
   await t.throwsAsync(PirClient.create(crs, hint.subarray(4)), { message: /expected/ });
   const client = await PirClient.create(crs, hint);
-  await t.throwsAsync(client.query(64), { message: /outside the lane/ });
-  await t.throwsAsync(client.query(-1), { message: /outside the lane/ });
   const { state } = await client.query(1);
   t.throws(() => client.decode(new Uint8Array(12), state), { message: /expected/ });
+});
+
+test('an index outside the lane gets a query like any other; decode reports it (EINDEX) and wipes the secret', async (t) => {
+  const data = crypto.randomBytes(32 * 60);
+  const { crs, hint } = await referenceLane(data, 32, 16); // R = 4: indices 60..63 are padding
+  const client = await PirClient.create(crs, hint);
+  for (const index of [60, 63, 64, 1e15, -1, 2.5, Number.NaN]) {
+    const { query, state } = await client.query(index);
+    t.is(query.byteLength, 16 * 4, `index ${index}`);
+    const answer = wordsToLittleEndian(referenceAnswer(data, 32, 16, littleEndianWords(query)));
+    t.throws(() => client.decode(answer, state), { code: 'EINDEX', message: /outside the lane/ } as never, `index ${index}`);
+    t.true(state.secret.every((w) => w === 0));
+  }
+});
+
+test("the client owns its hint: changing the caller's bytes after create changes nothing", async (t) => {
+  const data = crypto.randomBytes(32 * 64);
+  const { crs, hint } = await referenceLane(data, 32, 16);
+  const bytes = Uint8Array.from(hint);
+  const client = await PirClient.create(crs, bytes);
+  bytes.fill(7); // e.g. a buffer the caller reuses
+  const { query, state } = await client.query(20);
+  const got = client.decode(wordsToLittleEndian(referenceAnswer(data, 32, 16, littleEndianWords(query))), state);
+  t.deepEqual(Buffer.from(got), data.subarray(20 * 32, 21 * 32));
+});
+
+/** Two generations of a small lane (entry `index` changed), their crs and hints, and the delta between them. */
+async function twoGenerations(index: number) {
+  const es = 32;
+  const m = 16;
+  const seed = crypto.randomBytes(16);
+  const data1 = crypto.randomBytes(es * 64);
+  const data2 = Buffer.from(data1);
+  crypto.randomBytes(es).copy(data2, index * es);
+  const lane = async (data: Buffer) => {
+    const hint = wordsToLittleEndian(await referenceHint(data, es, m, seed));
+    const crs = {
+      scheme: 'simplepir', n: LWE_N, q_bits: 32, p: 256, sigma: 6.4, m, R: 4, entry_size: es, entries: 64,
+      seed: seed.toString('hex'), prg: 'aes-128-ctr', hint_sha256: crypto.createHash('sha256').update(hint).digest('hex'), params_version: 1,
+    };
+    return { data, hint, crs };
+  };
+  const g1 = await lane(data1);
+  const g2 = await lane(data2);
+  const delta: LaneDelta = {
+    entrySize: es, m, n: LWE_N, seed, from: '1', to: '2', fromEntries: 64, toEntries: 64,
+    fromHintSha256: g1.crs.hint_sha256, toHintSha256: g2.crs.hint_sha256,
+    indices: [index], oldValues: data1.subarray(index * es, (index + 1) * es), newValues: data2.subarray(index * es, (index + 1) * es),
+  };
+  return { g1, g2, delta, es, m };
+}
+
+test('a query whose preparation is overtaken by applyDelta never decodes with the new hint', async (t) => {
+  const index = 21;
+  const { g1, g2, delta, es, m } = await twoGenerations(index);
+  const client = await PirClient.create(g1.crs, g1.hint);
+  // Hold the query at its first await (preparing a fresh secret) until the delta has landed.
+  const c = client as any;
+  const makePrepared = c.makePrepared.bind(client);
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  c.makePrepared = async (count: number) => {
+    await gate;
+    return makePrepared(count);
+  };
+  const pending = client.query(index);
+  c.makePrepared = makePrepared;
+  await client.applyDelta(delta, g2.crs);
+  release();
+  const { query, state } = await pending;
+  // The query was made while the client held generation 1: the server answers it from generation 1.
+  const answer = wordsToLittleEndian(referenceAnswer(g1.data, es, m, littleEndianWords(query)));
+  const err = t.throws(() => client.decode(answer, state));
+  t.is((err as { code?: string })?.code, 'ESTATE');
+  // Queries made after the update decode against generation 2.
+  const next = await client.query(index);
+  const got = client.decode(wordsToLittleEndian(referenceAnswer(g2.data, es, m, littleEndianWords(next.query))), next.state);
+  t.deepEqual(Buffer.from(got), g2.data.subarray(index * es, (index + 1) * es));
+});
+
+test('applyDelta with no changed entries still checks the hint it starts from against the new crs', async (t) => {
+  const { g1, g2 } = await twoGenerations(5);
+  const client = await PirClient.create(g1.crs, g1.hint);
+  // A delta that claims no entry changed, yet ends at another hint.
+  const empty: LaneDelta = {
+    entrySize: 32, m: 16, n: LWE_N, seed: Buffer.from(g1.crs.seed, 'hex'), from: '1', to: '2', fromEntries: 64, toEntries: 64,
+    fromHintSha256: g1.crs.hint_sha256, toHintSha256: g2.crs.hint_sha256, indices: [], oldValues: new Uint8Array(0), newValues: new Uint8Array(0),
+  };
+  await t.throwsAsync(client.applyDelta(empty, g2.crs), { code: 'EDELTA' } as never);
+  t.is(client.crs.hint_sha256, g1.crs.hint_sha256);
+  // A true no-op (a block that changed nothing in this lane) is taken.
+  await client.applyDelta({ ...empty, toHintSha256: g1.crs.hint_sha256 }, g1.crs);
+  t.is(client.crs.hint_sha256, g1.crs.hint_sha256);
 });
 
 test('prepared queries: A s precomputed before the index is known, without caching A', async (t) => {
@@ -178,7 +270,8 @@ test('the client path uses no Node-only module (it must run in browsers)', async
   for (const file of fs.readdirSync(dir).filter((f) => f.endsWith('.ts'))) {
     const text = fs.readFileSync(path.join(dir, file), 'utf8');
     const imports = [...text.matchAll(/from '([^']+)'/g)].map((m) => m[1]!);
-    for (const spec of imports) t.true(spec.startsWith('./'), `${file} imports ${spec}`);
+    // Relative imports, and the audited browser-safe hash library (keccak for keyword lanes).
+    for (const spec of imports) t.true(spec.startsWith('./') || spec.startsWith('@noble/hashes/'), `${file} imports ${spec}`);
     t.false(/\b(Buffer|process|require)\b[.(]/.test(text), `${file} uses a Node global`);
   }
 });

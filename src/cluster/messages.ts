@@ -13,6 +13,8 @@ export interface ErrorBody {
 export type WorkerMessage =
   | { t: 'secrets?' }
   | { t: 'ready'; slot: number; generation: string | null; publicUrl: string; adminUrl: string }
+  /** Sent just before a worker exits because it could not start; `listen` marks a listener that could not be opened. */
+  | { t: 'start-failed'; code: string; message: string; listen: boolean }
   | { t: 'reload'; id: string; target?: string }
   | { t: 'generations'; id: string }
   | { t: 'metrics'; id: string }

@@ -27,6 +27,27 @@ import { segmentName } from './segment.js';
 const SWITCH_TIMEOUT_MS = 5_000;
 const MAX_BACKOFF_MS = 5_000;
 const STABLE_AFTER_MS = 30_000;
+/**
+ * Crash-loop policy: a start fails when the worker exits before it is ready.
+ * When no worker is serving and every slot's last MAX_FAILED_STARTS starts
+ * failed (about 3 s of backoff plus the start times), the primary gives up:
+ * it stops the workers, removes the segment and reports a PrimaryError, so
+ * the process exits non-zero and its supervisor sees the outage.
+ */
+export const MAX_FAILED_STARTS = 5;
+/** How long workers may take to exit when the primary gives up, before SIGKILL. */
+const GIVE_UP_GRACE_MS = 5_000;
+
+/** The primary stopped without being asked to: no worker could start, or a listener cannot be opened. */
+export class PrimaryError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'PrimaryError';
+  }
+}
 
 interface WorkerState {
   slot: number;
@@ -34,6 +55,10 @@ interface WorkerState {
   name: string;
   ready: boolean;
   startedAt: number;
+  /** The generation published when it was forked: what it maps before it first writes its slot. */
+  forkedOn: string | null;
+  /** Why it could not start (its last message before exiting). */
+  startError?: { code: string; message: string; listen: boolean };
   /** Waiters for this worker's acknowledgements, by correlation id. */
   acks: Map<string, (msg: WorkerMessage | undefined) => void>;
 }
@@ -68,16 +93,62 @@ export interface PrimaryHandle {
   shutdown(): Promise<void>;
   /** Kill the workers and remove the segment now (a second signal). */
   forceStop(): void;
+  /**
+   * Settles when the primary has stopped: resolves after shutdown(), rejects
+   * with a PrimaryError when it gave up (workers stopped, segment removed).
+   */
+  done: Promise<void>;
 }
 
-export async function runPrimary(config: Config, logger: Logger = pino({ level: config.log_level, base: { role: 'primary' } })): Promise<PrimaryHandle> {
+/**
+ * Starts the cluster and resolves when every worker is ready. Rejects with a
+ * PrimaryError (after stopping the workers and removing the segment) when a
+ * listener cannot be opened, when workers cannot start (crash-loop policy
+ * above), or when `opts.signal` aborts the start (code ESTOPPED).
+ */
+export async function runPrimary(
+  config: Config,
+  logger: Logger = pino({ level: config.log_level, base: { role: 'primary' } }),
+  opts: { signal?: AbortSignal } = {},
+): Promise<PrimaryHandle> {
   const count = config.workers;
   const segment = control.controlCreate(segmentName(config), count);
+  let segmentRemoved = false;
+  const removeSegment = () => {
+    if (segmentRemoved) return;
+    segmentRemoved = true;
+    try {
+      segment.unlink();
+      segment.close();
+    } catch {
+      // closed already
+    }
+  };
   const metrics = new PrimaryMetrics();
   const aggregator = new AggregatorRegistry();
   const workers = new Map<number, WorkerState>();
   const backoff = new Map<number, number>();
+  /** Consecutive starts per slot that ended before the worker was ready. */
+  const failedStarts = new Map<number, number>();
+  /** Re-forks waiting out their backoff (they keep the event loop alive: a primary with no live worker must not just exit). */
+  const pendingForks = new Set<NodeJS.Timeout>();
   let shuttingDown = false;
+  /** All workers were ready once (start-up is over). */
+  let started = false;
+  let resolveStart: () => void = () => {};
+  let rejectStart: (err: Error) => void = () => {};
+  const whenStarted = new Promise<void>((resolve, reject) => {
+    resolveStart = resolve;
+    rejectStart = reject;
+  });
+  whenStarted.catch(() => {}); // awaited below
+  let resolveDone: () => void = () => {};
+  let rejectDone: (err: Error) => void = () => {};
+  const done = new Promise<void>((resolve, reject) => {
+    resolveDone = resolve;
+    rejectDone = reject;
+  });
+  done.catch(() => {}); // the caller observes it; never an unhandled rejection
   let servedLanes: LaneName[] = [];
   let urls: { publicUrl: string; adminUrl: string } | undefined;
 
@@ -106,10 +177,32 @@ export async function runPrimary(config: Config, logger: Logger = pino({ level: 
 
   const fork = (slot: number) => {
     const worker = cluster.fork({ ...env, LANEPIR_WORKER_SLOT: String(slot) });
-    const state: WorkerState = { slot, worker, name: `worker-${slot}-${worker.process.pid}`, ready: false, startedAt: Date.now(), acks: new Map() };
+    const state: WorkerState = {
+      slot,
+      worker,
+      name: `worker-${slot}-${worker.process.pid}`,
+      ready: false,
+      startedAt: Date.now(),
+      forkedOn: readPublishedSafe()?.generation ?? null,
+      acks: new Map(),
+    };
     workers.set(slot, state);
     worker.on('message', (msg: WorkerMessage) => onMessage(state, msg));
     worker.on('exit', (code, signal) => {
+      // Its last message (why it could not start) may still be in the IPC pipe: decide once the channel is drained.
+      if (!worker.isConnected()) onExit(code, signal);
+      else {
+        const fallback = setTimeout(() => onExit(code, signal), 1_000);
+        worker.once('disconnect', () => {
+          clearTimeout(fallback);
+          onExit(code, signal);
+        });
+      }
+    });
+    let exited = false;
+    const onExit = (code: number | null, signal: string | null) => {
+      if (exited) return;
+      exited = true;
       if (workers.get(slot) === state) workers.delete(slot);
       metrics.workers.set(workers.size);
       // A worker that dies mid-reload is dropped from it.
@@ -121,13 +214,70 @@ export async function runPrimary(config: Config, logger: Logger = pino({ level: 
         // segment already closed at shutdown
       }
       if (shuttingDown) return;
+      const cause = state.startError?.message ?? (signal ? `killed by ${signal}` : `exit code ${code}`);
+      if (!state.ready) {
+        failedStarts.set(slot, (failedStarts.get(slot) ?? 0) + 1);
+        // A listener that cannot be opened at start-up will not open on a retry.
+        if (!started && state.startError?.listen) return giveUp(new PrimaryError(state.startError.code, state.startError.message));
+        const allFailing = Array.from({ length: count }, (_, s) => failedStarts.get(s) ?? 0).every((n) => n >= MAX_FAILED_STARTS);
+        if (readyCount() === 0 && allFailing) {
+          return giveUp(
+            new PrimaryError(
+              'ECRASH_LOOP',
+              `giving up: no worker is serving and the last ${MAX_FAILED_STARTS} starts of every worker failed (last: ${cause})`,
+            ),
+          );
+        }
+      }
       const lived = Date.now() - state.startedAt;
       const delay = lived > STABLE_AFTER_MS ? 100 : Math.min(MAX_BACKOFF_MS, (backoff.get(slot) ?? 50) * 2);
       backoff.set(slot, delay);
-      logger.error({ worker: state.name, code, signal, restart_in_ms: delay }, 'worker exited; re-forking');
+      logger.error({ worker: state.name, code, signal, cause, restart_in_ms: delay }, 'worker exited; re-forking');
       metrics.restarts.inc();
-      setTimeout(() => !shuttingDown && fork(slot), delay).unref();
-    });
+      const timer = setTimeout(() => {
+        pendingForks.delete(timer);
+        if (!shuttingDown) fork(slot);
+      }, delay);
+      pendingForks.add(timer);
+    };
+  };
+
+  const readyCount = () => [...workers.values()].filter((w) => w.ready).length;
+  const exitOf = (w: WorkerState) => new Promise<void>((r) => (w.worker.isDead() ? r() : w.worker.once('exit', () => r())));
+
+  /** Stops everything after a failure that retrying cannot fix; the caller learns it from runPrimary or `done`. */
+  const giveUp = (err: PrimaryError) => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    for (const t of pendingForks) clearTimeout(t);
+    pendingForks.clear();
+    if (started) logger.fatal({ code: err.code, err: err.message }, 'primary gives up');
+    void (async () => {
+      const live = [...workers.values()];
+      const exits = Promise.all(live.map(exitOf));
+      for (const w of live) if (!w.worker.isDead()) w.worker.process.kill('SIGTERM');
+      const grace = setTimeout(() => live.forEach((w) => !w.worker.isDead() && w.worker.process.kill('SIGKILL')), GIVE_UP_GRACE_MS);
+      await exits;
+      clearTimeout(grace);
+      removeSegment();
+      if (started) rejectDone(err);
+      else rejectStart(err);
+    })();
+  };
+
+  // Whatever ends this process (an uncaught exception, process.exit), the segment
+  // goes and no worker outlives it.
+  process.on('exit', () => {
+    for (const w of workers.values()) if (!w.worker.isDead()) w.worker.process.kill('SIGKILL');
+    removeSegment();
+  });
+
+  const readPublishedSafe = () => {
+    try {
+      return segment.readPublished();
+    } catch {
+      return undefined;
+    }
   };
 
   /** A worker's slot, or undefined if it cannot be read (left mid-write by a worker that died). */
@@ -162,6 +312,8 @@ export async function runPrimary(config: Config, logger: Logger = pino({ level: 
   let chain: Promise<unknown> = Promise.resolve();
   let inProgress: { target: string | undefined; promise: Promise<ClusterReloadResult> } | undefined;
   let reloadSeq = 0;
+  /** The generation a reload is validating or preparing: workers may be mapping it, so it is held. */
+  let reloading: string | null = null;
   /** Generations validated before (what a swap back to one needs: no disk access). */
   const validated = new Map<string, { dir: string; blockNumber: number; lanes: LaneName[] }>();
 
@@ -201,6 +353,7 @@ export async function runPrimary(config: Config, logger: Logger = pino({ level: 
     });
     try {
       const { id, dir } = await resolveGeneration(config.data_dir, target).catch(rethrow);
+      reloading = id;
       if (before?.generation === id) {
         for (const [w, c] of confirmations) {
           c.prepared = c.switched = readSlot(w.slot)?.serving === id;
@@ -296,6 +449,8 @@ export async function runPrimary(config: Config, logger: Logger = pino({ level: 
       metrics.reloads.inc({ result: 'refused' });
       logger.warn({ err: (err as Error).message }, 'reload refused');
       throw err;
+    } finally {
+      reloading = null;
     }
   };
 
@@ -310,25 +465,43 @@ export async function runPrimary(config: Config, logger: Logger = pino({ level: 
     else logger.error({ worker: w.name, generation: id }, 'worker could not catch up with the published generation');
   };
 
+  /**
+   * What every worker holds, for operators and `lanepir prune`. A worker's list
+   * is complete unless its slot overflowed (held_total > listed) or could not
+   * be read; `held_complete` is false if any is not, and prune then deletes
+   * nothing. A worker that has not written its slot yet holds at most the
+   * generation published when it was forked.
+   */
   const generations = () => {
     const published = segment.readPublished();
+    let complete = true;
+    const list = [...workers.values()]
+      .sort((a, b) => a.slot - b.slot)
+      .map((w) => {
+        const s = readSlot(w.slot);
+        const slotWritten = s !== undefined && s.pid !== 0;
+        const held = slotWritten ? s.held.map((h) => ({ generation: h.generation, in_flight: h.inFlight })) : w.forkedOn ? [{ generation: w.forkedOn, in_flight: 0 }] : [];
+        const heldTotal = slotWritten ? s.heldTotal : held.length;
+        const heldComplete = s !== undefined && heldTotal <= held.length;
+        if (!heldComplete) complete = false;
+        return {
+          worker: w.name,
+          slot: w.slot,
+          pid: (slotWritten && s.pid) || (w.worker.process.pid ?? 0),
+          ready: w.ready,
+          serving: s?.serving ?? null,
+          heartbeat_age_ms: s?.heartbeatAt ? Date.now() - s.heartbeatAt : null,
+          requests: s?.requests ?? 0,
+          generations: held,
+          held_total: heldTotal,
+          held_complete: heldComplete,
+        };
+      });
     return {
       published: published && { generation: published.generation, block_number: published.blockNumber, published_at: new Date(published.publishedAt).toISOString(), dir: published.dir },
-      workers: [...workers.values()]
-        .sort((a, b) => a.slot - b.slot)
-        .map((w) => {
-          const s = readSlot(w.slot) ?? { pid: 0, serving: null, heartbeatAt: 0, requests: 0, held: [] };
-          return {
-            worker: w.name,
-            slot: w.slot,
-            pid: s.pid || (w.worker.process.pid ?? 0),
-            ready: w.ready,
-            serving: s.serving,
-            heartbeat_age_ms: s.heartbeatAt ? Date.now() - s.heartbeatAt : null,
-            requests: s.requests,
-            generations: s.held.map((h) => ({ generation: h.generation, in_flight: h.inFlight })),
-          };
-        }),
+      reloading,
+      held_complete: complete,
+      workers: list,
     };
   };
 
@@ -343,8 +516,12 @@ export async function runPrimary(config: Config, logger: Logger = pino({ level: 
       case 'secrets?':
         send(w, { t: 'secrets', adminToken: adminToken ?? null });
         break;
+      case 'start-failed':
+        w.startError = { code: msg.code, message: msg.message, listen: msg.listen };
+        break;
       case 'ready':
         w.ready = true;
+        failedStarts.set(w.slot, 0);
         urls ??= { publicUrl: msg.publicUrl, adminUrl: msg.adminUrl };
         metrics.workers.set([...workers.values()].filter((x) => x.ready).length);
         logger.info({ worker: w.name, generation: msg.generation }, 'worker ready');
@@ -378,36 +555,44 @@ export async function runPrimary(config: Config, logger: Logger = pino({ level: 
   };
 
   for (let slot = 0; slot < count; slot++) fork(slot);
-  // Wait until every worker is listening (or has died trying: then it is re-forked).
-  await new Promise<void>((resolve) => {
-    const check = () => ([...workers.values()].filter((w) => w.ready).length >= count ? resolve() : readyWaiters.push(check));
-    check();
-  });
+  // Wait until every worker is listening (one that dies trying is re-forked,
+  // within the crash-loop policy); a signal may abort the start.
+  const onAbort = () => giveUp(new PrimaryError('ESTOPPED', 'stopped by a signal before the workers were ready'));
+  if (opts.signal?.aborted) onAbort();
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  const check = () => (readyCount() >= count ? resolveStart() : readyWaiters.push(check));
+  check();
+  try {
+    await whenStarted;
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+  }
+  started = true;
 
-  const shutdown = async () => {
-    if (shuttingDown) return;
-    shuttingDown = true;
-    const exits = [...workers.values()].map((w) => new Promise<void>((r) => (w.worker.isDead() ? r() : w.worker.once('exit', () => r()))));
-    for (const w of workers.values()) send(w, { t: 'shutdown' });
-    const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), config.shutdown_timeout_ms + 5_000).unref());
-    if ((await Promise.race([Promise.all(exits), timeout])) === 'timeout') {
-      for (const w of workers.values()) w.worker.process.kill('SIGKILL');
-      await Promise.all(exits);
-    }
-    segment.unlink();
-    segment.close();
-    logger.info('stopped');
-  };
+  let stopping: Promise<void> | undefined;
+  const shutdown = () =>
+    (stopping ??= (async () => {
+      shuttingDown = true;
+      for (const t of pendingForks) clearTimeout(t);
+      pendingForks.clear();
+      const exits = [...workers.values()].map(exitOf);
+      for (const w of workers.values()) send(w, { t: 'shutdown' });
+      const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), config.shutdown_timeout_ms + 5_000).unref());
+      if ((await Promise.race([Promise.all(exits), timeout])) === 'timeout') {
+        for (const w of workers.values()) w.worker.process.kill('SIGKILL');
+        await Promise.all(exits);
+      }
+      removeSegment();
+      logger.info('stopped');
+      resolveDone();
+    })());
 
   const forceStop = () => {
     shuttingDown = true;
+    for (const t of pendingForks) clearTimeout(t);
     for (const w of workers.values()) w.worker.process.kill('SIGKILL');
-    try {
-      segment.unlink();
-    } catch {
-      // already removed by shutdown()
-    }
+    removeSegment();
   };
 
-  return { publicUrl: urls!.publicUrl, adminUrl: urls!.adminUrl, segment, reload, shutdown, forceStop };
+  return { publicUrl: urls!.publicUrl, adminUrl: urls!.adminUrl, segment, reload, shutdown, forceStop, done };
 }

@@ -5,35 +5,41 @@
 //   answer ans = X qu                               (entry_size * R words)
 //   decode v = ans[t] - 128 * sum(qu) - H[t] s  =  Delta (x - 128) + noise
 import { type Crs, parseCrs, answerBytes, hexToBytes, bytesToHex, hintBytes } from './crs.js';
-import { type LaneDelta, addEntryChange, checkDelta, decodeDelta, growHint } from './delta.js';
+import { type LaneDelta, addEntryChange, checkDelta, decodeDelta, growHint, isGenerationId } from './delta.js';
+import { PirClientError } from './errors.js';
 import { DELTA, PLAIN_MODULUS } from './params.js';
 import { MatrixStream, littleEndianWords, wordsToLittleEndian } from './prg.js';
 import { randomWords } from './random.js';
 import { sampleErrors } from './sampler.js';
 
-export class PirClientError extends Error {
-  constructor(
-    message: string,
-    readonly code: string,
-  ) {
-    super(message);
-    this.name = 'PirClientError';
-  }
-}
+export { PirClientError } from './errors.js';
 
 export interface PirClientOptions {
-  /** Check hint.bin against crs.hint_sha256 (default true). */
-  verifyHint?: boolean;
   /**
    * Keep A in memory (m * n * 4 bytes: 64 MiB for m = 16384) so preparing a
    * query costs one matrix-vector product instead of regenerating A. Default true.
    */
   cacheMatrix?: boolean;
+  /**
+   * The generation id the crs and hint belong to. Query states carry it (a
+   * query must be sent to that generation) and applyDelta() checks deltas
+   * against it and moves it to the delta's end.
+   */
+  generation?: string;
 }
 
-/** What decode() needs; single use (the secret is wiped after decoding). */
+/**
+ * What decode() needs, captured when the query is made (before any await):
+ * single use (the secret is wiped after decoding).
+ */
 export interface QueryState {
+  /** The index asked for, as given (decode() reports it if it is not in the lane). */
   readonly index: number;
+  /** The lane's parameters the query was made with. */
+  readonly crs: Crs;
+  /** The generation the query was made for (PirClientOptions.generation): send it there. */
+  readonly generation: string | undefined;
+  /** sha256 of the hint the answer must be decoded with (crs.hint_sha256). */
   readonly hintSha256: string;
   /** Secret s, cleared once decoded. */
   secret: Uint32Array;
@@ -57,12 +63,16 @@ export class PirClient {
   private readonly pool: Prepared[] = [];
   private matrix: Uint32Array | undefined;
   private matrixPromise: Promise<Uint32Array> | undefined;
-  /** Set while applyDelta() rewrites the hint: decode() must not read it half-updated. */
-  private updating = false;
+  /** Set while an applyDelta() runs: one at a time. */
+  private applying = false;
+  /** Set while applyDelta() rewrites the hint in place: decode() must not read it half-updated. */
+  private rewriting = false;
 
   private constructor(
+    /** Always the crs whose hint_sha256 is the sha256 of `hint` (checked whenever either changes). */
     private params: Crs,
     private hint: Uint32Array,
+    private generationId: string | undefined,
     private readonly stream: MatrixStream,
     private readonly cacheMatrix: boolean,
   ) {}
@@ -72,20 +82,32 @@ export class PirClient {
     return this.params;
   }
 
-  /** A client for the lane described by `crs` (parsed crs.json) with its hint.bin bytes. */
+  /** The generation the hint belongs to, when known (PirClientOptions.generation, then each delta's end). */
+  get generation(): string | undefined {
+    return this.generationId;
+  }
+
+  /**
+   * A client for the lane described by `crs` (parsed crs.json) with its
+   * hint.bin bytes. The hint is used only if its sha256 is crs.hint_sha256
+   * (EHINT otherwise); the client keeps its own copy of both.
+   */
   static async create(crs: unknown, hint: Uint8Array, options: PirClientOptions = {}): Promise<PirClient> {
-    const params = parseCrs(crs);
+    const params = frozenCrs(crs);
+    if (options.generation !== undefined && !isGenerationId(options.generation)) {
+      throw new PirClientError(`invalid generation id ${JSON.stringify(options.generation)}`, 'EPARAMS');
+    }
     if (hint.byteLength !== hintBytes(params)) {
       throw new PirClientError(`hint has ${hint.byteLength} bytes, expected ${hintBytes(params)}`, 'EHINT');
     }
-    if (options.verifyHint !== false) {
-      const digest = bytesToHex(new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', hint)));
-      if (digest !== params.hint_sha256) {
-        throw new PirClientError(`hint sha256 ${digest} does not match crs.hint_sha256 ${params.hint_sha256}`, 'EHINT');
-      }
+    // Our own copy, hashed after copying: the caller may reuse its buffer.
+    const own = new Uint8Array(hint);
+    const digest = await sha256Hex(own);
+    if (digest !== params.hint_sha256) {
+      throw new PirClientError(`hint sha256 ${digest} does not match crs.hint_sha256 ${params.hint_sha256}`, 'EHINT');
     }
     const stream = await MatrixStream.create(hexToBytes(params.seed), params.n);
-    return new PirClient(params, littleEndianWords(hint), stream, options.cacheMatrix !== false);
+    return new PirClient(params, littleEndianWords(own), options.generation, stream, options.cacheMatrix !== false);
   }
 
   get entries(): number {
@@ -145,34 +167,62 @@ export class PirClient {
     return matrix;
   }
 
-  /** A query for entry `index`: the bytes to send and the state decode() needs. */
+  /**
+   * A query for entry `index`: the bytes to send and the state decode() needs.
+   * Whatever the index, the query is made the same way and has the same size:
+   * an index outside the lane (or not an index at all) gets a query for its
+   * column (index mod m) or a random one, and decode() reports it (EINDEX)
+   * after the round trip, so that the server cannot learn from the client's
+   * behaviour whether the index was inside the lane it described.
+   */
   async query(index: number): Promise<{ query: Uint8Array; state: QueryState }> {
-    if (!Number.isSafeInteger(index) || index < 0 || index >= this.crs.entries) {
-      throw new PirClientError(`index ${index} is outside the lane (0..${this.crs.entries - 1})`, 'EINDEX');
-    }
+    // Everything decoding depends on, taken before the first await: an applyDelta() may land meanwhile.
+    const crs = this.params;
+    const generation = this.generationId;
+    const column = Number.isSafeInteger(index) && index >= 0 ? index % crs.m : randomWords(1)[0]! % crs.m;
     // Each prepared secret is used exactly once; without one ready, make one for this query
-    // (not through the pool: a concurrent query could take it first).
+    // (not through the pool: a concurrent query could take it first). A depends only on the seed
+    // and m, which applyDelta() never changes.
     const { secret, base } = this.pool.shift() ?? (await this.makePrepared(1))[0]!;
-    const column = index % this.crs.m;
     base[column] = (base[column]! + DELTA) >>> 0;
     let sum = 0;
     for (let c = 0; c < base.length; c++) sum = (sum + base[c]!) | 0;
-    const state: QueryState = { index, hintSha256: this.crs.hint_sha256, secret, querySum: sum >>> 0, used: false };
+    const state: QueryState = { index, crs, generation, hintSha256: crs.hint_sha256, secret, querySum: sum >>> 0, used: false };
     return { query: wordsToLittleEndian(base), state };
   }
 
-  /** Decodes the server's answer to the query that produced `state`. */
+  /** Wipes the secret of a query that will not be decoded (e.g. its request failed). */
+  discard(state: QueryState): void {
+    state.used = true;
+    state.secret.fill(0);
+  }
+
+  /**
+   * Decodes the server's answer to the query that produced `state`, with the
+   * hint that query was made for: ESTATE when the client has moved to another
+   * hint since (applyDelta), EBUSY while it is moving, EANSWER for an answer of
+   * the wrong size, EINDEX when the index is not in the lane (reported only
+   * now, after the round trip).
+   */
   decode(answer: Uint8Array, state: QueryState): Uint8Array {
-    if (this.updating) throw new PirClientError('the hint is being updated (applyDelta); decode after it finishes', 'EBUSY');
     if (state.used) throw new PirClientError('this query state was already decoded; secrets are single use', 'ESTATE');
-    if (state.hintSha256 !== this.crs.hint_sha256) throw new PirClientError('query state belongs to another lane or generation', 'ESTATE');
-    const expected = answerBytes(this.crs);
+    if (this.rewriting) throw new PirClientError('the hint is being updated (applyDelta); decode after it finishes', 'EBUSY');
+    if (state.hintSha256 !== this.params.hint_sha256) {
+      throw new PirClientError(
+        `the query was made for ${state.generation !== undefined ? `generation ${state.generation}` : 'another hint'}, but the client now holds the hint of ${this.generationId !== undefined ? `generation ${this.generationId}` : 'another one'}; query again`,
+        'ESTATE',
+      );
+    }
+    const crs = state.crs;
+    const expected = answerBytes(crs);
     if (answer.byteLength !== expected) {
       throw new PirClientError(`answer has ${answer.byteLength} bytes, expected ${expected}`, 'EANSWER');
     }
     const ans = littleEndianWords(answer);
-    const { n, m, entry_size: es } = this.crs;
-    const row = Math.floor(state.index / m);
+    const { n, m, entry_size: es, entries } = crs;
+    const inLane = Number.isSafeInteger(state.index) && state.index >= 0 && state.index < entries;
+    // Outside the lane: the same work on row 0, then EINDEX.
+    const row = inLane ? Math.floor(state.index / m) : 0;
     const s = state.secret;
     const out = new Uint8Array(es);
     const correction = Math.imul(PLAIN_MODULUS / 2, state.querySum);
@@ -186,6 +236,13 @@ export class PirClient {
     }
     state.used = true;
     s.fill(0);
+    if (!inLane) {
+      out.fill(0);
+      throw new PirClientError(
+        `index ${state.index} is outside the lane (0..${entries - 1})${state.generation !== undefined ? ` of generation ${state.generation}` : ''}`,
+        'EINDEX',
+      );
+    }
     return out;
   }
 
@@ -195,15 +252,20 @@ export class PirClient {
    * whole column; keyword lanes read all of it (a column is a bucket).
    */
   decodeColumn(answer: Uint8Array, state: QueryState): Uint8Array {
-    if (this.updating) throw new PirClientError('the hint is being updated (applyDelta); decode after it finishes', 'EBUSY');
     if (state.used) throw new PirClientError('this query state was already decoded; secrets are single use', 'ESTATE');
-    if (state.hintSha256 !== this.crs.hint_sha256) throw new PirClientError('query state belongs to another lane or generation', 'ESTATE');
-    const expected = answerBytes(this.crs);
+    if (this.rewriting) throw new PirClientError('the hint is being updated (applyDelta); decode after it finishes', 'EBUSY');
+    if (state.hintSha256 !== this.params.hint_sha256) {
+      throw new PirClientError(
+        `the query was made for ${state.generation !== undefined ? `generation ${state.generation}` : 'another hint'}, but the client now holds the hint of ${this.generationId !== undefined ? `generation ${this.generationId}` : 'another one'}; query again`,
+        'ESTATE',
+      );
+    }
+    const expected = answerBytes(state.crs);
     if (answer.byteLength !== expected) {
       throw new PirClientError(`answer has ${answer.byteLength} bytes, expected ${expected}`, 'EANSWER');
     }
     const ans = littleEndianWords(answer);
-    const { n } = this.crs;
+    const { n } = state.crs;
     const rows = ans.length;
     const s = state.secret;
     const out = new Uint8Array(rows);
@@ -227,17 +289,30 @@ export class PirClient {
    * one `newCrs` describes. Each changed byte costs n multiply-adds with row
    * c of A; the hint grows when the lane gained record rows. The result must
    * hash to newCrs.hint_sha256; otherwise nothing changes and EDELTA is
-   * thrown. Query states made before the update no longer decode (ESTATE).
+   * thrown. With no changed entry and no new record row the hint stays as
+   * it is, and it must hash to newCrs.hint_sha256 all the same. When the
+   * client knows its generation, the delta must start there; the client
+   * then belongs to the delta's end. Query states made before the update no
+   * longer decode (ESTATE).
    */
   async applyDelta(delta: Uint8Array | LaneDelta, newCrs: unknown): Promise<void> {
-    if (this.updating) throw new PirClientError('another applyDelta() is running', 'EBUSY');
+    if (this.applying) throw new PirClientError('another applyDelta() is running', 'EBUSY');
+    this.applying = true;
+    try {
+      await this.applyDeltaExclusive(delta, newCrs);
+    } finally {
+      this.applying = false;
+    }
+  }
+
+  private async applyDeltaExclusive(delta: Uint8Array | LaneDelta, newCrs: unknown): Promise<void> {
     const fail: (message: string) => never = (message) => {
       throw new PirClientError(message, 'EDELTA');
     };
     let next: Crs;
     let d: LaneDelta;
     try {
-      next = parseCrs(newCrs);
+      next = frozenCrs(newCrs);
       if (delta instanceof Uint8Array) d = decodeDelta(delta);
       else {
         checkDelta(delta);
@@ -251,22 +326,28 @@ export class PirClient {
       fail('the lane parameters changed (seed, m, entry size or params_version): download the hint again');
     }
     if (bytesToHex(d.seed) !== cur.seed || d.m !== cur.m || d.n !== cur.n || d.entrySize !== cur.entry_size) fail('the delta is for another lane (seed, m, n or entry size differ)');
+    if (this.generationId !== undefined && d.from !== this.generationId) fail(`the delta starts from generation ${d.from}, not from this client's generation ${this.generationId}`);
     if (d.fromHintSha256 !== cur.hint_sha256 || d.fromEntries !== cur.entries) fail(`the delta starts from generation ${d.from}, not from this client's hint`);
     if (d.toHintSha256 !== next.hint_sha256 || d.toEntries !== next.entries) fail(`the delta ends at generation ${d.to}, which is not the one newCrs describes`);
     if (d.indices.length === 0 && next.R === cur.R) {
+      // Nothing to add: the hint stays, so the hint we hold must be the one newCrs announces.
+      if (next.hint_sha256 !== cur.hint_sha256) fail(`the delta changes no entry but newCrs announces another hint (${next.hint_sha256}); the old hint is kept`);
+      const digest = await sha256Hex(wordsToLittleEndian(this.hint));
+      if (digest !== next.hint_sha256) fail(`the hint held has sha256 ${digest}, not ${next.hint_sha256}`);
       this.params = next;
+      this.generationId = d.to;
       return;
     }
 
     const { n, m, entry_size: es } = cur;
-    this.updating = true;
+    const columns = [...new Set(d.indices.map((i) => i % m))].sort((a, b) => a - b);
+    const rows = await matrixRows(this.stream, this.matrix, m, n, columns);
+    const grow = next.R > cur.R;
+    if (grow && !d.zeroRow) fail('the lane gains record rows but the delta has no zero row');
+    // Growing needs a new buffer anyway (decoding goes on meanwhile); otherwise update in place and undo on mismatch.
+    const target = grow ? growHint(this.hint, es, n, next.R, d.zeroRow!) : this.hint;
+    this.rewriting = !grow;
     try {
-      const columns = [...new Set(d.indices.map((i) => i % m))].sort((a, b) => a - b);
-      const rows = await matrixRows(this.stream, this.matrix, m, n, columns);
-      const grow = next.R > cur.R;
-      if (grow && !d.zeroRow) fail('the lane gains record rows but the delta has no zero row');
-      // Growing needs a new buffer anyway; otherwise update in place and undo on mismatch.
-      const target = grow ? growHint(this.hint, es, n, next.R, d.zeroRow!) : this.hint;
       const apply = (sign: 1 | -1) => {
         for (let k = 0; k < d.indices.length; k++) {
           const i = d.indices[k]!;
@@ -276,7 +357,7 @@ export class PirClient {
       apply(1);
       let digest: string;
       try {
-        digest = bytesToHex(new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', wordsToLittleEndian(target))));
+        digest = await sha256Hex(wordsToLittleEndian(target));
       } catch (err) {
         if (!grow) apply(-1);
         throw err;
@@ -285,12 +366,23 @@ export class PirClient {
         if (!grow) apply(-1); // mod 2^32 arithmetic undoes exactly
         fail(`the updated hint has sha256 ${digest}, not newCrs.hint_sha256 ${next.hint_sha256}; the old hint is kept`);
       }
+      // Hint, crs and generation change together, with no await in between.
       this.hint = target;
       this.params = next;
+      this.generationId = d.to;
     } finally {
-      this.updating = false;
+      this.rewriting = false;
     }
   }
+}
+
+/** A checked, frozen copy of a crs: neither the caller nor a user of `client.crs` can change it later. */
+function frozenCrs(value: unknown): Crs {
+  return Object.freeze({ ...parseCrs(value) });
+}
+
+async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  return bytesToHex(new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', bytes)));
 }
 
 /** Rows of A for the given columns, keyed by column: from the cached matrix, a full pass, or one row at a time. */

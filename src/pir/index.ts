@@ -1,5 +1,6 @@
 // Public client API: everything a wallet needs to query a lanepir server.
-export { PirClient, PirClientError, type PirClientOptions, type QueryState } from './client.js';
+export { PirClient, type PirClientOptions, type QueryState } from './client.js';
+export { PirClientError, fetchError, describeCause } from './errors.js';
 export { type Crs, type KeywordCrs, type LaneLayout, parseCrs, isKeywordCrs, queryBytes, answerBytes, hintBytes, hexToBytes, bytesToHex, KEYWORD_ENTRY_SIZE, KEYWORD_TAG_BYTES, KEYWORD_VALUE_BYTES } from './crs.js';
 export * from './params.js';
 export {
@@ -10,6 +11,8 @@ export {
   mergeDeltas,
   checkDelta,
   grownRows,
+  isGenerationId,
+  generationBlockNumber,
   DELTA_MAGIC,
   DELTA_VERSION,
 } from './delta.js';

@@ -5,7 +5,9 @@
 //
 // Cluster workers use the two halves separately: prepare() opens a generation
 // without serving it, commit() swaps it in when the primary says so.
+import fsp, { type FileHandle } from 'node:fs/promises';
 import { type Config } from '../config.js';
+import { hintBytes } from '../pir/crs.js';
 import { type LaneHandle } from '../native.js';
 import { StoreError } from '../store/errors.js';
 import { type GenerationInfo, loadGeneration, openLane, resolveGeneration } from '../store/generation.js';
@@ -88,17 +90,23 @@ export class Reloader {
     const mode = this.config.use_mmap ? 'mmap' : 'memory';
     const lanes: Partial<Record<LaneName, ServedLane>> = {};
     const opened: LaneHandle[] = [];
+    const hints: FileHandle[] = [];
     try {
       for (const name of LANES) {
         const l = info.lanes[name];
         if (!l) continue;
+        // The hint stays open with the lane, so a served generation's hint is readable even after its files are pruned.
+        const hint = await fsp.open(l.hintPath, 'r');
+        hints.push(hint);
+        const st = await hint.stat();
+        if (!st.isFile() || st.size !== hintBytes(l.crs)) throw new StoreError('EHINT', `${name}: hint.bin changed since it was validated`);
         const handle = await openLane(l, mode);
         opened.push(handle);
-        lanes[name] = { name, info: l, handle };
+        lanes[name] = { name, info: l, handle, hint };
         if (warm) await handle.warm();
       }
     } catch (err) {
-      await Promise.all(opened.map((h) => h.release()));
+      await Promise.all([...opened.map((h) => h.release()), ...hints.map((h) => h.close().catch(() => {}))]);
       rethrow(err);
     }
     return new Snapshot(info, lanes, mode, this.onSnapshotClosed);
