@@ -74,6 +74,13 @@ export interface KeywordResult {
   exists: boolean;
   /** 32 bytes (all zero when absent). */
   value: Uint8Array;
+  /**
+   * The decoded candidate columns (column -> entry_size * R bytes, record row
+   * r's entry at r * entry_size): what the lane held there at the round's
+   * generation. Reads of an earlier generation rebuild its columns from these
+   * and the public delta between the two (src/eth/client.ts).
+   */
+  columns?: Map<number, Uint8Array>;
 }
 
 /** Uniform column in [0, m) from the CSPRNG (rejection sampling, no modulo bias). */
@@ -152,5 +159,5 @@ export function decodeKeyword(client: PirClient, q: KeywordQueries, answers: Uin
       found = column.slice(off + KEYWORD_TAG_BYTES, off + es);
     }
   }
-  return found ? { exists: true, value: found } : { exists: false, value: new Uint8Array(KEYWORD_VALUE_BYTES) };
+  return found ? { exists: true, value: found, columns: decoded } : { exists: false, value: new Uint8Array(KEYWORD_VALUE_BYTES), columns: decoded };
 }

@@ -11,6 +11,7 @@ import { type Config, configHash } from '../config.js';
 import { answerBytes, hintBytes, queryBytes } from '../pir/crs.js';
 import { littleEndianWords, wordsToLittleEndian } from '../pir/prg.js';
 import { GENERATION_ID, isLaneName, type LaneName } from '../store/layout.js';
+import { isEthGeneration, readHotManifest } from '../eth/generation-files.js';
 import { DeltaGoneError } from './delta.js';
 import { DeltaBusyError, type DeltaService } from './deltas.js';
 import { publicLimits, sendTimeouts, whenDone } from './limits.js';
@@ -170,6 +171,8 @@ function laneSummary(lane: ServedLane) {
 export function publicRouter(app: AppContext): Router {
   const { store, config } = app;
   const router = new Router();
+  /** Each generation's hot manifest, read and checked once. */
+  const hotManifests = new WeakMap<Snapshot, ReturnType<typeof readHotManifest>>();
   router.get('/health', (ctx) => {
     ctx.body = { status: 'ok' };
   });
@@ -188,12 +191,15 @@ export function publicRouter(app: AppContext): Router {
       ready: cur !== undefined,
       generation: cur?.id ?? null,
       block_number: cur?.blockNumber ?? null,
+      block_hash: cur?.generation.manifest.block_hash ?? null,
+      chain_id: cur?.generation.manifest.chain_id ?? null,
       mmap_mode: config.use_mmap,
       batch_max: config.batch_max,
       lanes: Object.fromEntries((cur?.laneNames ?? []).map((l) => [l, laneSummary(cur!.lanes[l]!)])),
       generations: store.queryable().map((s) => ({
         generation: s.id,
         block_number: s.blockNumber,
+        block_hash: s.generation.manifest.block_hash ?? null,
         current: s === cur,
         lanes: Object.fromEntries(
           s.laneNames.map((l) => [l, { params_version: s.lanes[l]!.info.crs.params_version ?? 1, hint_sha256: s.lanes[l]!.info.crs.hint_sha256 }]),
@@ -207,6 +213,39 @@ export function publicRouter(app: AppContext): Router {
     generationHeaders(ctx, snap);
     ctx.set('Cache-Control', ctx.query.generation ? 'public, max-age=31536000, immutable' : 'no-cache');
     ctx.body = lane.info.crs;
+  });
+  router.get('/manifest', async (ctx) => {
+    const snap = pinSnapshot(ctx, store, app.metrics);
+    if (!isEthGeneration(snap.generation.manifest)) {
+      throw new HttpError(404, 'ENO_HOT_MANIFEST', `generation ${snap.id} carries no hot manifest (it was not built from Ethereum state)`);
+    }
+    let served = hotManifests.get(snap);
+    if (!served) {
+      served = readHotManifest(snap.generation.dir, snap.generation.manifest);
+      hotManifests.set(snap, served);
+      served.catch(() => hotManifests.delete(snap)); // a failed read is retried, never cached
+    }
+    let file: Awaited<typeof served>;
+    try {
+      file = await served;
+    } catch (err) {
+      app.logger.error({ generation: snap.id, err: (err as Error).message }, 'hot manifest unreadable');
+      throw new HttpError(500, 'EHOT_MANIFEST', `the hot manifest of generation ${snap.id} failed its checks`);
+    }
+    generationHeaders(ctx, snap);
+    // The block this manifest is of, so a client knows a generation's block from one cacheable response.
+    const { block_hash: blockHash, chain_id: chainId } = snap.generation.manifest;
+    if (blockHash) ctx.set('X-Lanepir-Block-Hash', blockHash);
+    if (chainId != null) ctx.set('X-Lanepir-Chain-Id', String(chainId));
+    const etag = `"${file.sha256}"`;
+    ctx.set('ETag', etag);
+    ctx.set('Cache-Control', ctx.query.generation ? 'public, max-age=31536000, immutable' : 'no-cache');
+    if (ctx.get('If-None-Match') === etag) {
+      ctx.status = 304;
+      return;
+    }
+    ctx.type = 'application/json';
+    ctx.body = file.bytes;
   });
   router.get('/hint/:lane', async (ctx) => {
     const snap = pinSnapshot(ctx, store, app.metrics);

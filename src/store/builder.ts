@@ -53,7 +53,17 @@ export interface KeywordCrsFields {
   d: number;
 }
 
-export interface BuildOptions {
+/** What a generation carries besides its lanes (Ethereum generations: block hash, chain id, hot manifest, slot index). */
+export interface GenerationExtras {
+  /** 0x + 64 lowercase hex digits; manifest block_hash (null when not given). */
+  blockHash?: string | null;
+  /** manifest chain_id (null when not given). */
+  chainId?: number | null;
+  /** Writes more files into the generation being built (listing them in `files`), after the lanes. */
+  extraFiles?: (tmp: string, files: Manifest['files']) => Promise<void>;
+}
+
+export interface BuildOptions extends GenerationExtras {
   data: string;
   block: number;
   lanes: Partial<Record<LaneName, LaneSpec | KeywordLaneSpec>>;
@@ -100,7 +110,7 @@ export async function buildGeneration(opts: BuildOptions): Promise<BuildResult> 
   return result;
 }
 
-export interface CommitOptions {
+export interface CommitOptions extends GenerationExtras {
   data: string;
   block: number;
   /** Generation id (default: the block number; `<block>r<k>` for a rebuild after a reorg). */
@@ -135,11 +145,14 @@ export async function commitGeneration(
   try {
     const files: Manifest['files'] = {};
     const { lanes, parent } = await fill(tmp, files);
+    await opts.extraFiles?.(tmp, files);
     const manifest: Manifest = {
       format: 'lanepir-generation',
       format_version: FORMAT_VERSION,
       generation,
       block_number: opts.block,
+      block_hash: opts.blockHash ?? null,
+      chain_id: opts.chainId ?? null,
       ...(parent !== undefined ? { parent } : {}),
       created_at: new Date().toISOString(),
       lanes,

@@ -12,7 +12,7 @@ import { native } from '../native.js';
 import { type LaneDelta, accumulateRows, addEntryChange, encodeDelta, growHint, zeroRowFromSum } from '../pir/delta.js';
 import { LWE_N, recordRows } from '../pir/params.js';
 import { littleEndianWords, wordsToLittleEndian } from '../pir/prg.js';
-import { type BuildResult, commitGeneration, crsFileBytes, laneCrs, laneSummary, manifestKey } from './builder.js';
+import { type BuildResult, type GenerationExtras, commitGeneration, crsFileBytes, laneCrs, laneSummary, manifestKey } from './builder.js';
 import { StoreError } from './errors.js';
 import { fsyncDir, writeNewFile } from './fsutil.js';
 import { type LaneInfo, loadGeneration } from './generation.js';
@@ -36,7 +36,7 @@ export interface EntryUpdate {
   value: Uint8Array;
 }
 
-export interface IncrementalOptions {
+export interface IncrementalOptions extends GenerationExtras {
   data: string;
   /** Block number of the new generation. */
   block: number;
@@ -162,7 +162,12 @@ export async function buildIncremental(opts: IncrementalOptions): Promise<Increm
   }
 
   const stats: IncrementalResult['stats'] = {};
-  const result = await commitGeneration(opts, async (tmp, files) => {
+  // The chain id is the chain's: inherited unless given (block hashes are per block).
+  const chainId = opts.chainId !== undefined ? opts.chainId : parent.manifest.chain_id ?? null;
+  if (chainId !== null && parent.manifest.chain_id != null && chainId !== parent.manifest.chain_id) {
+    throw new StoreError('EPARAMS', `chain id ${chainId} differs from generation ${opts.from}'s ${parent.manifest.chain_id}`);
+  }
+  const result = await commitGeneration({ ...opts, chainId }, async (tmp, files) => {
     const lanes: Manifest['lanes'] = {};
     for (const plan of plans) {
       const { summary, ...laneStats } = await buildLaneIncrementally(tmp, plan, parent.manifest, opts, files);

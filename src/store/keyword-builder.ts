@@ -404,6 +404,11 @@ export class PlacementCache {
     return `${path.resolve(data)}\0${lane}\0${generation}`;
   }
 
+  /** The table without taking it (a reader; the next build still finds it). */
+  peek(data: string, generation: string, lane: LaneName): KeywordTable | undefined {
+    return this.tables.get(PlacementCache.key(data, generation, lane));
+  }
+
   take(data: string, generation: string, lane: LaneName): KeywordTable | undefined {
     const k = PlacementCache.key(data, generation, lane);
     const t = this.tables.get(k);
