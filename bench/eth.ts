@@ -13,8 +13,11 @@
 //     block-to-served ms (build + reload)
 //
 // Part of `node dist/bench/index.js` (as `eth`); alone:
-//   node dist/bench/eth.js [--json] [--accounts N] [--lookups N]
-// N = 2,700,000 accounts gives about 10.3 million keys (default).
+//   node dist/bench/eth.js [--json] [--accounts N] [--lookups N] [--data DIR]
+// N = 2,700,000 accounts gives about 10.3 million keys (default). --data DIR
+// reuses a data directory built earlier with
+//   lanepir build --data DIR --block 1000 --eth-synthetic N --synthetic-seed lanepir-bench --publish
+// (the build is then not measured; the incremental block is built into DIR).
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildEthDiff, buildEthState } from '../src/eth/build.js';
@@ -22,6 +25,10 @@ import { StateClient, type StateRead } from '../src/eth/client.js';
 import { EthSynthetic } from '../src/eth/synthetic.js';
 import { answerBytes } from '../src/pir/crs.js';
 import { RemoteLane } from '../src/pir/remote.js';
+import { loadGeneration } from '../src/store/generation.js';
+import { loadPlacement } from '../src/store/keyword-builder.js';
+import { generationDir } from '../src/store/layout.js';
+import { readManifest } from '../src/store/manifest.js';
 import { type Log, fmt, postReload, removeDir, round, startServerProcess, summarize, tempDataDir } from './util.js';
 
 export interface EthBenchOptions {
@@ -29,11 +36,12 @@ export interface EthBenchOptions {
   accounts?: number;
   /** Timed rounds per case (median reported). */
   lookups?: number;
+  /** Reuse this data directory (generation 1000 of the same synthetic state) instead of building one. */
+  data?: string;
   log?: Log;
 }
 
 export const DEFAULT_ETH_ACCOUNTS = 2_700_000;
-const SHARD_SIZE = 16 * 2 ** 20;
 
 const median = (xs: number[]) => summarize(xs).p50;
 
@@ -41,24 +49,36 @@ export async function runEthBench(opts: EthBenchOptions = {}): Promise<{ figures
   const log = opts.log ?? (() => {});
   const accounts = opts.accounts ?? DEFAULT_ETH_ACCOUNTS;
   const lookups = opts.lookups ?? 5;
-  const root = tempDataDir('lanepir-bench-eth-');
-  const data = path.join(root, 'data');
+  const root = opts.data === undefined ? tempDataDir('lanepir-bench-eth-') : undefined;
+  const data = opts.data ?? path.join(root!, 'data');
   const syn = new EthSynthetic(accounts, 'lanepir-bench');
   try {
-    log(`building a synthetic Ethereum state of ${accounts} accounts (~${syn.approximateKeys} keys) ...`);
     let t = performance.now();
-    const full = await buildEthState({ data, block: 1000, state: syn.state(), hotManifest: syn.hotManifest, chainId: 1, shardSize: SHARD_SIZE, publish: true });
-    const buildMs = performance.now() - t;
-    const keys = full.stats.keys!;
+    let buildMs = Number.NaN;
+    let keys: Record<'hot' | 'cold', number>;
+    let manifest;
+    if (opts.data === undefined) {
+      log(`building a synthetic Ethereum state of ${accounts} accounts (~${syn.approximateKeys} keys) ...`);
+      const full = await buildEthState({ data, block: 1000, state: syn.state(), hotManifest: syn.hotManifest, chainId: 1, publish: true }); // default 128 KiB shards: an incremental block rewrites only the shards it touches
+      buildMs = performance.now() - t;
+      keys = full.stats.keys!;
+      manifest = full.manifest;
+      log(`  built in ${fmt(buildMs / 1000, 1)} s: ${keys.hot + keys.cold} keys, ${Math.round((keys.hot + keys.cold) / (buildMs / 1000))} keys/s`);
+    } else {
+      log(`reusing ${data} (the build is not measured) ...`);
+      manifest = await readManifest(generationDir(data, '1000'));
+      keys = { hot: 0, cold: 0 };
+      for (const lane of ['hot', 'cold'] as const) keys[lane] = (await loadPlacement((await loadGeneration(generationDir(data, '1000'))).lanes[lane]!, generationDir(data, '1000'))).keys;
+    }
     const totalKeys = keys.hot + keys.cold;
     const lanes: Record<string, { keys: number; m: number; R: number; d: number; load: number; laneMiB: number }> = {};
     for (const lane of ['hot', 'cold'] as const) {
-      const s = full.manifest.lanes[lane]!;
+      const s = manifest.lanes[lane]!;
       lanes[lane] = { keys: keys[lane], m: s.m, R: s.R, d: s.bucket_choices!, load: keys[lane] / (s.m * s.R), laneMiB: s.bytes / 2 ** 20 };
     }
 
     log('starting a server on loopback ...');
-    const server = await startServerProcess({ data_dir: data, host: '127.0.0.1', port: 0, admin_host: '127.0.0.1', admin_port: 0, log_level: 'error', shard_size_bytes: SHARD_SIZE });
+    const server = await startServerProcess({ data_dir: data, host: '127.0.0.1', port: 0, admin_host: '127.0.0.1', admin_port: 0, log_level: 'error' });
     try {
       const url = server.publicUrl;
       const holder = syn.holderOf(0);
@@ -87,6 +107,7 @@ export async function runEthBench(opts: EthBenchOptions = {}): Promise<{ figures
           if (i > 0) samples.push(performance.now() - t0);
         }
         reference[lane] = median(samples);
+        log(`  one ${lane} index query: ${fmt(reference[lane]!, 1)} ms`);
       }
 
       const perLookup: Record<string, unknown> = {};
@@ -124,6 +145,7 @@ export async function runEthBench(opts: EthBenchOptions = {}): Promise<{ figures
           lines.push(
             `  ${`${name}, hiding ${hiding}`.padEnd(24)} ${Object.entries(queries).map(([l, n]) => `${l} ${n}`).join(' + ').padEnd(16)} client ${fmt(median(client_), 1).padStart(7)} ms  server ${fmt(serverMs, 1).padStart(7)} ms  total ${fmt(median(total), 1).padStart(7)} ms  up ${(sent / 1024).toFixed(0).padStart(6)} KiB  down ${(received / 1024).toFixed(0).padStart(6)} KiB${name !== 'wallet open' ? `  (${fmt(serverMs / reference[lane]!, 2)}x one ${lane} index query, ${fmt(reference[lane]!, 1)} ms)` : ''}`,
           );
+          log(lines[lines.length - 1]!);
         }
       }
 
@@ -145,7 +167,7 @@ export async function runEthBench(opts: EthBenchOptions = {}): Promise<{ figures
       const figures = {
         accounts,
         keys: totalKeys,
-        build: { ms: round(buildMs), keysPerSecond: Math.round(totalKeys / (buildMs / 1000)) },
+        build: Number.isNaN(buildMs) ? null : { ms: round(buildMs), keysPerSecond: Math.round(totalKeys / (buildMs / 1000)) },
         lanes: Object.fromEntries(Object.entries(lanes).map(([l, v]) => [l, { ...v, load: round(v.load, 4), laneMiB: round(v.laneMiB, 1) }])),
         referenceOneIndexQueryMs: Object.fromEntries(Object.entries(reference).map(([l, v]) => [l, round(v)])),
         lookups: perLookup,
@@ -153,7 +175,7 @@ export async function runEthBench(opts: EthBenchOptions = {}): Promise<{ figures
       };
       const out = [
         `eth: synthetic state of ${accounts} accounts, ${totalKeys} keys (${keys.hot} hot, ${keys.cold} cold)`,
-        `  build ${fmt(buildMs / 1000, 1)} s, ${Math.round(totalKeys / (buildMs / 1000))} keys/s`,
+        Number.isNaN(buildMs) ? '  build: not measured (reused data)' : `  build ${fmt(buildMs / 1000, 1)} s, ${Math.round(totalKeys / (buildMs / 1000))} keys/s`,
         ...Object.entries(lanes).map(([l, v]) => `  ${l.padEnd(4)} lane: ${v.keys} keys in m=${v.m} x R=${v.R} (${fmt(v.laneMiB, 1)} MiB), d=${v.d}, load ${fmt(v.load, 3)}`),
         `  per lookup (median of ${lookups}; server = the round's requests on loopback):`,
         ...lines,
@@ -164,7 +186,7 @@ export async function runEthBench(opts: EthBenchOptions = {}): Promise<{ figures
       await server.stop();
     }
   } finally {
-    removeDir(root);
+    if (root) removeDir(root);
   }
 }
 
@@ -175,6 +197,7 @@ function parseArgs(argv: string[]): EthBenchOptions & { json: boolean } {
     if (a === '--json') opts.json = true;
     else if (a === '--accounts') opts.accounts = Number(argv[++i]);
     else if (a === '--lookups') opts.lookups = Number(argv[++i]);
+    else if (a === '--data') opts.data = argv[++i]!;
     else throw new Error(`unknown argument ${a}`);
   }
   if (opts.accounts !== undefined && !(Number.isSafeInteger(opts.accounts) && opts.accounts > 0)) throw new Error('--accounts needs a positive integer');
@@ -188,7 +211,8 @@ if (isMain) {
   runEthBench({ ...opts, log: (line) => process.stderr.write(`${line}\n`) }).then(
     ({ figures, lines }) => process.stdout.write(opts.json ? JSON.stringify(figures) + '\n' : lines.join('\n') + '\n'),
     (err) => {
-      process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
+      const cause = (err as { cause?: unknown }).cause;
+      process.stderr.write(`${err instanceof Error ? err.stack : String(err)}${cause ? `\ncause: ${String((cause as Error).stack ?? cause)}` : ''}\n`);
       process.exitCode = 1;
     },
   );

@@ -235,7 +235,7 @@ export async function runFollowBench(opts: FollowBenchOptions): Promise<{ figure
     const refIds: string[] = [];
     for (let i = 0; i < refBuilds; i++) {
       const block = next++;
-      const updates = parseUpdates(blockText(perBlock, lanes), `${block}.jsonl`, entrySizes);
+      const updates = await parseUpdates(blockText(perBlock, lanes), `${block}.jsonl`, entrySizes);
       const res = await buildIncremental({ data: data.data, block, from: head, updates });
       aloneMs.push(res.durationMs);
       refIds.push(res.manifest.generation);

@@ -370,7 +370,10 @@ export async function startClusterProcess(opts: { data: string; workers: number;
   };
   const deadline = Date.now() + (opts.timeoutMs ?? 120_000);
   for (;;) {
-    if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`lanepir serve exited early:\n${out}`);
+    if (proc.exitCode !== null || proc.signalCode !== null) {
+      await stop(); // reaps it and removes a segment it may have left
+      throw new Error(`lanepir serve exited early:\n${out}`);
+    }
     try {
       // Ready when every worker is (the first answers before the others listen).
       const r = await httpRequest(`${adminUrl}/admin/generations`, { timeoutMs: 2_000 });

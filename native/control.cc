@@ -241,6 +241,7 @@ void ControlSegment::writeSlot(uint32_t index, const SlotState& s) {
   w->requests.store(s.requests, std::memory_order_relaxed);
   storeString(w->serving, s.serving);
   w->heldCount.store(n, std::memory_order_relaxed);
+  w->heldTotal.store(s.heldTotal > s.held.size() ? s.heldTotal : s.held.size(), std::memory_order_relaxed);
   for (size_t i = 0; i < kHeldMax; i++) {
     storeString(w->held[i].id, i < n ? s.held[i].first : std::string());
     w->held[i].inFlight.store(i < n ? s.held[i].second : 0, std::memory_order_relaxed);
@@ -258,6 +259,8 @@ SlotState ControlSegment::readSlot(uint32_t index) const {
     s.serving = loadString(w->serving);
     uint64_t n = w->heldCount.load(std::memory_order_relaxed);
     if (n > kHeldMax) n = kHeldMax;
+    s.heldTotal = w->heldTotal.load(std::memory_order_relaxed);
+    if (s.heldTotal < n) s.heldTotal = n;
     s.held.clear();
     for (uint64_t i = 0; i < n; i++) s.held.emplace_back(loadString(w->held[i].id), w->held[i].inFlight.load(std::memory_order_relaxed));
   });

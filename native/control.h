@@ -17,12 +17,16 @@ static_assert(std::atomic<uint64_t>::is_always_lock_free, "shared-memory atomics
 static_assert(sizeof(std::atomic<uint64_t>) == 8, "atomic<uint64_t> must be a plain 64-bit word");
 
 constexpr uint64_t kControlMagic = 0x0052495045'4E414CULL;  // "LANEPIR\0" little-endian
-constexpr uint32_t kControlLayoutVersion = 1;
+constexpr uint32_t kControlLayoutVersion = 2;
 constexpr size_t kHeaderBytes = 4096;
-constexpr size_t kSlotBytes = 1024;
+constexpr size_t kSlotBytes = 4096;
 constexpr size_t kDirWords = 64;  // 512 bytes of generation directory
 constexpr size_t kIdWords = 4;    // generation id: up to 31 bytes, NUL-padded
-constexpr size_t kHeldMax = 16;
+// Held generations listed per worker: retain_generations (at most 64) + the
+// current one + prepared ones, with room for requests still draining retired
+// ones. A worker holding more says so in heldTotal (the list is then
+// incomplete, and prune refuses to delete anything).
+constexpr size_t kHeldMax = 100;
 constexpr uint64_t kNone = ~uint64_t(0);
 
 using AU64 = std::atomic<uint64_t>;
@@ -55,9 +59,11 @@ struct WorkerSlot {
   AU64 pid;          // 8: 0 = free
   AU64 heartbeatMs;  // 16
   AU64 requests;     // 24: requests seen (monotonic)
-  AU64 heldCount;    // 32
+  AU64 heldCount;    // 32: entries in held[] (<= kHeldMax)
   AU64 serving[kIdWords];         // 40 .. 72: generation served ("" = none)
-  HeldGeneration held[kHeldMax];  // 72 .. 712
+  AU64 heldTotal;    // 72: generations the worker holds (> heldCount: held[] overflowed)
+  AU64 reserved[2];  // 80 .. 96
+  HeldGeneration held[kHeldMax];  // 96 .. 4096
 };
 
 static_assert(offsetof(ControlHeader, pubSeq) == 64, "layout");
@@ -65,7 +71,8 @@ static_assert(offsetof(ControlHeader, pubId) == 104, "layout");
 static_assert(offsetof(ControlHeader, pubDir) == 136, "layout");
 static_assert(sizeof(ControlHeader) <= kHeaderBytes, "layout");
 static_assert(offsetof(WorkerSlot, serving) == 40, "layout");
-static_assert(offsetof(WorkerSlot, held) == 72, "layout");
+static_assert(offsetof(WorkerSlot, heldTotal) == 72, "layout");
+static_assert(offsetof(WorkerSlot, held) == 96, "layout");
 static_assert(sizeof(HeldGeneration) == 40, "layout");
 static_assert(sizeof(WorkerSlot) <= kSlotBytes, "layout");
 
@@ -76,6 +83,8 @@ struct Published {
 
 struct SlotState {
   uint64_t pid = 0, heartbeatMs = 0, requests = 0;
+  // How many generations the worker holds; at least held.size() (only the first kHeldMax are listed).
+  uint64_t heldTotal = 0;
   std::string serving;  // "" = none
   std::vector<std::pair<std::string, uint64_t>> held;  // (generation, in-flight)
 };

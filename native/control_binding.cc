@@ -123,7 +123,9 @@ class ControlHandle : public Napi::ObjectWrap<ControlHandle> {
     return guard(info, [&] { return Napi::Number::New(info.Env(), double(seg_->publishCount())); });
   }
 
-  // writeSlot(index, {pid, serving, requests, held: [{generation, inFlight}]})
+  // writeSlot(index, {pid, serving, requests, held: [{generation, inFlight}], heldTotal?})
+  // Every held generation may be passed: the first heldMax are listed, and
+  // heldTotal (default: held.length) records how many there are.
   Napi::Value WriteSlot(const Napi::CallbackInfo& info) {
     return guard(info, [&]() -> Napi::Value {
       const uint32_t index = uint32_t(u64Arg(info[0], "slot index"));
@@ -136,13 +138,15 @@ class ControlHandle : public Napi::ObjectWrap<ControlHandle> {
       Napi::Value held = o.Get("held");
       if (held.IsArray()) {
         Napi::Array a = held.As<Napi::Array>();
-        for (uint32_t i = 0; i < a.Length() && i < kHeldMax; i++) {
+        if (a.Length() > 1000000) fail("EPARAMS", "held has more than 1,000,000 entries");
+        for (uint32_t i = 0; i < a.Length(); i++) {
           Napi::Value e = a.Get(i);
           if (!e.IsObject()) fail("EPARAMS", "held entries are {generation, inFlight}");
           Napi::Object h = e.As<Napi::Object>();
           s.held.emplace_back(idArg(h.Get("generation"), "held.generation"), u64Arg(h.Get("inFlight"), "held.inFlight"));
         }
       }
+      if (o.Has("heldTotal") && !o.Get("heldTotal").IsUndefined()) s.heldTotal = u64Arg(o.Get("heldTotal"), "heldTotal");
       seg_->writeSlot(index, s);
       return info.Env().Undefined();
     });
@@ -165,6 +169,7 @@ class ControlHandle : public Napi::ObjectWrap<ControlHandle> {
         held.Set(uint32_t(i), h);
       }
       o.Set("held", held);
+      o.Set("heldTotal", Napi::Number::New(env, double(s.heldTotal)));
       return o;
     });
   }

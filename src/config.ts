@@ -6,9 +6,18 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
+import { readSecretFile } from './secret-file.js';
+import { isLoopbackHost } from './server/admin-guard.js';
+import { isAddressOrRange } from './server/client-address.js';
 
 const port = z.coerce.number().int().min(0).max(65535);
 const nonNegInt = z.coerce.number().int().min(0);
+/** Addresses or CIDR ranges: a JSON array, or a comma-separated string (environment, flags). */
+const addressList = z
+  .union([z.array(z.string()), z.string().transform((v) => v.split(',').map((x) => x.trim()).filter((x) => x !== ''))])
+  .superRefine((list, ctx) => {
+    for (const entry of list) if (!isAddressOrRange(entry)) ctx.addIssue({ code: 'custom', message: `${JSON.stringify(entry)} is not an IP address or CIDR range` });
+  });
 const bool = z.union([z.boolean(), z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1')]);
 
 export const configSchema = z
@@ -29,6 +38,28 @@ export const configSchema = z
     admin_port: port.default(3001),
     /** Bearer token the admin routes require when set. */
     admin_token: z.string().min(16, 'admin_token must be at least 16 characters').optional(),
+    /** File holding the admin token (kept off the command line); see secret-file.ts for what is refused. */
+    admin_token_file: z.string().min(1).optional(),
+    /**
+     * Host names (besides IP literals, localhost and admin_host) under which
+     * the admin listener may be addressed; other Host headers are refused
+     * (DNS rebinding). A list, or comma-separated in LANEPIR_ADMIN_ALLOWED_HOSTS.
+     */
+    admin_allowed_hosts: z
+      .preprocess((v) => (typeof v === 'string' ? v.split(',').map((h) => h.trim()).filter(Boolean) : v), z.array(z.string().min(1)))
+      .default([]),
+    /**
+     * Origins whose pages may query the public API (CORS): '*' for any, or
+     * exact origins like https://wallet.example; [] (or "none") turns CORS
+     * off. Never applies to admin routes. A list, or comma-separated in
+     * LANEPIR_CORS_ORIGINS.
+     */
+    cors_origins: z
+      .preprocess(
+        (v) => (v === 'none' ? [] : typeof v === 'string' ? v.split(',').map((o) => o.trim()).filter(Boolean) : v),
+        z.array(z.string().regex(/^(\*|https?:\/\/[^/\s*]+)$/, "an origin is '*' or scheme://host[:port] (no path, no trailing slash)")),
+      )
+      .default(['*']),
     /** Also serve the admin routes on the public listener (requires admin_token). */
     public_admin: bool.default(false),
     /** Past generations that stay queryable besides the current one. */
@@ -39,7 +70,7 @@ export const configSchema = z
     batch_window_ms: z.coerce.number().min(0).max(1000).default(1),
     /** Queries per lane queued or running before the server answers 503. */
     max_pending_per_lane: z.coerce.number().int().min(1).default(64),
-    /** Kernel threads per pass; 0 = all cores. */
+    /** Kernel threads per pass; 0 = cores ÷ workers in cluster mode (at least 1), all cores in a single in-process server. */
     kernel_threads: nonNegInt.default(0),
     /** Whole-request time limit, ms. */
     request_timeout_ms: z.coerce.number().int().min(100).default(30_000),
@@ -47,15 +78,52 @@ export const configSchema = z
     shutdown_timeout_ms: z.coerce.number().int().min(0).default(10_000),
     /** How long each worker may take to map and warm a generation during a cluster reload, ms. */
     prepare_timeout_ms: z.coerce.number().int().min(100).default(60_000),
+    /** Time limit of each disk step of a reload (resolve, read manifest and crs, check files, map a lane), ms. */
+    reload_step_timeout_ms: z.coerce.number().int().min(100).default(30_000),
+    /** Time limit for checksumming a generation's new files before it is first served, ms. */
+    validate_timeout_ms: z.coerce.number().int().min(100).default(600_000),
+    /** Threads that checksum a new generation; 0 = half the cores. */
+    validate_threads: nonNegInt.max(256).default(0),
     /** Worker processes (cluster mode); 0 = available parallelism. */
     workers: nonNegInt.default(0),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    // Abuse controls (src/server/limits.ts, src/server/deltas.ts; docs/OPERATIONS.md).
+    /** Requests in progress per client address on the public port, cheap routes aside; more answer 429. 0 = no cap. */
+    max_requests_per_client: nonNegInt.default(32),
+    /** Requests in progress per expensive route on the public port; more answer 503. 0 = no cap. */
+    max_concurrent_queries: nonNegInt.default(256),
+    max_concurrent_hints: nonNegInt.default(128),
+    max_concurrent_deltas: nonNegInt.default(128),
+    /** Proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client; none by default. */
+    trusted_proxies: addressList.default([]),
+    /** A response whose connection takes no bytes for this long is abandoned (connection reset), ms; 0 = never. */
+    send_idle_timeout_ms: nonNegInt.default(30_000),
+    /** The longest a response may take, from the request to its last byte, ms; 0 = no limit. */
+    send_timeout_ms: nonNegInt.default(300_000),
+    /** Delta merges running at once per process (worker threads), and waiting for one; a request needing one more answers 503. */
+    delta_max_concurrent: z.coerce.number().int().min(1).max(64).default(2),
+    delta_max_queued: nonNegInt.default(32),
+    /** Bytes of merged deltas (and refusals) each process keeps. */
+    delta_cache_bytes: nonNegInt.default(32 * 2 ** 20),
   })
   .strict()
   .refine((c) => !c.public_admin || c.admin_token !== undefined, {
     message: 'public_admin needs admin_token: admin routes are never public without a token',
     path: ['public_admin'],
+  })
+  .refine((c) => isLoopbackHost(c.admin_host) || c.admin_token !== undefined, {
+    message: 'an admin listener beyond loopback needs admin_token (or admin_token_file): anyone who reaches it could switch generations',
+    path: ['admin_host'],
+  })
+  // Same port on overlapping addresses: the second listener could never open (0 = any free port).
+  .refine((c) => c.port === 0 || c.port !== c.admin_port || (c.host !== c.admin_host && !isWildcard(c.host) && !isWildcard(c.admin_host)), {
+    message: 'admin_port must differ from port: the public and admin listeners cannot share a port',
+    path: ['admin_port'],
   });
+
+function isWildcard(host: string): boolean {
+  return host === '0.0.0.0' || host === '::' || host === '[::]';
+}
 
 export type Config = z.infer<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
@@ -95,7 +163,9 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; flags
       throw new ConfigError(`config file ${opts.file} is not valid JSON: ${(err as Error).message}`);
     }
   }
-  const merged = { ...fileValues, ...fromEnv(opts.env ?? {}), ...stripUndefined(opts.flags ?? {}) };
+  const layers: Record<string, unknown>[] = [fileValues, fromEnv(opts.env ?? {}), stripUndefined(opts.flags ?? {})];
+  const merged: Record<string, unknown> = Object.assign({}, ...layers);
+  resolveAdminToken(layers, merged);
   const parsed = configSchema.safeParse(merged);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join('.') || '(config)'}: ${i.message}`);
@@ -107,13 +177,40 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; flags
   return config;
 }
 
+/**
+ * admin_token and admin_token_file are one setting: the layer (file <
+ * environment < flags) that gives either wins, so a token file named by a
+ * flag overrides a token in the configuration file and the lower layer's
+ * file is never read. One layer giving both is ambiguous and refused.
+ */
+function resolveAdminToken(layers: Record<string, unknown>[], merged: Record<string, unknown>): void {
+  delete merged.admin_token;
+  delete merged.admin_token_file;
+  const layer = [...layers].reverse().find((l) => l.admin_token !== undefined || l.admin_token_file !== undefined);
+  if (!layer) return;
+  if (layer.admin_token !== undefined && layer.admin_token_file !== undefined) {
+    throw new ConfigError('admin_token and admin_token_file are both given at the same level; give one');
+  }
+  if (layer.admin_token !== undefined) {
+    merged.admin_token = layer.admin_token;
+    return;
+  }
+  if (typeof layer.admin_token_file !== 'string' || layer.admin_token_file === '') throw new ConfigError('admin_token_file must be a path');
+  try {
+    merged.admin_token = readSecretFile(layer.admin_token_file);
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
+  merged.admin_token_file = path.resolve(layer.admin_token_file);
+}
+
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 /** A short stable hash of the configuration (secrets left out), for /info. */
 export function configHash(config: Config): string {
-  const { admin_token: _secret, ...rest } = config;
+  const { admin_token: _secret, admin_token_file: _where, ...rest } = config;
   const canonical = JSON.stringify(Object.fromEntries(Object.entries(rest).sort(([a], [b]) => a.localeCompare(b))));
   return crypto.createHash('sha256').update(canonical).digest('hex').slice(0, 16);
 }

@@ -11,6 +11,10 @@ export type KernelPath = 'portable' | 'avx2' | 'avx512';
 export type NativeErrorCode =
   | 'EPARAMS' // bad argument or parameter combination
   | 'ESHARD_OPEN' // a shard file could not be opened
+  | 'EFILE_OPEN' // a file to hash could not be opened
+  | 'ENOT_REGULAR' // a FIFO, device, socket or directory where a regular file belongs
+  | 'EFILE_CHANGED' // not the inode that was validated, or written while it was read
+  | 'ECANCELED' // hashing was cancelled
   | 'ESHARD_SIZE' // a shard file has the wrong size
   | 'EMMAP' // mmap/madvise failed
   | 'EIO' // read failed (in-memory mode)
@@ -43,6 +47,23 @@ export interface LaneOpenOptions {
   m: number;
   /** 'mmap' maps the shards read-only; 'memory' reads them into process memory. */
   mode: 'mmap' | 'memory';
+  /** One per shard: each must be exactly this inode (the file that was validated), else EFILE_CHANGED. */
+  expect?: FileIdentity[];
+}
+
+/** Which inode a file is, and its state when it was checked. */
+export interface FileIdentity {
+  dev: bigint;
+  ino: bigint;
+  size: number;
+  mtimeNs: bigint;
+}
+
+export interface HashJob {
+  /** sha256 of each file, 32 bytes each, in order. */
+  promise: Promise<Buffer>;
+  /** Stops the job (its promise rejects with ECANCELED) at the next MiB read. */
+  cancel(): void;
 }
 
 export interface AnswerOptions {
@@ -113,6 +134,13 @@ export interface NativeAddon {
   /** Lane memory still held by this process. */
   mappingStats(): MappingStats;
   /**
+   * sha256 of whole files, off the JS thread on `threads` threads (default 1).
+   * Each file is opened without blocking and must be a regular file
+   * (ENOT_REGULAR), the given inode when `expect` is given, and unchanged
+   * while it is read (EFILE_CHANGED).
+   */
+  hashFiles(paths: string[], options?: { threads?: number; expect?: FileIdentity[] }): HashJob;
+  /**
    * Benchmark helper: read every byte of the lane `passes` times (default 1)
    * on `threads` threads (default: all cores), off the JS thread.
    */
@@ -128,9 +156,26 @@ export interface ReadBandwidthResult {
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 // dist/src/native.js -> <root>/build/Release/lanepir.node
-const addonPath = path.resolve(here, '..', '..', 'build', 'Release', 'lanepir.node');
+const root = path.resolve(here, '..', '..');
+const addonPath = path.join(root, 'build', 'Release', 'lanepir.node');
 
-export const native: NativeAddon = createRequire(import.meta.url)(addonPath) as NativeAddon;
+/**
+ * Loads the built addon from its one fixed place. Loading never builds
+ * anything (no `bindings`/prebuild fallbacks that shell out to node-gyp): a
+ * missing addon is an error that says how to build it.
+ */
+function loadAddon(): NativeAddon {
+  try {
+    return createRequire(import.meta.url)(addonPath) as NativeAddon;
+  } catch (err) {
+    if (errorCode(err) !== 'MODULE_NOT_FOUND') throw err;
+    throw Object.assign(new Error(`the native addon ${addonPath} is not built: run \`npm run build\` (or \`npm ci\`) in ${root}`), {
+      code: 'ENATIVE_MISSING',
+    });
+  }
+}
+
+export const native: NativeAddon = loadAddon();
 
 /** The error code of an addon error, or undefined. */
 export function errorCode(err: unknown): string | undefined {
@@ -154,14 +199,18 @@ export interface WorkerSlotState {
   /** Generation served (ids up to 31 bytes), null when none. */
   serving: string | null;
   requests?: number;
-  /** Up to 16 generations held, with their in-flight requests. */
+  /** Generations held, with their in-flight requests: all of them may be given; the first controlLayout.heldMax are listed. */
   held: { generation: string; inFlight: number }[];
+  /** How many generations are held (default held.length). */
+  heldTotal?: number;
 }
 
 export interface WorkerSlotRead extends WorkerSlotState {
   /** Unix ms of the slot's last write. */
   heartbeatAt: number;
   requests: number;
+  /** Generations the worker holds: more than held.length means the list overflowed (incomplete). */
+  heldTotal: number;
 }
 
 export interface ControlSegment {

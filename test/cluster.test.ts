@@ -131,11 +131,11 @@ test('reloads through each worker switch every worker; in-flight queries decode 
   // ...and from the documented raw layout, without the addon.
   const raw = fs.readFileSync(segmentFile(c, data));
   t.is(raw.subarray(0, 7).toString(), 'LANEPIR');
-  t.is(raw.readUInt32LE(8), 1, 'layout version');
+  t.is(raw.readUInt32LE(8), 2, 'layout version');
   t.is(raw.readUInt32LE(12), 2, 'slots');
   t.is(raw.subarray(104, 136).toString().replace(/\0+$/, ''), '1', 'published generation id');
   t.is(Number(raw.readBigUInt64LE(80)), 1, 'published block');
-  t.is(raw.readUInt32LE(20), 1024, 'slot bytes');
+  t.is(raw.readUInt32LE(20), 4096, 'slot bytes');
   t.is(Number(raw.readBigUInt64LE(4096 + 8)), slots[0]!.pid, 'slot 0 pid');
   t.is(raw.subarray(4096 + 40, 4096 + 72).toString().replace(/\0+$/, ''), '1', 'slot 0 serves generation 1');
 
@@ -237,6 +237,7 @@ test('SIGTERM drains in-flight requests and exits 0 with no segment left behind'
   const data = await dataWithGenerations([1]);
   t.teardown(() => rmrf(data));
   const c = await startCluster(data);
+  t.teardown(() => c.stop()); // a failed assertion must not leave it running
   const shm = segmentFile(c, data);
   t.true(fs.existsSync(shm));
   const wallet = new Wallet(c, data);
@@ -284,6 +285,7 @@ test('a second SIGTERM stops at once and still removes the segment', async (t) =
   const data = await dataWithGenerations([1]);
   t.teardown(() => rmrf(data));
   const c = await startCluster(data);
+  t.teardown(() => c.stop());
   const shm = segmentFile(c, data);
   t.true(fs.existsSync(shm));
   c.proc.kill('SIGTERM');

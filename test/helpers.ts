@@ -1,11 +1,10 @@
 // Shared test helpers: temporary data directories and plain-TypeScript
 // reference implementations of the SimplePIR server side (small lanes only).
-import { execFile } from 'node:child_process';
+import { type ChildProcess, execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { type Crs } from '../src/pir/crs.js';
 import { LWE_N, PLAIN_MODULUS, Q_BITS, SIGMA, recordRows } from '../src/pir/params.js';
 import { MatrixStream, wordsToLittleEndian } from '../src/pir/prg.js';
@@ -79,17 +78,23 @@ export function randomIndices(count: number, max: number): number[] {
   return Array.from({ length: count }, () => crypto.randomInt(max));
 }
 
-const execFileAsync = promisify(execFile);
+/** Children of run() still running: stopped if the test process exits first (a failed or timed-out test). */
+const children = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const c of children) c.kill('SIGTERM');
+});
 
-/** Runs a program to completion; a non-zero exit is a result, not an exception. */
-export async function run(file: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await execFileAsync(file, args);
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
+/** Runs a program to completion (killed after timeoutMs); a non-zero exit is a result, not an exception. */
+export function run(file: string, args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = execFile(file, args, { env: opts.env ?? process.env, timeout: opts.timeoutMs ?? 120_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      children.delete(child);
+      // A child killed by a signal (the timeout) or that could not run is -1, never a plausible exit code.
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : -1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+    children.add(child);
+  });
 }
 
 /** The lanepir command line, as a user runs it. */

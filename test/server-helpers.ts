@@ -6,7 +6,8 @@ import { buildGeneration } from '../src/store/builder.js';
 import { SyntheticSource } from '../src/store/entries.js';
 import { loadGeneration, readEntry } from '../src/store/generation.js';
 import { generationDir, type LaneName } from '../src/store/layout.js';
-import { startServer, type RunningServer } from '../src/server/server.js';
+import { pino, type Logger } from 'pino';
+import { startServer, type RunningServer, type ServerOptions } from '../src/server/server.js';
 
 export const HOT = { entries: 3000, m: 256 };
 export const COLD = { entries: 20000, m: 2048 };
@@ -27,11 +28,17 @@ export async function buildBlock(data: string, block: number, seeds?: { hot: Buf
   return { hot: Buffer.from(r.manifest.lanes.hot!.seed, 'hex'), cold: Buffer.from(r.manifest.lanes.cold!.seed, 'hex') };
 }
 
-export async function serve(data: string, overrides: Partial<ConfigInput> = {}): Promise<RunningServer> {
+export async function serve(data: string, overrides: Partial<ConfigInput> = {}, opts: ServerOptions = {}): Promise<RunningServer> {
   const config = loadConfig({
     flags: { data_dir: data, host: '127.0.0.1', port: 0, admin_host: '127.0.0.1', admin_port: 0, log_level: 'silent', shard_size_bytes: SHARD_SIZE, ...overrides },
   });
-  return startServer(config);
+  return startServer(config, opts);
+}
+
+/** A logger that keeps every line it writes (for tests of what reaches the log). */
+export function capturingLogger(level = 'trace'): { logger: Logger; lines: string[] } {
+  const lines: string[] = [];
+  return { logger: pino({ level }, { write: (s: string) => void lines.push(s) }), lines };
 }
 
 export async function reload(server: RunningServer, generation?: number, token?: string) {

@@ -225,7 +225,7 @@ test('bad input gets the right 4xx and the server keeps serving', async (t) => {
     401,
   );
   await expectError(
-    await fetch(`${server.adminUrl}/admin/reload`, { method: 'POST', headers: { Authorization: `Bearer ${token}` }, body: '{nope' }),
+    await fetch(`${server.adminUrl}/admin/reload`, { method: 'POST', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' }, body: '{nope' }),
     400,
     'EBAD_JSON',
   );
@@ -246,7 +246,7 @@ test('admin routes reach the public listener only when configured, and only with
   t.teardown(() => server.close());
   t.is((await fetch(`${server.publicUrl}/info`)).status, 200, 'public routes need no token');
   t.is((await fetch(`${server.publicUrl}/admin/reload`, { method: 'POST' })).status, 401);
-  const ok = await fetch(`${server.publicUrl}/admin/reload`, { method: 'POST', headers: { Authorization: `Bearer ${token}` } });
+  const ok = await fetch(`${server.publicUrl}/admin/reload`, { method: 'POST', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' } });
   t.is(ok.status, 200);
   t.is((await fetch(`${server.publicUrl}/admin/generations`, { headers: { Authorization: `Bearer ${token}` } })).status, 200);
 });

@@ -1,11 +1,15 @@
-// lanepir build: write a generation from synthetic data or entry files.
-import fsp from 'node:fs/promises';
+// lanepir build: write a generation from synthetic data or entry files, or
+// incrementally from an earlier generation and update files.
+import { checkColumns } from '../pir/params.js';
 import { type LaneSpec, buildGeneration } from '../store/builder.js';
 import { type EntrySource, SyntheticSource, openEntriesFile } from '../store/entries.js';
-import { buildIncremental, readUpdatesFile } from '../store/incremental.js';
+import { type DetectedFormat, type FileFormat, isFileFormat, readUpdatesFile } from '../store/entry-files.js';
+import { StoreError } from '../store/errors.js';
+import { exists } from '../store/fsutil.js';
 import { loadGeneration } from '../store/generation.js';
-import { DEFAULT_SHARD_SIZE, GENERATION_ID, LANES, compareGenerationIds, generationBlock, type LaneName, generationsDir, generationDir } from '../store/layout.js';
-import { readManifest } from '../store/manifest.js';
+import { buildIncremental } from '../store/incremental.js';
+import { chooseLaneParams } from '../store/lane-params.js';
+import { DEFAULT_SHARD_SIZE, GENERATION_ID, LANES, type LaneName, generationDir, generationsDir } from '../store/layout.js';
 import { stderrProgress } from '../store/progress.js';
 import { UsageError, intOption } from './errors.js';
 import { type EthBuildFlags, ethBuildCommand, isEthBuild } from './eth-build.js';
@@ -25,26 +29,48 @@ export interface BuildFlags extends Partial<Omit<EthBuildFlags, 'data' | 'block'
   shardSize?: string;
   threads?: string;
   freshSeed?: boolean;
+  format?: string;
   publish?: boolean;
   quiet?: boolean;
 }
 
-/**
- * The newest generation below `block` that has `lane`: its seed and m are kept
- * (so clients can update their hints) when the entry size is unchanged.
- */
-async function inheritedParams(data: string, block: number, lane: LaneName, entrySize: number): Promise<Partial<LaneSpec>> {
-  const ids = (await fsp.readdir(generationsDir(data)).catch(() => [] as string[]))
-    .filter((id) => GENERATION_ID.test(id) && generationBlock(id) < block)
-    .sort((a, b) => compareGenerationIds(b, a));
-  for (const id of ids) {
-    const manifest = await readManifest(generationDir(data, id)).catch(() => undefined);
-    const prev = manifest?.lanes[lane];
-    if (!prev) continue;
-    if (prev.entry_size !== entrySize) return { paramsVersion: prev.params_version + 1 };
-    return { seed: Buffer.from(prev.seed, 'hex'), m: prev.m, paramsVersion: prev.params_version };
+/** Generations are immutable: say so before reading any input, not after. */
+async function refuseExisting(data: string, block: number): Promise<void> {
+  const dir = generationDir(data, block);
+  if (await exists(dir)) throw new StoreError('EEXIST', `generation ${block} already exists at ${dir}; generations are immutable (build a new block)`);
+}
+
+/** Informational lines on stderr (also with --quiet, which silences progress only). */
+function note(message: string): void {
+  process.stderr.write(`lanepir: ${message}\n`);
+}
+
+/** --m, checked against the scheme's limits (docs/FORMAT.md, "Choosing m"). */
+function columnsOption(value: string | undefined): number | undefined {
+  const m = intOption('--m', value, 1);
+  if (m === undefined) return undefined;
+  try {
+    checkColumns(m);
+  } catch (err) {
+    throw new UsageError(`--m: ${(err as Error).message}`);
   }
-  return {};
+  return m;
+}
+
+/** --format, checked. */
+function formatOption(flags: BuildFlags): FileFormat | undefined {
+  if (flags.format === undefined) return undefined;
+  if (!isFileFormat(flags.format)) throw new UsageError(`--format must be jsonl or binary, got ${JSON.stringify(flags.format)}`);
+  const files = [flags.hotEntries, flags.coldEntries, flags.hotUpdates, flags.coldUpdates].filter((f) => f !== undefined);
+  if (files.length === 0) throw new UsageError('--format applies to entry and update files (--hot-entries, --cold-entries, --hot-updates, --cold-updates); none was given');
+  return flags.format;
+}
+
+/** Says which format a file is read in when only its content told (its name did not). */
+function formatNote(file: string): (d: DetectedFormat) => void {
+  return (d) => {
+    if (d.by === 'content') note(`reading ${file} as ${d.format === 'jsonl' ? 'JSON Lines' : 'binary'} (detected from its content; name it .jsonl or .bin, or give --format, to say so)`);
+  };
 }
 
 export async function buildCommand(flags: BuildFlags): Promise<void> {
@@ -61,7 +87,12 @@ export async function buildCommand(flags: BuildFlags): Promise<void> {
   if (flags.hotUpdates !== undefined || flags.coldUpdates !== undefined) throw new UsageError('--hot-updates and --cold-updates need --from-generation');
   const block = intOption('--block', flags.block)!;
   const entrySize = intOption('--entry-size', flags.entrySize ?? '32', 1)!;
-  const m = intOption('--m', flags.m, 1);
+  const m = columnsOption(flags.m);
+  const format = formatOption(flags);
+  const shardSize = intOption('--shard-size', flags.shardSize ?? String(DEFAULT_SHARD_SIZE), 1)!;
+  if (shardSize < entrySize) throw new UsageError(`--shard-size ${shardSize} is smaller than one entry (--entry-size ${entrySize})`);
+  const threads = intOption('--threads', flags.threads, 1);
+  await refuseExisting(flags.data, block);
   const lanes: Partial<Record<LaneName, LaneSpec>> = {};
   for (const lane of LANES) {
     const synthetic = lane === 'hot' ? flags.hotSynthetic : flags.coldSynthetic;
@@ -69,23 +100,27 @@ export async function buildCommand(flags: BuildFlags): Promise<void> {
     if (synthetic !== undefined && file !== undefined) throw new UsageError(`--${lane}-synthetic and --${lane}-entries exclude each other`);
     let source: EntrySource | undefined;
     if (synthetic !== undefined) source = new SyntheticSource(lane, intOption(`--${lane}-synthetic`, synthetic, 1)!, entrySize, block);
-    else if (file !== undefined) source = await openEntriesFile(file, entrySize);
+    else if (file !== undefined) source = await openEntriesFile(file, entrySize, { lane, ...(format ? { format } : {}), onFormat: formatNote(file) });
     if (!source) continue;
-    const inherited = flags.freshSeed ? {} : await inheritedParams(flags.data, block, lane, entrySize);
-    const spec: LaneSpec = { source, ...inherited };
-    if (m !== undefined && m !== spec.m) {
-      spec.m = m;
-      if (inherited.m !== undefined) spec.paramsVersion = (inherited.paramsVersion ?? 1) + 1;
-    }
-    lanes[lane] = spec;
+    const params = await chooseLaneParams({
+      data: flags.data,
+      block,
+      lane,
+      entries: source.entries,
+      entrySize,
+      ...(m !== undefined ? { m } : {}),
+      freshSeed: flags.freshSeed === true,
+    });
+    if (params.note) note(params.note);
+    lanes[lane] = { source, m: params.m, paramsVersion: params.paramsVersion, ...(params.seed ? { seed: params.seed } : {}) };
   }
   if (Object.keys(lanes).length === 0) throw new UsageError('give at least one lane: --hot-synthetic N, --hot-entries FILE, --cold-synthetic N or --cold-entries FILE');
   const result = await buildGeneration({
     data: flags.data,
     block,
     lanes,
-    shardSize: intOption('--shard-size', flags.shardSize ?? String(DEFAULT_SHARD_SIZE), 1)!,
-    ...(flags.threads !== undefined ? { threads: intOption('--threads', flags.threads, 1)! } : {}),
+    shardSize,
+    ...(threads !== undefined ? { threads } : {}),
     publish: flags.publish === true,
     ...(flags.quiet ? {} : { progress: stderrProgress() }),
   });
@@ -122,6 +157,9 @@ async function incrementalCommand(flags: BuildFlags): Promise<void> {
   if (clashing.length > 0) {
     throw new UsageError(`${clashing.map(([k]) => k).join(', ')} cannot be combined with --from-generation (an incremental build keeps the lanes of generation ${from}; give --hot-updates/--cold-updates)`);
   }
+  const format = formatOption(flags);
+  await refuseExisting(flags.data, block);
+  if (!(await exists(generationDir(flags.data, from)))) throw new StoreError('ENOGEN', `generation ${from} (--from-generation) does not exist under ${generationsDir(flags.data)}`);
   const parent = await loadGeneration(generationDir(flags.data, from));
   const updates: Partial<Record<LaneName, Map<number, Buffer>>> = {};
   for (const lane of LANES) {
@@ -129,7 +167,7 @@ async function incrementalCommand(flags: BuildFlags): Promise<void> {
     if (file === undefined) continue;
     const info = parent.lanes[lane];
     if (!info) throw new UsageError(`generation ${from} has no ${lane} lane; --${lane}-updates cannot apply`);
-    updates[lane] = await readUpdatesFile(file, info.crs.entry_size);
+    updates[lane] = await readUpdatesFile(file, lane, info.crs.entry_size, { ...(format ? { format } : {}), onFormat: formatNote(file) });
   }
   const result = await buildIncremental({
     data: flags.data,

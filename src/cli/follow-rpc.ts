@@ -1,5 +1,4 @@
 // lanepir follow --rpc URL: follow an Ethereum node, one generation per block.
-import fs from 'node:fs';
 import { type Logger } from 'pino';
 import { ChainFollower } from '../eth/chain-follower.js';
 import { CHANGE_SOURCES, type ChangeSourceName, detectChangeSource } from '../eth/changes/sources.js';
@@ -13,7 +12,6 @@ import { loadHotManifest } from './eth-build.js';
 export interface FollowRpcFlags extends AdminFlags {
   data: string;
   rpc: string;
-  adminTokenFile?: string;
   confirmations?: string;
   hotManifest?: string;
   fromBlock?: string;
@@ -34,14 +32,7 @@ export async function followRpc(flags: FollowRpcFlags, logger: Logger): Promise<
   if (!(CHANGE_SOURCES as readonly string[]).includes(flags.changeSource) && flags.changeSource !== 'auto') {
     throw new UsageError(`--change-source must be auto, ${CHANGE_SOURCES.join(', ')}; got ${JSON.stringify(flags.changeSource)}`);
   }
-  const admin = adminTarget(flags);
-  if (flags.adminTokenFile !== undefined) {
-    try {
-      admin.token = fs.readFileSync(flags.adminTokenFile, 'utf8').trim();
-    } catch (err) {
-      throw new UsageError(`--admin-token-file: cannot read ${flags.adminTokenFile}: ${(err as Error).message}`);
-    }
-  }
+  const admin = adminTarget(flags); // --admin-token-file read and checked as by every admin command
   const metrics = new FollowMetrics();
   const rpc = new EthRpc({ url: flags.rpc, batchSize: intOption('--rpc-batch', flags.rpcBatch, 1)!, timeoutMs: intOption('--rpc-timeout-ms', flags.rpcTimeoutMs, 100)! });
   logger.info({ rpc: redactUrl(flags.rpc) }, 'connecting to the node');

@@ -28,7 +28,8 @@ export function program(): Command {
   const cli = new Command('lanepir')
     .description('Private information retrieval (SimplePIR) over two lanes of Ethereum state')
     .version(pkg.version)
-    .showHelpAfterError();
+    // After a usage error, one line pointing at the help (not 40 lines of it burying the error).
+    .showHelpAfterError('(see: lanepir --help)');
   cli.configureOutput({ outputError: (str, write) => write(`lanepir: ${str.replace(/^error: /, '')}`) });
   cli.exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
 
@@ -38,14 +39,14 @@ export function program(): Command {
     .requiredOption('--data <dir>', 'data directory')
     .requiredOption('--block <n>', 'block number (the generation id)')
     .option('--hot-synthetic <count>', 'hot lane of COUNT deterministic synthetic entries')
-    .option('--hot-entries <file>', 'hot lane from FILE (raw entries back to back, or .jsonl)')
+    .option('--hot-entries <file>', 'hot lane from FILE: JSON Lines {"index": 5, "value": "0x..."} (entries not listed are zero) or binary (the entries back to back)')
     .option('--cold-synthetic <count>', 'cold lane of COUNT deterministic synthetic entries')
-    .option('--cold-entries <file>', 'cold lane from FILE (raw entries back to back, or .jsonl)')
+    .option('--cold-entries <file>', 'cold lane from FILE (as --hot-entries)')
     .option('--entry-size <bytes>', 'bytes per entry (default 32)')
-    .option('--m <columns>', 'matrix width (default: 16384, or the entry count for smaller lanes; kept from the previous generation)')
+    .option('--m <columns>', 'matrix width (default: the previous generation\'s when it suits the entry count, else 16384 or the entry count for smaller lanes)')
     .option('--shard-size <bytes>', 'shard file size, rounded down to a multiple of the entry size (default 131072)')
     .option('--from-generation <id>', 'build incrementally from generation ID: unchanged shards are hard links, the hint is updated (see --hot-updates)')
-    .option('--hot-updates <file>', 'with --from-generation: changed hot entries, JSON Lines {"index": 5, "value": "0x..."} (.jsonl) or binary records of u64 LE index + entry')
+    .option('--hot-updates <file>', 'with --from-generation: changed hot entries, JSON Lines {"index": 5, "value": "0x..."} or binary records of u64 LE index + entry')
     .option('--cold-updates <file>', 'with --from-generation: changed cold entries (as --hot-updates)')
     .option('--state <file>', 'Ethereum state, JSON Lines of accounts {"address", "balance", "nonce", "code_size", "storage"}: keyword lanes hot and cold')
     .option('--state-diff <file>', 'with --from-generation: the accounts and slots that changed (same shape; "deleted": true removes an account, a zero slot value removes the slot)')
@@ -56,7 +57,8 @@ export function program(): Command {
     .option('--block-hash <hash>', 'the block\'s hash (0x + 64 hex), carried in the manifest and /info')
     .option('--chain-id <id>', 'the chain id, carried in the manifest and /info (kept by later generations)')
     .option('--threads <n>', 'threads for the hint kernel (default: all cores)')
-    .option('--fresh-seed', 'do not keep the previous generation\'s seed and m')
+    .option('--fresh-seed', 'do not keep the previous generation\'s seed and m (bumps params_version)')
+    .option('--format <format>', 'jsonl or binary: the format of the entry and update files (default: detected from the content; a .jsonl/.ndjson/.json or .bin name must agree)')
     .option('--publish', 'point DIR/current at the new generation')
     .option('--quiet', 'no progress output')
     .action(run(buildCommand));
@@ -97,7 +99,8 @@ export function program(): Command {
     .option('--port <port>', 'public listener port (default 3000)')
     .option('--admin-host <host>', 'admin listener host (default 127.0.0.1)')
     .option('--admin-port <port>', 'admin listener port (default 3001)')
-    .option('--admin-token <token>', 'bearer token required on admin routes')
+    .option('--admin-token <token>', 'bearer token required on admin routes (visible in the process list: prefer --admin-token-file)')
+    .option('--admin-token-file <file>', 'file holding the admin token (mode 600 or 640; LANEPIR_ADMIN_TOKEN_FILE)')
     .option('--in-memory', 'read lanes into memory instead of mapping them')
     .option('--workers <n>', 'worker processes (default: available parallelism)')
     .option('--log-level <level>', 'pino log level (default info)')
@@ -152,6 +155,7 @@ export function program(): Command {
     cmd
       .option('--admin-url <url>', 'admin API (LANEPIR_ADMIN_URL; default from the configuration: http://127.0.0.1:3001)')
       .option('--admin-token <token>', 'admin bearer token (LANEPIR_ADMIN_TOKEN; default from the configuration)')
+      .option('--admin-token-file <file>', 'file holding the admin bearer token (LANEPIR_ADMIN_TOKEN_FILE)')
       .option('--config <file>', 'the server\'s JSON configuration, for the admin address and token');
 
   admin(
@@ -177,7 +181,6 @@ export function program(): Command {
       .requiredOption('--data <dir>', 'data directory (DIR/current is the starting point)')
       .option('--rpc <url>', 'Ethereum node JSON-RPC (http(s):// batched, or ws(s):// with newHeads)')
       .option('--updates-dir <dir>', 'where a block source drops <block>.jsonl files (write them via rename); Ethereum data: state diffs (as --state-diff)')
-      .option('--admin-token-file <file>', 'file holding the admin bearer token')
       .option('--confirmations <n>', '--rpc: serve only blocks N below the head (0 for a development chain; see docs/OPERATIONS.md for mainnet)', '0')
       .option('--hot-manifest <file>', '--rpc: hot-contract manifest for the first generation (and later ones: a change moves keys)')
       .option('--from-block <n>', '--rpc: the block --state is at (a new data directory starts there)')
@@ -193,6 +196,7 @@ export function program(): Command {
       .option('--log-level <level>', 'pino log level', 'info'),
   ).action(run(followCommand));
 
+  for (const cmd of cli.commands) cmd.showHelpAfterError(`(see: lanepir ${cmd.name()} --help)`);
   return cli;
 }
 

@@ -1,5 +1,7 @@
 // lanepir inspect / verify / selftest: operator views of a generation.
-import { type LaneName, isLaneName } from '../store/layout.js';
+import { StoreError } from '../store/errors.js';
+import { exists } from '../store/fsutil.js';
+import { GENERATION_ID, type LaneName, generationsDir, isLaneName } from '../store/layout.js';
 import { loadGeneration, readEntry, resolveGeneration } from '../store/generation.js';
 import { verifyGeneration } from '../store/verify.js';
 import { selftestLane } from '../selftest.js';
@@ -10,23 +12,32 @@ function laneArg(value: string): LaneName {
   return value;
 }
 
+/** The generation's directory (DIR/current by default), or an error that says it does not exist. */
+export async function generationArg(data: string, generation: string | undefined): Promise<string> {
+  if (generation !== undefined && !GENERATION_ID.test(generation)) {
+    throw new UsageError(`--generation must be a generation id (a block number, or <block>r<k>), got ${JSON.stringify(generation)}`);
+  }
+  const { id, dir } = await resolveGeneration(data, generation);
+  if (!(await exists(dir))) throw new StoreError('ENOGEN', `generation ${id} does not exist under ${generationsDir(data)}`);
+  return dir;
+}
+
 async function laneInfo(data: string, generation: string | undefined, lane: LaneName) {
-  const { dir } = await resolveGeneration(data, generation);
-  const info = await loadGeneration(dir);
+  const info = await loadGeneration(await generationArg(data, generation));
   const l = info.lanes[lane];
   if (!l) throw new UsageError(`generation ${info.id} has no ${lane} lane`);
   return { info, lane: l };
 }
 
 export async function inspectCommand(flags: { data: string; generation?: string; lane: string; index: string }): Promise<void> {
+  const index = intOption('--index', flags.index)!;
   const { lane } = await laneInfo(flags.data, flags.generation, laneArg(flags.lane));
-  const entry = await readEntry(lane, intOption('--index', flags.index)!);
+  const entry = await readEntry(lane, index);
   process.stdout.write(`0x${entry.toString('hex')}\n`);
 }
 
 export async function verifyCommand(flags: { data: string; generation?: string }): Promise<void> {
-  const { dir } = await resolveGeneration(flags.data, flags.generation);
-  const info = await verifyGeneration(dir);
+  const info = await verifyGeneration(await generationArg(flags.data, flags.generation));
   const lanes = Object.values(info.lanes).map((l) => `${l.lane} (${l.crs.entries} entries, ${l.shardPaths.length} shards)`);
   process.stdout.write(`generation ${info.id} (block ${info.blockNumber}) is sound: ${lanes.join(', ')}; ${Object.keys(info.manifest.files).length} files checked\n`);
 }
@@ -39,11 +50,13 @@ export async function selftestCommand(flags: {
   inMemory?: boolean;
   threads?: string;
 }): Promise<void> {
+  const count = intOption('--count', flags.count, 1)!;
+  const threads = intOption('--threads', flags.threads, 1);
   const { info, lane } = await laneInfo(flags.data, flags.generation, laneArg(flags.lane));
   const result = await selftestLane(lane, {
-    count: intOption('--count', flags.count, 1)!,
+    count,
     mode: flags.inMemory ? 'memory' : 'mmap',
-    ...(flags.threads !== undefined ? { threads: intOption('--threads', flags.threads, 1)! } : {}),
+    ...(threads !== undefined ? { threads } : {}),
   });
   const ok = result.mismatches.length === 0;
   process.stdout.write(

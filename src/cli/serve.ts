@@ -2,8 +2,8 @@
 // code path), until SIGTERM/SIGINT; SIGHUP reloads.
 import { pino } from 'pino';
 import { type ConfigInput, loadConfig } from '../config.js';
-import { type PrimaryHandle, runPrimary } from '../cluster/primary.js';
-import { intOption } from './errors.js';
+import { type PrimaryHandle, PrimaryError, runPrimary } from '../cluster/primary.js';
+import { intOption, reportAndExit } from './errors.js';
 
 export interface ServeFlags {
   data?: string;
@@ -13,6 +13,7 @@ export interface ServeFlags {
   adminHost?: string;
   adminPort?: string;
   adminToken?: string;
+  adminTokenFile?: string;
   inMemory?: boolean;
   workers?: string;
   logLevel?: string;
@@ -26,6 +27,7 @@ export function configFromFlags(flags: ServeFlags) {
     admin_host: flags.adminHost,
     admin_port: intOption('--admin-port', flags.adminPort),
     admin_token: flags.adminToken,
+    admin_token_file: flags.adminTokenFile,
     use_mmap: flags.inMemory ? false : undefined,
     workers: intOption('--workers', flags.workers),
     log_level: flags.logLevel as ConfigInput['log_level'],
@@ -35,26 +37,49 @@ export function configFromFlags(flags: ServeFlags) {
 
 export async function serveCommand(flags: ServeFlags): Promise<PrimaryHandle> {
   const config = configFromFlags(flags);
+  // Workers get the token over IPC (primary.ts); they must not inherit it through their environment.
+  delete process.env.LANEPIR_ADMIN_TOKEN;
   const logger = pino({ level: config.log_level, base: { role: 'primary' } });
-  const primary = await runPrimary(config, logger);
-  // First signal: drain and exit 0. A second one (an impatient operator, or a
-  // supervisor forwarding the signal again) must not skip removing the segment.
+  if (flags.adminToken !== undefined) {
+    logger.warn('--admin-token is readable by every local user (/proc/<pid>/cmdline, ps); use --admin-token-file or LANEPIR_ADMIN_TOKEN');
+  }
+  // Signals are handled from the start: one during start-up stops the workers
+  // and removes the segment too. First signal: drain and exit 0. A second one
+  // (an impatient operator, or a supervisor forwarding the signal again) must
+  // not skip removing the segment (the primary does it on exit).
+  const starting = new AbortController();
+  let primary: PrimaryHandle | undefined;
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {
       logger.warn({ signal }, 'second signal: stopping without waiting for in-flight requests');
-      primary.forceStop();
+      primary?.forceStop();
       process.exit(1);
     }
     stopping = true;
+    if (!primary) {
+      logger.info({ signal }, 'stopping during start-up');
+      starting.abort();
+      return;
+    }
     logger.info({ signal }, 'shutting down: draining in-flight requests');
     void primary.shutdown().then(() => process.exit(0));
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => {
-    primary.reload().catch((err: Error) => logger.error({ err: err.message }, 'SIGHUP reload failed'));
+    primary?.reload().catch((err: Error) => logger.error({ err: err.message }, 'SIGHUP reload failed'));
   });
+  try {
+    primary = await runPrimary(config, logger, { signal: starting.signal });
+  } catch (err) {
+    // Stopped by a signal before it was ready: the asked-for outcome.
+    if (err instanceof PrimaryError && err.code === 'ESTOPPED') process.exit(0);
+    throw err;
+  }
+  // The primary gave up (no worker can run): it has stopped the workers and
+  // removed the segment; exit non-zero so a supervisor restarts or alerts.
+  primary.done.catch(reportAndExit);
   logger.info(
     { public: primary.publicUrl, admin: primary.adminUrl, data: config.data_dir, mmap: config.use_mmap, workers: config.workers, segment: primary.segment.name },
     'lanepir serving',

@@ -31,6 +31,15 @@ function failpointActive(name: string, slot: number): Error | undefined {
   return undefined;
 }
 
+/** A failpoint's argument ("held-list:2" -> "2"), if it is set. */
+function failpointArg(name: string): string | undefined {
+  for (const spec of (process.env.LANEPIR_FAILPOINTS ?? '').split(',')) {
+    const [fp, arg] = spec.trim().split(':');
+    if (fp === name) return arg ?? '';
+  }
+  return undefined;
+}
+
 /** Asks the primary for what is kept out of the environment. */
 function fetchSecrets(): Promise<{ adminToken: string | null }> {
   return new Promise((resolve) => {
@@ -44,14 +53,30 @@ function fetchSecrets(): Promise<{ adminToken: string | null }> {
   });
 }
 
+/** The filesDigest the primary validated `generation` with (null: it has none, and this worker validates in full). */
+function fetchDigest(generation: string): Promise<string | null> {
+  return new Promise((resolve) => {
+    const id = crypto.randomUUID();
+    const on = (msg: PrimaryMessage) => {
+      if (msg?.t !== 'digest' || msg.id !== id) return;
+      process.off('message', on);
+      resolve(msg.digest);
+    };
+    process.on('message', on);
+    process.send?.({ t: 'digest?', id, generation } satisfies WorkerMessage);
+  });
+}
+
 export async function runWorker(): Promise<void> {
   const { adminToken } = await fetchSecrets();
   const config = { ...(JSON.parse(process.env.LANEPIR_CONFIG_JSON!) as Config), ...(adminToken ? { admin_token: adminToken } : {}) };
   const slot = Number(process.env.LANEPIR_WORKER_SLOT);
+  const heldListArg = failpointArg('held-list');
+  const heldListMax = heldListArg === undefined ? undefined : Number(heldListArg);
   const segment = control.controlOpen(process.env.LANEPIR_SEGMENT!);
   const workerName = `worker-${slot}-${process.pid}`;
   const logger = pino({ level: config.log_level, base: { worker: workerName } });
-  const metrics = new ServerMetrics();
+  const metrics = new ServerMetrics({ reloads: false }); // the primary counts cluster reloads
   // Constructing one installs prom-client's answer to the primary's metric requests.
   new AggregatorRegistry();
   AggregatorRegistry.setRegistries([metrics.registry]);
@@ -78,14 +103,17 @@ export async function runWorker(): Promise<void> {
   const writeSlot = () => {
     if (!server) return;
     const store = server.store;
-    // Everything mapped here counts as held, so nothing it uses is pruned.
-    const held = [...store.held(), ...server.reloader.preparedSnapshots()];
-    segment.writeSlot(slot, {
-      pid: process.pid,
-      serving: store.current?.id ?? null,
-      requests,
-      held: held.slice(0, control.controlLayout.heldMax).map((s) => ({ generation: s.id, inFlight: s.inFlight })),
-    });
+    // Everything mapped here counts as held, so nothing it uses is pruned:
+    // current first, then prepared, retained and draining ones.
+    const byId = new Map<string, number>();
+    for (const s of [...(store.current ? [store.current] : []), ...server.reloader.preparedSnapshots(), ...store.held()]) {
+      byId.set(s.id, (byId.get(s.id) ?? 0) + s.inFlight);
+    }
+    const held = [...byId].map(([generation, inFlight]) => ({ generation, inFlight }));
+    // The slot lists the first controlLayout.heldMax; heldTotal tells readers when that is not all.
+    // (Test failpoint "held-list:N" lists fewer, to exercise the overflow path.)
+    const listed = heldListMax === undefined ? held : held.slice(0, heldListMax);
+    segment.writeSlot(slot, { pid: process.pid, serving: store.current?.id ?? null, requests, held: listed, heldTotal: held.length });
   };
   const noteSwitch = (id: string) => {
     lastSwitch = { id, publishCount: segment.publishCount(), at: preciseNow() };
@@ -118,18 +146,27 @@ export async function runWorker(): Promise<void> {
   };
 
   const published = segment.readPublished();
+  // The primary hashed the published generation: this worker confirms it sees the same files instead of hashing again.
+  const initialDigest = published?.generation ? await fetchDigest(published.generation) : null;
   server = await startServer(config, {
     logger,
     workerName,
     metrics,
     // Map the published generation before accepting connections.
     initialGeneration: published?.generation ?? null,
+    ...(initialDigest ? { initialDigest } : {}),
     beforeRequest: () => {
       requests++;
       followSegment();
     },
-    reload: async (target) => {
-      const msg = await ask<Extract<PrimaryMessage, { t: 'reload-result' }>>((id) => ({ t: 'reload', id, ...(target !== undefined ? { target } : {}) }));
+    reload: async (target, opts) => {
+      const msg = await ask<Extract<PrimaryMessage, { t: 'reload-result' }>>((id) => {
+        // The HTTP caller went away: tell the primary, which drops the reload if nobody else wants it.
+        const abandon = () => send({ t: 'reload-abandon', id });
+        if (opts?.signal?.aborted) queueMicrotask(abandon);
+        else opts?.signal?.addEventListener('abort', abandon, { once: true });
+        return { t: 'reload', id, ...(target !== undefined ? { target } : {}) };
+      });
       if (msg.ok) return msg.result;
       const e = msg.error;
       if (e.status === 422) throw new ReloadError(e.code, e.message, e.extra);
@@ -172,12 +209,13 @@ export async function runWorker(): Promise<void> {
         const started = performance.now();
         const failpoint = failpointActive('prepare', slot);
         preparing.add(msg.id);
-        (failpoint ? Promise.reject(failpoint) : server!.reloader.prepare(msg.generation)).then(
+        (failpoint ? Promise.reject(failpoint) : server!.reloader.prepare(msg.generation, msg.digest ? { digest: msg.digest } : {})).then(
           () => {
             preparing.delete(msg.id);
             // The primary gave up on this reload while it was being prepared: drop it.
             if (aborted.delete(msg.id)) server!.reloader.abort(msg.generation);
             else send({ t: 'prepared', id: msg.id, ok: true, ms: performance.now() - started });
+            writeSlot(); // what it maps is held from now on, not from the next heartbeat
           },
           (err: Error & { code?: string }) => {
             preparing.delete(msg.id);

@@ -11,6 +11,9 @@
 // (block number and hash). Values are checked before they are returned: an
 // account word that is not EIP-7864 basic data is an error, never a balance.
 import { type Address } from 'viem';
+import { KEYWORD_ENTRY_SIZE, KEYWORD_TAG_BYTES, hexToBytes } from '../pir/crs.js';
+import { type LaneDelta, decodeDelta } from '../pir/delta.js';
+import { type KeywordResult, keywordHash } from '../pir/keyword.js';
 import { KeywordReader } from '../pir/keyword-remote.js';
 import { type HintCache } from '../pir/remote.js';
 import { type Erc20Layout } from './erc20.js';
@@ -84,8 +87,11 @@ export type StateResult = AccountResult | StorageResult | Erc20Result;
 
 export interface ReadOptions {
   /**
-   * The block to read at: a number means that block's generation, which must
-   * be the one the server serves now (else EBLOCK); default the served one.
+   * The block to read at (default: the block the server serves now). An
+   * earlier block must still be served (listed in /info `generations`; else
+   * EBLOCK): the round then reads the candidate columns at the served block
+   * privately and rebuilds them at the earlier one from the lane's public
+   * delta between the two.
    */
   block?: bigint | number;
 }
@@ -101,18 +107,19 @@ export interface RoundStats {
   timings: Record<string, number>;
 }
 
-interface InfoGeneration {
+export interface InfoGeneration {
   generation: string;
   block_number: number;
   block_hash?: string | null;
 }
 
-interface Info {
+export interface Info {
   generation: string | null;
   block_number: number | null;
   block_hash?: string | null;
   chain_id?: number | null;
   generations?: InfoGeneration[];
+  lanes?: Record<string, { layout?: string; key_seed?: string; m?: number }>;
 }
 
 const MANIFESTS_KEPT = 8;
@@ -211,12 +218,20 @@ export class StateClient {
     if (reads.length === 0) return [];
     // Inputs are checked before anything is sent.
     const parsed = reads.map((r, i) => parseRead(r, i));
+    if (opts.block !== undefined && !(typeof opts.block === 'bigint' ? opts.block >= 0n : Number.isSafeInteger(opts.block) && opts.block >= 0)) {
+      throw new EthError('EPARAMS', `block must be a non-negative integer, got ${String(opts.block)}`);
+    }
     const started = now();
     let info = await this.info();
-    if (info.generation === null) throw new EthError('ENOT_READY', 'the server has no generation loaded yet');
+    if (info.generation === null || info.block_number === null) throw new EthError('ENOT_READY', 'the server has no generation loaded yet');
+    // An earlier block: the generation that holds it (routing uses that generation's manifest).
+    let past: string | undefined;
+    if (opts.block !== undefined && BigInt(opts.block) !== BigInt(info.block_number)) {
+      past = pastGeneration(info, BigInt(opts.block));
+    }
     let generation = info.generation;
     const manifestStarted = now();
-    let manifest = await this.manifest(generation);
+    let manifest = await this.manifest(past ?? generation);
     let manifestMs = now() - manifestStarted;
     for (let attempt = 1; ; attempt++) {
       const keys = parsed.map((p) => keyOf(p, manifest));
@@ -227,7 +242,7 @@ export class StateClient {
         Object.fromEntries(Object.entries(byLane).filter(([, l]) => l.length > 0)),
         { hide: this.opts.hideLanes ?? true, ...(this.opts.padTo !== undefined ? { padTo: this.opts.padTo } : {}) },
       );
-      if (round.generation !== generation) {
+      if (past === undefined && round.generation !== generation) {
         // The server moved on: the round is valid only if the new generation's manifest routes these keys the same way.
         const t = now();
         const next = await this.manifest(round.generation);
@@ -241,13 +256,35 @@ export class StateClient {
           continue;
         }
       }
-      const block = blockOf(info, round.generation, round.blockNumber);
+      let results: Record<string, KeywordResult[]> = round.results;
+      let block: BlockRef;
+      if (past !== undefined && round.generation !== past) {
+        // Rebuild each key's columns at the earlier generation from the public deltas (every keyword lane's
+        // delta is fetched, whichever lanes the keys are in, so the requests do not say).
+        const t = now();
+        if (round.generation !== info.generation) info = await this.info();
+        const deltaLanes = (this.opts.hideLanes ?? true) ? Object.keys(info.lanes ?? {}).filter((l) => info.lanes![l]!.layout === 'keyword') : Object.keys(byLane).filter((l) => byLane[l as EthLane].length > 0);
+        const deltas = new Map<string, LaneDelta>();
+        for (const l of deltaLanes) deltas.set(l, await this.delta(l, past, round.generation));
+        results = {};
+        for (const l of Object.keys(byLane) as EthLane[]) {
+          const seed = info.lanes?.[l]?.key_seed;
+          results[l] = byLane[l].map((key, k) => {
+            if (!seed) throw new EthError('EANSWER', `/info does not give the ${l} lane's key_seed`);
+            return readAtPast(key, hexToBytes(seed), round.results[l]![k]!, deltas.get(l)!);
+          });
+        }
+        manifestMs += now() - t;
+        block = blockOf(info, past, Number(opts.block));
+      } else {
+        block = blockOf(info, round.generation, round.blockNumber);
+      }
       if (opts.block !== undefined && BigInt(opts.block) !== block.number) {
-        throw new EthError('EBLOCK', `block ${opts.block} is not the block the server serves now (${block.number}); private reads are of the served block only`);
+        throw new EthError('EBLOCK', `block ${opts.block} is not served (the server moved to block ${block.number} during the read); try again`);
       }
       const t = now();
-      const results = parsed.map((p, i) => {
-        const r = round.results[lanes[i]!]?.[position[i]!];
+      const out = parsed.map((p, i) => {
+        const r = results[lanes[i]!]?.[position[i]!];
         if (!r) throw new EthError('EANSWER', `the round returned no result for read ${i}`);
         return decodeResult(p, keys[i]!, r, block);
       });
@@ -260,9 +297,72 @@ export class StateClient {
         bytesReceived: round.bytesReceived,
         timings: { manifest: manifestMs, ...round.timings, decode: round.timings.decode + decodeMs, total: now() - started },
       };
-      return results;
+      return out;
     }
   }
+
+  /** The lane's delta from generation `from` to `to` (public; the same for every key). */
+  private async delta(lane: string, from: string, to: string): Promise<LaneDelta> {
+    let res: Response;
+    try {
+      res = await this.get(`/delta/${lane}?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`);
+    } catch (err) {
+      if ((err as { code?: string }).code?.startsWith('EDELTA') || (err as { code?: string }).code === 'EGENERATION_GONE') {
+        throw new EthError('EBLOCK', `generation ${from} can no longer be read: ${(err as Error).message}`);
+      }
+      throw err;
+    }
+    const d = decodeDelta(new Uint8Array(await res.arrayBuffer()));
+    if (d.from !== from || d.to !== to || d.entrySize !== KEYWORD_ENTRY_SIZE) throw new EthError('EANSWER', `the ${lane} delta is not ${from} -> ${to} of a keyword lane`);
+    return d;
+  }
+}
+
+/** The served generation of block `block` (the newest rebuild when a reorg left several); EBLOCK when none. */
+function pastGeneration(info: Info, block: bigint): string {
+  const held = (info.generations ?? []).filter((g) => BigInt(g.block_number) === block);
+  if (held.length === 0) {
+    const blocks = (info.generations ?? []).map((g) => g.block_number);
+    throw new EthError('EBLOCK', `block ${block} is not served (the server serves blocks ${blocks.length ? `${Math.min(...blocks)}..${Math.max(...blocks)}` : 'none'})`);
+  }
+  return held.map((g) => g.generation).sort((a, b) => (a.length - b.length) || (a < b ? -1 : 1)).pop()!;
+}
+
+/**
+ * A key's entry at an earlier generation: its candidate columns as decoded
+ * at the later one, with the delta's changes undone (rows the lane gained
+ * since are dropped). Every changed byte's new value must be what was
+ * decoded, else the answer and the delta disagree and nothing is returned.
+ */
+function readAtPast(key: Uint8Array, keySeed: Uint8Array, now: KeywordResult, delta: LaneDelta): KeywordResult {
+  if (!now.columns) throw new EthError('EANSWER', 'the round did not keep the decoded columns');
+  const es = KEYWORD_ENTRY_SIZE;
+  const { m } = delta;
+  const pastRows = Math.ceil(delta.fromEntries / m);
+  const tag = keywordHash(keySeed, key).subarray(0, KEYWORD_TAG_BYTES);
+  let found: Uint8Array | undefined;
+  for (const [c, column] of now.columns) {
+    const old = column.slice(0, pastRows * es);
+    for (let k = 0; k < delta.indices.length; k++) {
+      const i = delta.indices[k]!;
+      if (i % m !== c) continue;
+      const r = Math.floor(i / m);
+      if (r >= pastRows) continue;
+      for (let b = 0; b < es; b++) {
+        const o = delta.oldValues[k * es + b]!;
+        const n = delta.newValues[k * es + b]!;
+        if (o === n) continue;
+        if (column[r * es + b] !== n) throw new EthError('EANSWER', 'the decoded column and the delta disagree; refusing to read the earlier block');
+        old[r * es + b] = o;
+      }
+    }
+    for (let r = 0; r < pastRows; r++) {
+      if (!sameBytes(old.subarray(r * es, r * es + KEYWORD_TAG_BYTES), tag)) continue;
+      if (found) throw new EthError('EANSWER', 'two entries carry the key\'s tag at the earlier block; refusing to choose');
+      found = old.slice(r * es + KEYWORD_TAG_BYTES, (r + 1) * es);
+    }
+  }
+  return found ? { exists: true, value: found } : { exists: false, value: new Uint8Array(32) };
 }
 
 type ParsedRead =

@@ -9,8 +9,9 @@
 // eth_chainId come from the served generation. Block tags: "latest",
 // "pending", "safe" and "finalized" all mean the block the server serves
 // (lanepir has no pending state and no finality information: the served block
-// is the newest it built); a block number or hash must be that block, else the
-// request fails. Everything else goes to `passthrough` when one is given,
+// is the newest it built); a block number or hash (EIP-1898) means that block
+// if the server still serves it (read privately at the newest block and
+// rebuilt with the lanes' public deltas), else the request fails. Everything else goes to `passthrough` when one is given,
 // and otherwise fails with EIP-1193 error 4200. A private method never falls
 // back to the passthrough: when it cannot be answered privately it fails.
 // Browser-safe.
@@ -113,11 +114,18 @@ export function createLanepirProvider(opts: LanepirProviderOptions): LanepirProv
     }
   };
 
-  /** A read at the requested block; a block hash must be the served block's. */
+  /** A read at the requested block; a block hash is looked up among the blocks the server serves. */
   const atBlock = async <T extends { block: { hash: string | null } }>(block: ReturnType<typeof blockOptions>, read: (o: ReadOptions) => Promise<T>): Promise<T> => {
-    const r = await read(block.block !== undefined ? { block: block.block } : {});
+    let number = block.block;
+    if (block.blockHash !== undefined) {
+      const info = await client.info();
+      const g = (info.generations ?? []).find((x) => x.block_hash === block.blockHash);
+      if (!g) throw new ProviderRpcError(-32000, `block ${block.blockHash} is not served`, { code: 'EBLOCK' });
+      number = BigInt(g.block_number);
+    }
+    const r = await read(number !== undefined ? { block: number } : {});
     if (block.blockHash !== undefined && r.block.hash !== block.blockHash) {
-      throw new ProviderRpcError(-32000, `block ${block.blockHash} is not the block the server serves (${r.block.hash ?? 'unknown hash'})`, { code: 'EBLOCK' });
+      throw new ProviderRpcError(-32000, `block ${block.blockHash} is not served (read block ${r.block.hash ?? 'of unknown hash'})`, { code: 'EBLOCK' });
     }
     return r;
   };

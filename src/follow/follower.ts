@@ -145,9 +145,9 @@ export class Follower extends EventEmitter {
     let builtAny = false;
     for (const name of await this.updateFiles()) {
       const file = path.join(this.opts.updatesDir, name);
-      const text = await fsp.readFile(file, 'utf8').catch(() => undefined);
-      if (text === undefined) continue;
-      const sha = crypto.createHash('sha256').update(text).digest('hex');
+      const bytes = await fsp.readFile(file).catch(() => undefined);
+      if (bytes === undefined) continue;
+      const sha = crypto.createHash('sha256').update(bytes).digest('hex');
       if (this.state.files[name] === sha) continue;
       if (!this.seenAt.has(name)) this.seenAt.set(name, Date.now());
       const block = Number(name.split('.')[0]);
@@ -166,11 +166,11 @@ export class Follower extends EventEmitter {
         const started = performance.now();
         let changes: number;
         if (this.opts.buildBlock) {
-          ({ changes } = await this.opts.buildBlock({ data: this.opts.data, block, id, parent, text, file: name }));
+          ({ changes } = await this.opts.buildBlock({ data: this.opts.data, block, id, parent, text: Buffer.from(bytes).toString('utf8'), file: name }));
         } else {
           const parentInfo = await loadGeneration(generationDir(this.opts.data, parent));
           const entrySizes = Object.fromEntries(Object.values(parentInfo.lanes).map((l) => [l.lane, l.crs.entry_size])) as Partial<Record<LaneName, number>>;
-          const updates = parseUpdates(text, name, entrySizes);
+          const updates = await parseUpdates(bytes, name, entrySizes);
           await buildIncremental({ data: this.opts.data, block, id, from: parent, updates });
           changes = Object.values(updates).reduce((n, m) => n + m.size, 0);
         }

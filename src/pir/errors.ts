@@ -20,13 +20,27 @@ export class PirClientError extends Error {
  * (code and address when the platform gives them). The original is `cause`.
  */
 export function fetchError(what: string, err: unknown, timeoutMs?: number): PirClientError {
-  const e = err as { name?: unknown; message?: unknown; cause?: unknown } | undefined;
-  if (e?.name === 'TimeoutError') {
-    return new PirClientError(`${what}: no answer${timeoutMs ? ` within ${timeoutMs} ms` : ' in time'}`, 'ETIMEDOUT', { cause: err });
-  }
-  if (e?.name === 'AbortError') return new PirClientError(`${what}: aborted`, 'EABORTED', { cause: err });
-  const reason = describeCause(e?.cause) || (typeof e?.message === 'string' && e.message) || String(err);
+  const e = err as { name?: unknown } | undefined;
+  const reason = describeFetchFailure(err, timeoutMs);
+  if (e?.name === 'TimeoutError') return new PirClientError(`${what}: ${reason}`, 'ETIMEDOUT', { cause: err });
+  if (e?.name === 'AbortError') return new PirClientError(`${what}: ${reason}`, 'EABORTED', { cause: err });
   return new PirClientError(`${what} failed: ${reason}`, 'ENETWORK', { cause: err });
+}
+
+/**
+ * Why a fetch threw, in one line someone can act on: `ECONNREFUSED
+ * 127.0.0.1:3199`, `ENOTFOUND pir.example`, `no answer within 30000 ms`. The
+ * platform's generic "fetch failed" is dropped; any other message is kept in
+ * front of its cause.
+ */
+export function describeFetchFailure(err: unknown, timeoutMs?: number): string {
+  const e = err as { name?: unknown; message?: unknown; cause?: unknown } | undefined;
+  if (e?.name === 'TimeoutError') return `no answer${timeoutMs ? ` within ${timeoutMs} ms` : ' in time'}`;
+  if (e?.name === 'AbortError') return 'aborted';
+  const outer = typeof e?.message === 'string' ? e.message : '';
+  const cause = describeCause(e?.cause);
+  if (!cause) return outer || String(err);
+  return outer === '' || outer === 'fetch failed' || cause.includes(outer) ? cause : `${outer} (${cause})`;
 }
 
 /** "ECONNREFUSED 127.0.0.1:3199", "ENOTFOUND example.invalid", or the cause's message; '' when there is none. */

@@ -12,7 +12,8 @@
 // hashing here is the contract the builder (src/store/keyword-*.ts) and every
 // client share.
 import { keccak_256 } from '@noble/hashes/sha3.js';
-import { type PirClient, PirClientError, type QueryState } from './client.js';
+import { type PirClient, type QueryState } from './client.js';
+import { PirClientError } from './errors.js';
 import { type Crs, type KeywordCrs, KEYWORD_ENTRY_SIZE, KEYWORD_TAG_BYTES, KEYWORD_VALUE_BYTES, hexToBytes, isKeywordCrs } from './crs.js';
 
 export const KEYWORD_HASH_BYTES = 32;
@@ -73,6 +74,13 @@ export interface KeywordResult {
   exists: boolean;
   /** 32 bytes (all zero when absent). */
   value: Uint8Array;
+  /**
+   * The decoded candidate columns (column -> entry_size * R bytes, record row
+   * r's entry at r * entry_size): what the lane held there at the round's
+   * generation. Reads of an earlier generation rebuild its columns from these
+   * and the public delta between the two (src/eth/client.ts).
+   */
+  columns?: Map<number, Uint8Array>;
 }
 
 /** Uniform column in [0, m) from the CSPRNG (rejection sampling, no modulo bias). */
@@ -109,7 +117,11 @@ export async function keywordQueries(client: PirClient, key: Uint8Array): Promis
 /** `count` valid queries for uniformly random columns: the padding that hides which lane and how many keys a round needs. */
 export async function dummyQueries(client: PirClient, count: number): Promise<Uint8Array[]> {
   const out: Uint8Array[] = [];
-  for (let k = 0; k < count; k++) out.push((await client.query(randomColumn(client.crs.m))).query);
+  for (let k = 0; k < count; k++) {
+    const { query, state } = await client.query(randomColumn(client.crs.m));
+    client.discard(state); // never decoded: wipe its secret now
+    out.push(query);
+  }
   return out;
 }
 
@@ -147,5 +159,5 @@ export function decodeKeyword(client: PirClient, q: KeywordQueries, answers: Uin
       found = column.slice(off + KEYWORD_TAG_BYTES, off + es);
     }
   }
-  return found ? { exists: true, value: found } : { exists: false, value: new Uint8Array(KEYWORD_VALUE_BYTES) };
+  return found ? { exists: true, value: found, columns: decoded } : { exists: false, value: new Uint8Array(KEYWORD_VALUE_BYTES), columns: decoded };
 }

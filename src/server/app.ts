@@ -6,16 +6,20 @@ import fs from 'node:fs';
 import Koa from 'koa';
 import Router, { type RouterContext } from '@koa/router';
 import getRawBody from 'raw-body';
-import { pinoHttp } from 'pino-http';
 import { type Logger } from 'pino';
 import { type Config, configHash } from '../config.js';
-import { answerBytes, queryBytes } from '../pir/crs.js';
+import { answerBytes, hintBytes, queryBytes } from '../pir/crs.js';
 import { littleEndianWords, wordsToLittleEndian } from '../pir/prg.js';
 import { GENERATION_ID, isLaneName, type LaneName } from '../store/layout.js';
 import { isEthGeneration, readHotManifest } from '../eth/generation-files.js';
-import { DeltaGoneError, deltaChain } from './delta.js';
+import { DeltaGoneError } from './delta.js';
+import { DeltaBusyError, type DeltaService } from './deltas.js';
+import { publicLimits, sendTimeouts, whenDone } from './limits.js';
+import { ADMIN_BODY_MAX, adminBodyGuard, adminHostGuard } from './admin-guard.js';
+import { type Routes, corsAndOptions, routesAt } from './cors.js';
+import { FileRangeStream } from './file-range.js';
 import { HttpError } from './errors.js';
-import { StoreError } from '../store/errors.js';
+import { httpLogger, noteRefusal } from './logging.js';
 import { type ReloadResult, ReloadError } from './reloader.js';
 import { LaneScheduler, OverloadedError } from './scheduler.js';
 import { type ServerMetrics } from './metrics.js';
@@ -31,11 +35,13 @@ export interface AppContext {
   version: string;
   /** Names this process in X-Lanepir-Worker. */
   workerName: string;
-  /** Reload entry point (cluster mode forwards it to the primary). */
-  reload: (target?: string) => Promise<ReloadResult>;
+  /** Reload entry point (cluster mode forwards it to the primary); `signal` aborts when the caller has gone. */
+  reload: (target?: string, opts?: { signal?: AbortSignal }) => Promise<ReloadResult>;
   /** What GET /admin/generations shows (cluster mode asks the primary). */
   generations: () => Promise<unknown>;
   metrics: ServerMetrics;
+  /** GET /delta's merges and cache (bounded; shared by both listeners). */
+  deltas: DeltaService;
   /** The /metrics exposition (cluster mode aggregates across workers). */
   metricsText: () => Promise<{ contentType: string; body: string }>;
   /** Called first on every request (cluster workers check the published generation). */
@@ -44,7 +50,19 @@ export interface AppContext {
 
 type Ctx = RouterContext;
 
-function errorMiddleware(logger: Logger): Koa.Middleware {
+/** Error messages never show where the server keeps its data (a message that slipped through names `<data>`). */
+function redactPaths(dataDir: string): (message: string) => string {
+  const dirs = [dataDir, ...(() => {
+    try {
+      return [fs.realpathSync(dataDir)];
+    } catch {
+      return [];
+    }
+  })()].filter((d) => d.length > 1);
+  return (message) => dirs.reduce((m, d) => m.split(d).join('<data>'), message);
+}
+
+function errorMiddleware(logger: Logger, redact: (message: string) => string): Koa.Middleware {
   return async (ctx, next) => {
     try {
       await next();
@@ -52,10 +70,12 @@ function errorMiddleware(logger: Logger): Koa.Middleware {
       const e = err as HttpError;
       if (err instanceof HttpError) {
         ctx.status = e.status;
+        noteRefusal(ctx.res, e.code);
         ctx.set(e.headers);
-        ctx.body = { error: e.message, code: e.code, ...e.extra };
+        ctx.body = { error: redact(e.message), code: e.code, ...e.extra };
       } else {
-        logger.error({ err }, 'unhandled error');
+        // The request's own logger (pino-http) adds its id and bounded summary.
+        ((ctx.req as { log?: Logger }).log ?? logger).error({ err }, 'unhandled error');
         ctx.status = 500;
         ctx.body = { error: 'internal error', code: 'EINTERNAL' };
       }
@@ -63,23 +83,13 @@ function errorMiddleware(logger: Logger): Koa.Middleware {
   };
 }
 
-/** pino-http request logging, with the request id echoed back. */
+/** Request logging (bounded lines, see logging.ts) and the worker's name on every response. */
 function requestLogger(app: AppContext): Koa.Middleware {
-  const { logger, workerName } = app;
-  const http = pinoHttp({
-    logger,
-    genReqId: (req, res) => {
-      const given = req.headers['x-request-id'];
-      const id = typeof given === 'string' && /^[\w.-]{1,128}$/.test(given) ? given : crypto.randomUUID();
-      res.setHeader('X-Request-Id', id);
-      return id;
-    },
-    customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'debug'),
-  });
+  const http = httpLogger(app.logger);
   return async (ctx, next) => {
     app.beforeRequest?.();
     http(ctx.req, ctx.res);
-    ctx.set('X-Lanepir-Worker', workerName);
+    ctx.set('X-Lanepir-Worker', app.workerName);
     await next();
   };
 }
@@ -116,7 +126,7 @@ function pinSnapshot(ctx: Ctx, store: SnapshotStore, metrics: ServerMetrics, wan
   // Koa writes the body after the middleware chain returns.
   const unpin = snap.pin();
   metrics.inFlight.inc();
-  ctx.res.once('close', () => {
+  whenDone(ctx.res, () => {
     unpin();
     metrics.inFlight.dec();
   });
@@ -158,29 +168,9 @@ function laneSummary(lane: ServedLane) {
   };
 }
 
-/** Recently served deltas: clients of one server ask for the same few (from, to) pairs. */
-class DeltaCache {
-  private readonly entries = new Map<string, Uint8Array>();
-  constructor(private readonly max = 64) {}
-
-  async get(key: string, make: () => Promise<Uint8Array>): Promise<Uint8Array> {
-    const hit = this.entries.get(key);
-    if (hit) {
-      this.entries.delete(key);
-      this.entries.set(key, hit);
-      return hit;
-    }
-    const value = await make();
-    this.entries.set(key, value);
-    if (this.entries.size > this.max) this.entries.delete(this.entries.keys().next().value!);
-    return value;
-  }
-}
-
 export function publicRouter(app: AppContext): Router {
   const { store, config } = app;
   const router = new Router();
-  const deltas = new DeltaCache();
   /** Each generation's hot manifest, read and checked once. */
   const hotManifests = new WeakMap<Snapshot, ReturnType<typeof readHotManifest>>();
   router.get('/health', (ctx) => {
@@ -260,7 +250,7 @@ export function publicRouter(app: AppContext): Router {
     ctx.type = 'application/json';
     ctx.body = file.bytes;
   });
-  router.get('/hint/:lane', (ctx) => {
+  router.get('/hint/:lane', async (ctx) => {
     const snap = pinSnapshot(ctx, store, app.metrics);
     const lane = laneOf(ctx, snap);
     generationHeaders(ctx, snap);
@@ -271,9 +261,19 @@ export function publicRouter(app: AppContext): Router {
       ctx.status = 304;
       return;
     }
+    // From the hint the snapshot holds open (its files may have been pruned); the
+    // first chunk is read before anything is sent, so a read error is a clean 500.
+    const size = hintBytes(lane.info.crs);
+    let body: FileRangeStream;
+    try {
+      body = await FileRangeStream.open(lane.hint, size, snap.pin());
+    } catch (err) {
+      app.logger.error({ err, generation: snap.id, lane: lane.name }, 'hint unreadable');
+      throw new HttpError(500, 'EHINT_UNREADABLE', `the ${lane.name} hint of generation ${snap.id} could not be read`);
+    }
     ctx.type = 'application/octet-stream';
-    ctx.length = lane.info.crs.entry_size * lane.info.crs.R * lane.info.crs.n * 4;
-    ctx.body = fs.createReadStream(lane.info.hintPath);
+    ctx.length = size;
+    ctx.body = body;
   });
   router.get('/delta/:lane', async (ctx) => {
     const from = ctx.query.from;
@@ -286,13 +286,15 @@ export function publicRouter(app: AppContext): Router {
     const lane = laneOf(ctx, snap);
     let delta: Uint8Array;
     try {
-      delta = await deltas.get(`${lane.name}/${from}/${snap.id}`, () => deltaChain(config.data_dir, lane.name, from, snap.id));
+      delta = await app.deltas.delta(snap.generation, lane.name, from);
     } catch (err) {
-      // A missing ancestor, diff or generation directory: the client downloads the hint instead.
-      if (err instanceof DeltaGoneError || err instanceof StoreError) {
-        throw new HttpError(410, err instanceof DeltaGoneError ? err.code : 'EDELTA_GONE', `${err.message}; download the hint of generation ${snap.id} instead`, {
-          current_generation: snap.id,
-        });
+      // Not an ancestor within reach, a diff gone, or larger than the hint: the client downloads the hint instead.
+      if (err instanceof DeltaGoneError) {
+        throw new HttpError(410, err.code, `${err.message}; download the hint of generation ${snap.id} instead`, { current_generation: snap.id });
+      }
+      if (err instanceof DeltaBusyError) {
+        app.metrics.refused.inc({ route: 'delta', reason: 'merges' });
+        throw new HttpError(503, err.code, err.message, {}, { 'Retry-After': '1' });
       }
       throw err;
     }
@@ -374,14 +376,17 @@ export function adminRouter(app: AppContext): Router {
   router.use(async (ctx, next) => {
     const token = app.config.admin_token;
     if (token && !tokenMatches(ctx.get('Authorization') || undefined, token)) {
-      throw new HttpError(401, 'EUNAUTHORIZED', 'admin routes need Authorization: Bearer <admin token>', {}, { 'WWW-Authenticate': 'Bearer' });
+      const close: Record<string, string> = ctx.method === 'POST' ? { Connection: 'close' } : {}; // do not drain an unread body
+      throw new HttpError(401, 'EUNAUTHORIZED', 'admin routes need Authorization: Bearer <admin token>', {}, { 'WWW-Authenticate': 'Bearer', ...close });
     }
+    adminBodyGuard(ctx);
     await next();
   });
   router.post('/admin/reload', async (ctx) => {
     let target: string | undefined;
-    const raw = await getRawBody(ctx.req, { limit: 4096, encoding: 'utf8' }).catch((err: { status?: number; message?: string }) => {
-      if (err.status === 413) throw new HttpError(413, 'EBODY_TOO_LARGE', 'reload body is limited to 4 KiB');
+    const declared = ctx.get('Content-Length');
+    const raw = await getRawBody(ctx.req, { limit: ADMIN_BODY_MAX, length: declared ? Number(declared) : null, encoding: 'utf8' }).catch((err: { status?: number; message?: string }) => {
+      if (err.status === 413) throw new HttpError(413, 'EBODY_TOO_LARGE', `admin request bodies are limited to ${ADMIN_BODY_MAX} bytes`);
       throw new HttpError(400, 'EBAD_BODY', `could not read the reload body: ${err.message}`);
     });
     if (raw.trim() !== '') {
@@ -401,8 +406,11 @@ export function adminRouter(app: AppContext): Router {
         target = id;
       }
     }
+    // A client that disconnects before the answer abandons the reload: if no other caller wants it, nothing switches.
+    const caller = new AbortController();
+    ctx.res.once('close', () => ctx.res.writableFinished || caller.abort());
     try {
-      ctx.body = await app.reload(target);
+      ctx.body = await app.reload(target, { signal: caller.signal });
     } catch (err) {
       if (err instanceof ReloadError) {
         throw new HttpError(422, err.code, err.message, { current_generation: app.store.current?.id ?? null, ...err.extra });
@@ -421,25 +429,56 @@ export function adminRouter(app: AppContext): Router {
   return router;
 }
 
-/** A Koa app with the shared middleware, serving the given routers (first match wins), 404 otherwise. */
-function createApp(app: AppContext, routers: Router[]): Koa {
+/**
+ * A Koa app with the shared middleware, `guards` and `limits`, serving the
+ * given routers (first match wins); a known path with another method is 405,
+ * else 404. Limits run after CORS, so that their refusals carry CORS headers
+ * (a wallet page must be able to read Retry-After).
+ */
+function createApp(app: AppContext, routes: Routes[], guards: Koa.Middleware[] = [], limits: Koa.Middleware[] = []): Koa {
   const koa = new Koa();
+  // Errors after the handlers are done: a client gone mid-body or a
+  // connection cut by a send timeout is not the server's fault (debug, no
+  // stack on stderr for each); anything else (a file that fails while it is
+  // streamed) is.
+  koa.on('error', (err: Error & { code?: string }) => {
+    const clientGone = ['ERR_STREAM_PREMATURE_CLOSE', 'ECONNRESET', 'EPIPE', 'ECONNABORTED'].includes(err.code ?? '') || err.code?.startsWith('HPE_');
+    app.logger[clientGone ? 'debug' : 'warn']({ code: err.code, message: err.message }, 'response not completed');
+  });
   koa.use(requestLogger(app));
   koa.use(queryMetrics(app.metrics));
-  koa.use(errorMiddleware(app.logger));
-  for (const r of routers) koa.use(r.routes()).use(r.allowedMethods());
+  koa.use(errorMiddleware(app.logger, redactPaths(app.config.data_dir)));
+  koa.use(sendTimeouts(app.config));
+  for (const g of guards) koa.use(g);
+  koa.use(corsAndOptions(routes, app.config.cors_origins));
+  for (const m of limits) koa.use(m);
+  for (const r of routes) koa.use(r.router.routes());
   koa.use((ctx) => {
+    const { methods } = routesAt(routes, ctx.path);
+    if (methods.length > 0) {
+      const allow = [...methods, 'OPTIONS'].join(', ');
+      throw new HttpError(405, 'EMETHOD_NOT_ALLOWED', `${ctx.path} answers ${allow}, not ${ctx.method}`, {}, { Allow: allow });
+    }
     throw new HttpError(404, 'ENOT_FOUND', `no route ${ctx.method} ${ctx.path}`);
   });
   return koa;
 }
 
-/** Clients' listener; admin routes only when configured (always behind the token: config validation). */
+/** Clients' listener, open to other origins (cors_origins); admin routes only when configured (always behind the token: config validation), never open to other origins. */
 export function createPublicApp(app: AppContext): Koa {
-  return createApp(app, app.config.public_admin ? [publicRouter(app), adminRouter(app)] : [publicRouter(app)]);
+  const routes: Routes[] = [{ router: publicRouter(app), cors: true }];
+  if (app.config.public_admin) routes.push({ router: adminRouter(app), cors: false });
+  return createApp(app, routes, [], [publicLimits(app.config, app.metrics).middleware]);
 }
 
-/** Operators' listener: admin routes, and the read-only public ones (health, info) too. */
+/** Operators' listener: admin routes, and the read-only public ones (health, info) too; no CORS at all. */
 export function createAdminApp(app: AppContext): Koa {
-  return createApp(app, [adminRouter(app), publicRouter(app)]);
+  return createApp(
+    app,
+    [
+      { router: adminRouter(app), cors: false },
+      { router: publicRouter(app), cors: false },
+    ],
+    [adminHostGuard(app.config.admin_host, app.config.admin_allowed_hosts)],
+  );
 }

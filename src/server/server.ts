@@ -3,11 +3,13 @@
 import http from 'node:http';
 import { type AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
+import util from 'node:util';
 import { pino, type Logger } from 'pino';
 import { type Config } from '../config.js';
 import { native } from '../native.js';
 import { type AppContext, createAdminApp, createPublicApp } from './app.js';
-import { Reloader, type ReloadResult, ReloadError } from './reloader.js';
+import { DeltaService } from './deltas.js';
+import { Reloader, type ReloadOptions, type ReloadResult, ReloadError } from './reloader.js';
 import { LaneScheduler } from './scheduler.js';
 import { ServerMetrics } from './metrics.js';
 import { SnapshotStore } from './snapshot.js';
@@ -24,6 +26,8 @@ export interface ServerOptions {
   beforeRequest?: AppContext['beforeRequest'];
   /** Generation to load before listening: undefined = <data>/current, null = none (cluster workers pass the published one). */
   initialGeneration?: string | null;
+  /** filesDigest the cluster primary validated initialGeneration with (confirmed instead of hashed again). */
+  initialDigest?: string;
   metrics?: ServerMetrics;
 }
 
@@ -33,21 +37,42 @@ export interface RunningServer {
   reloader: Reloader;
   logger: Logger;
   metrics: ServerMetrics;
+  deltas: DeltaService;
   publicUrl: string;
   adminUrl: string;
   publicServer: http.Server;
   adminServer: http.Server;
   /** Local reload (not forwarded). */
-  reloadLocal(target?: string): Promise<ReloadResult>;
+  reloadLocal(target?: string, opts?: ReloadOptions): Promise<ReloadResult>;
   /** Stop accepting, wait for in-flight requests (bounded), release every mapping. */
   close(): Promise<void>;
 }
 
-function listen(server: http.Server, host: string, port: number): Promise<string> {
+/** A listener could not be opened (port in use, no permission, no such address): one line naming the address and the cause. */
+export class ListenError extends Error {
+  constructor(
+    readonly code: string,
+    readonly address: string,
+    readonly listener: 'public' | 'admin',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ListenError';
+  }
+}
+
+function listenError(err: NodeJS.ErrnoException, host: string, port: number, listener: 'public' | 'admin'): ListenError {
+  const address = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  const cause = (typeof err.errno === 'number' && util.getSystemErrorMap().get(err.errno)?.[1]) || err.message;
+  return new ListenError(err.code ?? 'ELISTEN', address, listener, `cannot listen on ${address} (${listener} listener): ${cause}`);
+}
+
+function listen(server: http.Server, host: string, port: number, listener: 'public' | 'admin'): Promise<string> {
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    const onError = (err: NodeJS.ErrnoException) => reject(listenError(err, host, port, listener));
+    server.once('error', onError);
     server.listen(port, host, () => {
-      server.off('error', reject);
+      server.off('error', onError);
       const a = server.address() as AddressInfo;
       const h = a.family === 'IPv6' ? `[${a.address}]` : a.address;
       resolve(`http://${h === '0.0.0.0' ? '127.0.0.1' : h}:${a.port}`);
@@ -74,23 +99,31 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   };
   const schedulers = { hot: new LaneScheduler(schedulerOpts), cold: new LaneScheduler(schedulerOpts) };
 
-  const reloadLocal = async (target?: string): Promise<ReloadResult> => {
+  const reloadLocal = async (target?: string, reloadOpts: ReloadOptions = {}): Promise<ReloadResult> => {
     const end = metrics.reloadDuration.startTimer();
     let result: ReloadResult;
     try {
-      result = await reloader.reload(target);
+      result = await reloader.reload(target, reloadOpts);
     } catch (err) {
-      metrics.reloads.inc({ result: 'refused' });
+      metrics.reloads.inc({ result: (err as ReloadError)?.code === 'EABANDONED' ? 'abandoned' : 'refused' });
       throw err;
     }
     end();
     metrics.reloads.inc({ result: result.unchanged ? 'unchanged' : 'ok' });
     logger.info(
-      { old_block: result.old_block_number, new_block: result.new_block_number, duration_ms: result.reload_duration_ms, generation: result.new_generation, unchanged: result.unchanged },
+      {
+        old_block: result.old_block_number,
+        new_block: result.new_block_number,
+        duration_ms: result.reload_duration_ms,
+        generation: result.new_generation,
+        unchanged: result.unchanged,
+        validation: result.validation,
+      },
       'reload',
     );
     return result;
   };
+  const deltas = new DeltaService({ dataDir: config.data_dir, maxConcurrent: config.delta_max_concurrent, maxQueued: config.delta_max_queued, cacheBytes: config.delta_cache_bytes });
   const ctx: AppContext = {
     config,
     store,
@@ -98,6 +131,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     logger,
     version: VERSION,
     metrics,
+    deltas,
     metricsText:
       opts.metricsText ??
       (async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() })),
@@ -109,6 +143,8 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
       opts.generations ??
       (async () => ({
         published: store.current ? { generation: store.current.id, block_number: store.current.blockNumber, dir: store.current.generation.dir } : null,
+        reloading: null,
+        held_complete: true, // one process lists everything it holds
         workers: [
           {
             worker: opts.workerName ?? `pid-${process.pid}`,
@@ -117,6 +153,8 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
             ready: true,
             serving: store.current?.id ?? null,
             generations: store.held().map((s) => ({ generation: s.id, in_flight: s.inFlight })),
+            held_total: store.held().length,
+            held_complete: true,
           },
         ],
         mappings: native.mappingStats(),
@@ -125,7 +163,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
 
   if (opts.initialGeneration !== null) {
     try {
-      await reloadLocal(opts.initialGeneration);
+      await reloadLocal(opts.initialGeneration, opts.initialDigest ? { digest: opts.initialDigest } : {});
     } catch (err) {
       // Not fatal: the server starts unready and a later reload makes it ready.
       logger.warn({ err: err instanceof ReloadError ? err.message : err }, 'no generation loaded at start-up');
@@ -135,8 +173,16 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   const serverOpts = { requestTimeout: config.request_timeout_ms, headersTimeout: Math.min(config.request_timeout_ms, 60_000) };
   const publicServer = http.createServer(serverOpts, createPublicApp(ctx).callback());
   const adminServer = http.createServer(serverOpts, createAdminApp(ctx).callback());
-  const publicUrl = await listen(publicServer, config.host, config.port);
-  const adminUrl = await listen(adminServer, config.admin_host, config.admin_port);
+  let publicUrl: string, adminUrl: string;
+  try {
+    publicUrl = await listen(publicServer, config.host, config.port, 'public');
+    adminUrl = await listen(adminServer, config.admin_host, config.admin_port, 'admin');
+  } catch (err) {
+    // Leave nothing open behind a failed start (the public listener may be up already).
+    for (const s of [publicServer, adminServer]) if (s.listening) s.close();
+    store.retireAll();
+    throw err;
+  }
 
   let closing: Promise<void> | undefined;
   const close = () =>
@@ -147,7 +193,8 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
       await Promise.race([stopped, timeout]);
       for (const s of [publicServer, adminServer]) s.closeAllConnections();
       store.retireAll();
+      await deltas.close();
     })());
 
-  return { config, store, reloader, logger, metrics, publicUrl, adminUrl, publicServer, adminServer, reloadLocal, close };
+  return { config, store, reloader, logger, metrics, deltas, publicUrl, adminUrl, publicServer, adminServer, reloadLocal, close };
 }

@@ -3,6 +3,7 @@
 // event loop is the only writer), requests pin the snapshot they started on,
 // and a snapshot's lanes are released when it is neither current nor
 // retained and its last pinned request has finished.
+import { type FileHandle } from 'node:fs/promises';
 import { type LaneHandle } from '../native.js';
 import { type GenerationInfo, type LaneInfo } from '../store/generation.js';
 import { LANES, type LaneName } from '../store/layout.js';
@@ -11,6 +12,8 @@ export interface ServedLane {
   name: LaneName;
   info: LaneInfo;
   handle: LaneHandle;
+  /** hint.bin, open for as long as the lane is mapped: served even if the generation's files are pruned meanwhile. */
+  hint: FileHandle;
 }
 
 export class Snapshot {
@@ -72,7 +75,11 @@ export class Snapshot {
     if (!this.retired || this.pins > 0 || this.closed) return;
     this.closed = true;
     // The unmap runs off the JS thread; the handles are unusable from here on.
-    for (const lane of Object.values(this.lanes)) void lane.handle.release();
+    // (Hint streams pin the snapshot until their last read is done.)
+    for (const lane of Object.values(this.lanes)) {
+      void lane.handle.release();
+      lane.hint.close().catch(() => {});
+    }
     this.onClose(this);
   }
 }

@@ -287,6 +287,7 @@ export async function buildLane(
 
 /** Points <data>/current at generation `id`, atomically (symlink + rename). */
 export async function publishGeneration(data: string, id: string): Promise<void> {
+  if (!GENERATION_ID.test(id)) throw new StoreError('EGENERATION', `invalid generation id ${JSON.stringify(id)}`);
   if (!(await exists(manifestPath(generationDir(data, id))))) {
     throw new StoreError('ENOGEN', `generation ${id} does not exist under ${generationsDir(data)}`);
   }

@@ -1,10 +1,11 @@
 // Sources of lane entries for the builder: synthetic data, a raw binary file
-// (entries back to back) or JSON Lines ({"index": 5, "value": "0x..."}).
+// (entries back to back) or JSON Lines ({"index": 5, "value": "0x..."}, read
+// by src/store/entry-files.ts like every update file).
 import crypto from 'node:crypto';
-import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import readline from 'node:readline';
+import { type DetectedFormat, type FileFormat, detectFileFormat, readChanges } from './entry-files.js';
 import { StoreError } from './errors.js';
+import { type LaneName } from './layout.js';
 
 export interface EntrySource {
   readonly entries: number;
@@ -88,6 +89,7 @@ export class RawFileSource implements EntrySource {
     const st = await fsp.stat(file).catch((err: Error) => {
       throw new StoreError('EINPUT', `cannot read ${file}: ${err.message}`);
     });
+    if (!st.isFile()) throw new StoreError('EINPUT', `${file} is not a regular file`);
     if (st.size === 0 || st.size % entrySize !== 0) {
       throw new StoreError('EINPUT', `${file} has ${st.size} bytes, not a positive multiple of the entry size ${entrySize}`);
     }
@@ -113,30 +115,6 @@ export class RawFileSource implements EntrySource {
   }
 }
 
-/** Parses one JSON Lines change `{"index": 5, "value": "0x..."}`; `where` names the line in errors. */
-export function parseEntryLine(line: string, entrySize: number, where: string): { index: number; value: Buffer; rest: Record<string, unknown> } {
-  let obj: unknown;
-  try {
-    obj = JSON.parse(line);
-  } catch {
-    throw new StoreError('EINPUT', `${where}: not valid JSON`);
-  }
-  return parseEntryObject(obj, entrySize, where);
-}
-
-/** Checks an already parsed change object; other keys are returned in `rest`. */
-export function parseEntryObject(obj: unknown, entrySize: number, where: string): { index: number; value: Buffer; rest: Record<string, unknown> } {
-  if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new StoreError('EINPUT', `${where}: expected an object`);
-  const { index, value, ...rest } = obj as Record<string, unknown>;
-  if (typeof index !== 'number' || !Number.isSafeInteger(index) || index < 0) {
-    throw new StoreError('EINPUT', `${where}: "index" must be a non-negative integer`);
-  }
-  if (typeof value !== 'string' || !/^0x[0-9a-fA-F]*$/.test(value) || value.length !== 2 + 2 * entrySize) {
-    throw new StoreError('EINPUT', `${where}: "value" must be 0x followed by ${2 * entrySize} hex digits (${entrySize} bytes)`);
-  }
-  return { index, value: Buffer.from(value.slice(2), 'hex'), rest };
-}
-
 /** JSON Lines of entries; indices not listed are zero. */
 export class JsonlSource implements EntrySource {
   private constructor(
@@ -147,25 +125,16 @@ export class JsonlSource implements EntrySource {
     private readonly sorted: number[],
   ) {}
 
-  static async open(file: string, entrySize: number, entries?: number): Promise<JsonlSource> {
+  /** Reads the whole file (entry files and update files share one schema: src/store/entry-files.ts). */
+  static async open(file: string, entrySize: number, opts: { lane?: LaneName; entries?: number } = {}): Promise<JsonlSource> {
     const values = new Map<number, Buffer>();
     let max = -1;
-    let lineNo = 0;
-    const input = fs.createReadStream(file);
-    input.on('error', () => {}); // surfaced by the iterator below
-    try {
-      for await (const line of readline.createInterface({ input, crlfDelay: Infinity })) {
-        lineNo++;
-        if (line.trim() === '') continue;
-        const { index, value } = parseEntryLine(line, entrySize, `${file}:${lineNo}`);
-        values.set(index, value);
-        if (index > max) max = index;
-      }
-    } catch (err) {
-      if (err instanceof StoreError) throw err;
-      throw new StoreError('EINPUT', `cannot read ${file}: ${(err as Error).message}`);
+    const lane = opts.lane ?? 'hot';
+    for await (const { index, value } of readChanges(file, { format: 'jsonl', lane, entrySizes: { [lane]: entrySize } })) {
+      values.set(index, value);
+      if (index > max) max = index;
     }
-    const count = entries ?? max + 1;
+    const count = opts.entries ?? max + 1;
     if (count < 1) throw new StoreError('EINPUT', `${file} lists no entries`);
     if (max >= count) throw new StoreError('EINPUT', `${file} has index ${max}, beyond the lane's ${count} entries`);
     return new JsonlSource(file, count, entrySize, values, [...values.keys()].sort((a, b) => a - b));
@@ -193,7 +162,17 @@ export class JsonlSource implements EntrySource {
   }
 }
 
-/** Opens an entries file: JSON Lines when it ends in .jsonl/.ndjson/.json, raw binary otherwise. */
-export async function openEntriesFile(file: string, entrySize: number): Promise<EntrySource> {
-  return /\.(jsonl|ndjson|json)$/i.test(file) ? JsonlSource.open(file, entrySize) : RawFileSource.open(file, entrySize);
+/**
+ * Opens a lane's entries file: JSON Lines of changes from all-zero entries,
+ * or binary (the raw entries back to back). The format is `opts.format` or
+ * detected from the content, checked against the name (detectFormat).
+ */
+export async function openEntriesFile(
+  file: string,
+  entrySize: number,
+  opts: { lane?: LaneName; format?: FileFormat; onFormat?: (d: DetectedFormat) => void } = {},
+): Promise<EntrySource> {
+  const detected = await detectFileFormat(file, opts.format);
+  opts.onFormat?.(detected);
+  return detected.format === 'jsonl' ? JsonlSource.open(file, entrySize, opts.lane ? { lane: opts.lane } : {}) : RawFileSource.open(file, entrySize);
 }

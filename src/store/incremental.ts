@@ -13,7 +13,6 @@ import { type LaneDelta, accumulateRows, addEntryChange, encodeDelta, growHint, 
 import { LWE_N, recordRows } from '../pir/params.js';
 import { littleEndianWords, wordsToLittleEndian } from '../pir/prg.js';
 import { type BuildResult, type GenerationExtras, commitGeneration, crsFileBytes, laneCrs, laneSummary, manifestKey } from './builder.js';
-import { parseEntryLine } from './entries.js';
 import { StoreError } from './errors.js';
 import { fsyncDir, writeNewFile } from './fsutil.js';
 import { type LaneInfo, loadGeneration } from './generation.js';
@@ -81,7 +80,7 @@ function toMap(updates: Iterable<EntryUpdate> | Map<number, Uint8Array>): Map<nu
 }
 
 /** Runs fn over items with at most `limit` running at once. */
-async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+export async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
     while (next < items.length) await fn(items[next++]!);
@@ -303,7 +302,7 @@ async function buildLaneIncrementally(
   const keywordFields = info.crs.layout === 'keyword' ? { keyword: { keySeed: Buffer.from(info.crs.key_seed!, 'hex'), d: info.crs.bucket_choices! } } : {};
   const crs = laneCrs({ m, entries: newEntries, entrySize: es, seed, hintSha256: hintSha, paramsVersion: info.crs.params_version ?? 1, shardSize, ...keywordFields });
   if (plan.keyword) {
-    await writePlacementIncrementally(genDir, lane, plan.keyword.table, plan.keyword.placementChanged, { dir: fromDir, manifest: parentManifest, slots: oldEntries }, shardSize, files);
+    await writePlacementIncrementally(genDir, lane, plan.keyword.table, plan.keyword.placementChanged, { dir: fromDir, manifest: parentManifest, slots: oldEntries }, shardSize, files, opts.concurrency ?? 8);
   }
   const crsBytes = crsFileBytes(crs);
   const fromCrs = crsPath(fromDir, lane);
@@ -359,40 +358,5 @@ async function buildLaneIncrementally(
 function pick(values: Uint8Array, positions: number[], es: number): Uint8Array {
   const out = new Uint8Array(positions.length * es);
   positions.forEach((p, k) => out.set(values.subarray(p * es, (p + 1) * es), k * es));
-  return out;
-}
-
-/**
- * Reads a file of changed entries: JSON Lines ({"index": 5, "value": "0x..."},
- * when the name ends in .jsonl/.ndjson/.json) or binary records of a u64
- * little-endian index followed by the entry's bytes. Later records for the
- * same index win. Errors name the line or record.
- */
-export async function readUpdatesFile(file: string, entrySize: number): Promise<Map<number, Buffer>> {
-  let bytes: Buffer;
-  try {
-    bytes = await fsp.readFile(file);
-  } catch (err) {
-    throw new StoreError('EINPUT', `cannot read ${file}: ${(err as Error).message}`);
-  }
-  const out = new Map<number, Buffer>();
-  if (/\.(jsonl|ndjson|json)$/i.test(file)) {
-    const lines = bytes.toString('utf8').split('\n');
-    lines.forEach((line, k) => {
-      if (line.trim() === '') return;
-      const { index, value } = parseEntryLine(line, entrySize, `${file}:${k + 1}`);
-      out.set(index, value);
-    });
-    return out;
-  }
-  const rec = 8 + entrySize;
-  if (bytes.length % rec !== 0) {
-    throw new StoreError('EINPUT', `${file} has ${bytes.length} bytes, not a whole number of ${rec}-byte records (u64 index + ${entrySize}-byte entry); record ${Math.floor(bytes.length / rec)} is cut short`);
-  }
-  for (let k = 0, off = 0; off < bytes.length; k++, off += rec) {
-    const index = bytes.readBigUInt64LE(off);
-    if (index > BigInt(Number.MAX_SAFE_INTEGER)) throw new StoreError('EINPUT', `${file}: record ${k} (byte ${off}) has index ${index}, beyond 2^53`);
-    out.set(Number(index), Buffer.from(bytes.subarray(off + 8, off + rec)));
-  }
   return out;
 }

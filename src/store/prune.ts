@@ -2,6 +2,7 @@
 // never one a server still holds, and never the newest `retain` ones.
 import fsp from 'node:fs/promises';
 import { GENERATION_ID, compareGenerationIds, generationDir, generationsDir } from './layout.js';
+import { StoreError } from './errors.js';
 import { resolveGeneration } from './generation.js';
 
 export interface PrunePlan {
@@ -11,8 +12,17 @@ export interface PrunePlan {
   reasons: Record<string, string>;
 }
 
+/** Generation ids under <data>/generations, oldest first; ENODATA when `data` is not a data directory. */
 export async function listGenerations(data: string): Promise<string[]> {
-  const names = await fsp.readdir(generationsDir(data)).catch(() => [] as string[]);
+  let names: string[];
+  try {
+    names = await fsp.readdir(generationsDir(data));
+  } catch (err) {
+    const st = await fsp.stat(data).catch(() => undefined);
+    if (!st) throw new StoreError('ENODATA', `data directory ${data} does not exist`);
+    if (!st.isDirectory()) throw new StoreError('ENODATA', `data directory ${data} is not a directory`);
+    throw new StoreError('ENODATA', `${data} is not a lanepir data directory (cannot read ${generationsDir(data)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
   return names.filter((n) => GENERATION_ID.test(n)).sort(compareGenerationIds);
 }
 
