@@ -28,7 +28,8 @@ export interface RollerOptions {
 }
 
 export interface RollerEvents {
-  reloaded: { generation: string; block: number; ms: number };
+  /** `reload`: the server's answer to POST /admin/reload. */
+  reloaded: { generation: string; block: number; ms: number; reload: unknown };
   failed: { generation: string; error: string; retrying: boolean };
 }
 
@@ -82,19 +83,18 @@ export class Roller extends EventEmitter {
     const id = this.wanted;
     if (id === undefined || id === this.served || this.refused.has(id)) return;
     const started = performance.now();
+    let reload: unknown;
     try {
-      await adminRequest(this.opts.admin, '/admin/reload', {
+      reload = await adminRequest(this.opts.admin, '/admin/reload', {
         method: 'POST',
         body: JSON.stringify({ generation: id }),
         headers: { 'Content-Type': 'application/json' },
       });
     } catch (err) {
-      const e = err as AdminError;
-      const status = Number(/^EHTTP_(\d+)$/.exec(e.code ?? '')?.[1] ?? (e.code === 'EADMIN_UNREACHABLE' ? 0 : 422));
-      const refused = status >= 400 && status < 500 && status !== 408 && status !== 429;
-      if (refused) {
+      const e = err as Error;
+      if (err instanceof AdminError && refusal(err)) {
         this.refused.add(id);
-        this.opts.logger.error({ generation: id, err: e.message }, 'the server refused the generation; current goes back to what it serves');
+        this.opts.logger.error({ generation: id, err: e.message, code: err.code }, 'the server refused the generation; current goes back to what it serves');
         if (this.served && this.wanted === id) await publishGeneration(this.opts.data, this.served).catch(() => {});
         this.emit('failed', { generation: id, error: e.message, retrying: false });
         return;
@@ -112,7 +112,7 @@ export class Roller extends EventEmitter {
     if (this.failures) this.opts.logger.info({ generation: id, after_failures: this.failures }, 'the server reloads again');
     this.failures = 0;
     this.served = id;
-    this.emit('reloaded', { generation: id, block: generationBlock(id), ms });
+    this.emit('reloaded', { generation: id, block: generationBlock(id), ms, reload });
     try {
       const held = await heldGenerations(this.opts.admin);
       const plan = await planPrune(this.opts.data, held, this.opts.retain ?? 32);
@@ -122,4 +122,14 @@ export class Roller extends EventEmitter {
       this.opts.logger.warn({ err: (err as Error).message }, 'prune skipped');
     }
   }
+}
+
+/**
+ * A reload the server answered with a 4xx other than 408/429 refused this
+ * generation (it failed validation, or the request itself is wrong): asking
+ * again cannot help. No answer, 5xx, 408 and 429 are worth retrying.
+ */
+export function refusal(err: AdminError): boolean {
+  const s = err.status;
+  return s !== undefined && s >= 400 && s < 500 && s !== 408 && s !== 429;
 }
