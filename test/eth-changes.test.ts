@@ -13,6 +13,7 @@ import { emptyTouched, walkStructLogs } from '../src/eth/changes/structlog.js';
 import { startDevChain } from '../src/eth/devchain/hardhat.js';
 import { Traffic, mappingSlot } from '../src/eth/devchain/traffic.js';
 import { EthRpc } from '../src/eth/rpc/client.js';
+import { parseStateText } from '../src/eth/state-file.js';
 
 const A = '0x' + 'aa'.repeat(20);
 const B = '0x' + 'bb'.repeat(20);
@@ -114,16 +115,36 @@ test('trace_replayBlockTransactions stateDiff: born, died, changed and unchanged
   t.throws(() => applyStateDiffBlock(new BlockDiff(), [{ stateDiff: { [A]: { balance: { '?': 1 } } } }], 1, 1), { message: /"=", \+, - or \*/ });
 });
 
-test('a removed account set again in the same block is written whole', (t) => {
+test('a removed account set again in the same block is removed with its storage, then written whole', (t) => {
   const diff = new BlockDiff();
   diff.setBalance(A, 5n);
   diff.setStorage(A, 1n, 2n);
   diff.deleteAccount(A);
   diff.setNonce(A, 1n);
-  t.deepEqual(diff.lines(), [{ address: A, balance: '0x0', nonce: '0x1', code_size: 0 }]);
+  t.deepEqual(diff.lines(), [
+    { address: A, deleted: true },
+    { address: A, balance: '0x0', nonce: '0x1', code_size: 0 },
+  ]);
   // Read back as empty: removed (EIP-161).
   diff.setAccount(B, { balance: 0n, nonce: 0n, codeSize: 0 });
-  t.deepEqual(diff.lines()[1], { address: B, deleted: true });
+  t.deepEqual(diff.lines()[2], { address: B, deleted: true });
+  // The diff file a follower builds from: the repeated address is the one repetition the format allows.
+  t.is(parseStateText(diff.toJsonl(), 'diff', 'block').length, 3);
+});
+
+test('prestateTracer: a contract self-destructed in one transaction and re-created (CREATE2) in the next is removed, then set anew', (t) => {
+  const answer = [
+    // tx 0: C self-destructs (pre pre-Cancun semantics: removed at the end of the transaction), paying A.
+    { txHash: '0x' + '01'.repeat(32), result: { pre: { [C]: { balance: '0x5', nonce: 1, code: '0x6000', storage: { [s(1)]: s(5) } }, [A]: { balance: '0x0' } }, post: { [A]: { balance: '0x5' } } } },
+    // tx 1: C is created again at the same address; its constructor writes slot 2.
+    { txHash: '0x' + '02'.repeat(32), result: { pre: { [C]: { balance: '0x0' } }, post: { [C]: { nonce: 1, code: '0x6001', storage: { [s(2)]: s(9) } } } } },
+  ];
+  const diff = new BlockDiff();
+  applyPrestateBlock(diff, answer, 2, 3);
+  t.deepEqual(diff.lines().filter((l) => l.address === C), [
+    { address: C, deleted: true },
+    { address: C, balance: '0x0', nonce: '0x1', code_size: 2, storage: { [s(2)]: s(9) } },
+  ]);
 });
 
 test('struct logs: SSTORE targets by call frame (CALL, DELEGATECALL, STATICCALL, nested CREATE), value transfers, self-destruct', (t) => {

@@ -3,7 +3,9 @@
 // as a state diff (docs/FORMAT.md, "State files"): one JSON line per account,
 //   {"address": "0x…", "balance": "0x…", "nonce": "0x…", "code_size": N, "storage": {"0x…slot": "0x…value"}}
 // or {"address": "0x…", "deleted": true}. Fields a line leaves out keep their
-// old value; a zero storage value removes the slot.
+// old value; a zero storage value removes the slot. An account destroyed and
+// re-created within the block is a "deleted" line followed by a line setting
+// every field: its old storage must not survive.
 
 /** 0x + 40 lower-case hex digits. */
 export type AddressHex = `0x${string}`;
@@ -143,6 +145,8 @@ export class BlockDiff {
         out.push({ address, deleted: true });
         continue;
       }
+      // Destroyed and re-created: removed with all its storage, then set anew (docs/FORMAT.md, state diffs).
+      if (c.recreated) out.push({ address, deleted: true });
       const line: StateDiffLine = { address };
       // A recreated account starts from zero: every field is written.
       const balance = c.balance ?? (c.recreated ? 0n : undefined);
@@ -152,7 +156,7 @@ export class BlockDiff {
       if (nonce !== undefined) line.nonce = `0x${nonce.toString(16)}`;
       if (codeSize !== undefined) line.code_size = codeSize;
       if (c.storage.size) line.storage = Object.fromEntries([...c.storage].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-      if (Object.keys(line).length > 1) out.push(line);
+      if (Object.keys(line).length > 1 || c.recreated) out.push(line);
     }
     return out;
   }
