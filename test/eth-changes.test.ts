@@ -183,6 +183,7 @@ test('struct logs: SSTORE targets by call frame (CALL, DELEGATECALL, STATICCALL,
     Object.fromEntries([...touched.slots].map(([a, set]) => [a, [...set].sort()])),
     { [A]: [s(1)], [B]: [s(2), s(3)], [NEW]: [s(4)] },
   );
+  t.deepEqual([...touched.destructed], [A], 'the self-destructed account (before Cancun its old storage is read back)');
   // geth's stack words are 0x quantities: same result.
   const gethLogs = logs.map((l) => ({ ...l, stack: l.stack.map((x) => '0x' + BigInt('0x' + x).toString(16)) }));
   const t2 = emptyTouched();

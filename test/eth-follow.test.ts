@@ -8,12 +8,12 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { pino } from 'pino';
-import { type Hex, createPublicClient, custom, erc20Abi } from 'viem';
+import { type Hex, createPublicClient, custom, encodeDeployData, encodeFunctionData, encodeAbiParameters, erc20Abi, getContractAddress, keccak256 } from 'viem';
 import { type StateRead, StateClient } from '../src/eth/client.js';
 import { createLanepirProvider } from '../src/eth/provider.js';
 import { ChainFollower, type ChainFollowerEvents } from '../src/eth/chain-follower.js';
 import { detectChangeSource } from '../src/eth/changes/sources.js';
-import { type DevChain, startDevChain } from '../src/eth/devchain/hardhat.js';
+import { type DevChain, type DevChainOptions, startDevChain } from '../src/eth/devchain/hardhat.js';
 import { Traffic, mappingSlot } from '../src/eth/devchain/traffic.js';
 import { readHotManifest } from '../src/eth/generation-files.js';
 import { HotManifest } from '../src/eth/hot-manifest.js';
@@ -84,8 +84,8 @@ async function caughtUp(follower: ChainFollower, roller: Roller, chain: DevChain
   }
 }
 
-async function setup(t: ExecutionContext, opts: { rpcUrl?: (chain: DevChain) => Promise<string>; timeoutMs?: number } = {}) {
-  const chain = await startDevChain();
+async function setup(t: ExecutionContext, opts: { rpcUrl?: (chain: DevChain) => Promise<string>; timeoutMs?: number; chain?: DevChainOptions } = {}) {
+  const chain = await startDevChain(opts.chain);
   t.teardown(() => chain.stop());
   const traffic = await new Traffic(chain.rpc).init();
   const [alice, bob] = traffic.accounts as [Hex, Hex];
@@ -227,6 +227,62 @@ test('a reorg (evm_snapshot, evm_revert, other blocks) is followed; nothing of t
   t.is(goneAccount, undefined);
   // Ids of rebuilt blocks are fresh: the abandoned generations are still on disk under their own ids.
   t.true(fs.existsSync(generationDir(data, abandoned)));
+});
+
+test('before Cancun: a contract self-destructed and created again in one block keeps none of its old storage; a reverted self-destruct keeps all of it', async (t) => {
+  const { chain, traffic, data, server, follower, roller } = await setup(t, { chain: { hardfork: 'shanghai' } });
+  const [alice, bob] = traffic.accounts as [Hex, Hex];
+  const { Phoenix, PhoenixFactory } = traffic.artifacts;
+  const deployed = await traffic.send({ from: alice, data: encodeDeployData({ abi: PhoenixFactory.abi, bytecode: PhoenixFactory.bytecode, args: [] }) });
+  const factory = deployed.contractAddress!.toLowerCase() as Hex;
+  const salt = `0x${'42'.repeat(32)}` as Hex;
+  const phoenix = getContractAddress({ from: factory, opcode: 'CREATE2', salt, bytecode: Phoenix.bytecode }).toLowerCase() as Hex;
+  const call = (abi: typeof Phoenix.abi, to: Hex, functionName: string, args: unknown[]) => ({ from: alice, to, data: encodeFunctionData({ abi, functionName, args } as never), gas: 3_000_000n });
+  const deploy = () => call(PhoenixFactory.abi, factory, 'deploy', [salt]);
+  const fill = (from: number, count: number, value: number) => call(Phoenix.abi, phoenix, 'fill', [BigInt(from), BigInt(count), BigInt(value)]);
+  const slot = (k: number) => keccak256(encodeAbiParameters([{ type: 'uint256' }, { type: 'uint256' }], [BigInt(k), 1n]));
+  const keys = [1, 2, 3, 4, 5, 6, 100, 101];
+  const universeP = { accounts: [phoenix, factory, alice, bob], slots: [[phoenix, `0x${'0'.repeat(64)}`] as [Hex, Hex], ...keys.map((k) => [phoenix, slot(k)] as [Hex, Hex])] };
+  const client = new StateClient({ url: server.publicUrl });
+  const privately = async (k: number) => (await client.getStorageAt(phoenix, slot(k))).value;
+
+  t.is((await traffic.send(deploy())).status, '0x1');
+  t.is((await traffic.send(fill(1, 6, 500))).status, '0x1');
+  await caughtUp(follower, roller, chain);
+  await checkGeneration(t, data, follower.tip.id, chain, universeP.accounts, universeP.slots);
+  t.is(BigInt(await privately(3)), 502n);
+
+  // One block: destroyed, created again at the same address, two new slots written.
+  await chain.rpc('evm_setAutomine', [false]);
+  const hashes = [];
+  for (const tx of [call(Phoenix.abi, phoenix, 'destroy', [bob]), deploy(), fill(100, 2, 7)]) {
+    hashes.push(await chain.rpc<Hex>('eth_sendTransaction', [{ ...tx, gas: `0x${tx.gas.toString(16)}` }]));
+  }
+  await chain.rpc('evm_mine');
+  await chain.rpc('evm_setAutomine', [true]);
+  const receipts = await Promise.all(hashes.map((h) => chain.rpc<{ status: Hex; blockNumber: Hex }>('eth_getTransactionReceipt', [h])));
+  t.deepEqual(receipts.map((r) => r.status), ['0x1', '0x1', '0x1']);
+  t.is(new Set(receipts.map((r) => r.blockNumber)).size, 1, 'the three transactions are in one block');
+  t.is(BigInt(await chain.rpc<Hex>('eth_getStorageAt', [phoenix, slot(3), 'latest'])), 0n, 'the node: the old storage is gone');
+  await caughtUp(follower, roller, chain);
+  await checkGeneration(t, data, follower.tip.id, chain, universeP.accounts, universeP.slots);
+  t.is(BigInt(await privately(3)), 0n, 'a private read of an old slot is not served stale');
+  t.is(BigInt(await privately(101)), 8n);
+
+  // A self-destruct that is reverted changes nothing.
+  t.is((await traffic.send(fill(1, 2, 900))).status, '0x1');
+  t.is((await traffic.send(call(PhoenixFactory.abi, factory, 'destroyReverted', [phoenix]))).status, '0x1');
+  await caughtUp(follower, roller, chain);
+  await checkGeneration(t, data, follower.tip.id, chain, universeP.accounts, universeP.slots);
+  t.is(BigInt(await privately(2)), 901n);
+
+  // Destroyed for good: the account and all its storage are removed.
+  t.is((await traffic.send(call(Phoenix.abi, phoenix, 'destroy', [bob]))).status, '0x1');
+  await caughtUp(follower, roller, chain);
+  await checkGeneration(t, data, follower.tip.id, chain, universeP.accounts, universeP.slots);
+  const gone = await client.getAccount(phoenix);
+  t.false(gone.exists);
+  t.is(BigInt(await privately(101)), 0n);
 });
 
 test('the node unreachable for 10 s is survived and followed on from where it left', async (t) => {

@@ -24,12 +24,14 @@ import { PlacementCache } from '../store/keyword-builder.js';
 import { generationDir } from '../store/layout.js';
 import { type Manifest, readManifest } from '../store/manifest.js';
 import { buildEthDiff, buildEthState } from './build.js';
-import { type ChangeSource } from './changes/sources.js';
+import { type BlockContext, type ChangeSource } from './changes/sources.js';
 import { BlockDiff } from './changes/diff.js';
 import { readBack } from './changes/readback.js';
 import { emptyTouched, touchAccount } from './changes/structlog.js';
 import { SYSTEM_CONTRACTS } from './changes/system.js';
 import { type HotManifest } from './hot-manifest.js';
+import { addressBytes, toHex } from './keys.js';
+import { SlotIndex } from './slot-index.js';
 import { type BlockHeader, type EthRpc } from './rpc/client.js';
 import { RpcError } from './rpc/errors.js';
 import { parseStateText } from './state-file.js';
@@ -218,7 +220,7 @@ export class ChainFollower extends EventEmitter {
   private async buildBlock(header: BlockHeader, head: number): Promise<void> {
     const { rpc, source, metrics, logger } = this.opts;
     const t0 = performance.now();
-    const { diff, changes, requests } = await source.blockChanges(header);
+    const { diff, changes, requests } = await source.blockChanges(header, this.blockContext());
     // The block must still be the node's after its changes were read (a reorg mid-way is caught here or by the EIP-1898 reads).
     const again = await rpc.header(header.number);
     if (!again || again.hash !== header.hash) throw new RpcError('EREORG', `block ${header.number} changed while its state changes were read`);
@@ -239,6 +241,18 @@ export class ChainFollower extends EventEmitter {
       'built block',
     );
     this.emit('built', { generation: id, block: header.number, hash: header.hash, changes, buildMs: t2 - t1, ingestMs: t1 - t0, lag });
+  }
+
+  /** The state before the next block: the tip's generation (its slot index opened only if a source asks). */
+  private blockContext(): BlockContext {
+    const dir = generationDir(this.opts.data, this.tip.id);
+    let index: Promise<SlotIndex> | undefined;
+    return {
+      slotsOf: async (address) => {
+        index ??= SlotIndex.open(dir);
+        return (await (await index).slotsOf(addressBytes(address))).map((s) => `0x${toHex(s)}`);
+      },
+    };
   }
 
   private async buildDiff(id: string, header: BlockHeader, diff: BlockDiff): Promise<void> {

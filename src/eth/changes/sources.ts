@@ -13,7 +13,7 @@ import { BlockDiff } from './diff.js';
 import { applyPrestateBlock } from './prestate.js';
 import { readBack } from './readback.js';
 import { applyStateDiffBlock } from './statediff.js';
-import { type StructLog, type Touched, emptyTouched, touchAccount, walkStructLogs } from './structlog.js';
+import { type StructLog, type Touched, emptyTouched, touchAccount, touchSlot, walkStructLogs } from './structlog.js';
 import { touchBlockExtras } from './system.js';
 
 export const CHANGE_SOURCES = ['prestate', 'statediff', 'structlog'] as const;
@@ -27,11 +27,20 @@ export interface BlockChanges {
   changes: number;
 }
 
+/** What the follower knows about the state before the block (the parent generation). */
+export interface BlockContext {
+  /** The storage slots (0x + 64 hex) `address` has before the block. */
+  slotsOf(address: string): Promise<string[]>;
+}
+
 export interface ChangeSource {
   readonly name: ChangeSourceName;
   /** The block's state changes (the header names the block; reads are pinned to its hash). */
-  blockChanges(block: BlockHeader): Promise<BlockChanges>;
+  blockChanges(block: BlockHeader, context?: BlockContext): Promise<BlockChanges>;
 }
+
+/** Cancun (EIP-6780: SELFDESTRUCT removes only an account created in the same transaction) came with EIP-4788's header field. */
+export const isCancun = (block: BlockHeader) => block.parentBeaconBlockRoot !== undefined;
 
 const PRESTATE_CONFIG = { tracer: 'prestateTracer', tracerConfig: { diffMode: true }, timeout: '120s' };
 /** Struct logs without memory and return data (big and unused); the stack is needed (SSTORE slots, call targets). */
@@ -86,7 +95,7 @@ class StructLogSource implements ChangeSource {
     private readonly traceConcurrency = 4,
   ) {}
 
-  async blockChanges(block: BlockHeader): Promise<BlockChanges> {
+  async blockChanges(block: BlockHeader, context?: BlockContext): Promise<BlockChanges> {
     const before = this.rpc.requests;
     const touched = emptyTouched();
     const hashes = block.transactions;
@@ -141,6 +150,15 @@ class StructLogSource implements ChangeSource {
         }
       }),
     );
+    // Before Cancun a self-destructed contract loses all its storage, and CREATE2 may bring it back in
+    // the same block; its frame may also have reverted. Struct logs cannot tell these apart, so every
+    // slot it had is read back at the block: the node's values are right in every case.
+    if (touched.destructed.size && !isCancun(block)) {
+      if (!context) {
+        throw new RpcError('ECHAIN', `block ${block.number} (before Cancun) self-destructs ${[...touched.destructed].join(', ')}: the storage it had cannot be checked without the parent generation's slot index`);
+      }
+      for (const a of touched.destructed) for (const slot of await context.slotsOf(a)) touchSlot(touched, a, slot);
+    }
     const diff = new BlockDiff();
     await finish(this.rpc, block, diff, [], touched);
     return { diff, requests: this.rpc.requests - before, changes: diff.changes };

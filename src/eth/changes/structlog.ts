@@ -24,10 +24,17 @@ export interface Touched {
   accounts: Set<string>;
   /** Address -> slots (0x + 64 hex). */
   slots: Map<string, Set<string>>;
+  /**
+   * Existing accounts that ran SELFDESTRUCT (in any frame, reverted or not).
+   * Before Cancun (EIP-6780) that removes the account with all its storage,
+   * and it may be created again in the same block: its untouched old slots
+   * must then be read back too.
+   */
+  destructed: Set<string>;
 }
 
 export function emptyTouched(): Touched {
-  return { accounts: new Set(), slots: new Map() };
+  return { accounts: new Set(), slots: new Map(), destructed: new Set() };
 }
 
 export function touchAccount(t: Touched, address: string): void {
@@ -132,6 +139,8 @@ export function walkStructLogs(logs: readonly StructLog[], root: string, touched
       case 'SELFDESTRUCT':
         touchAccount(touched, asAddress(stackWord(step.stack, 0, at)));
         touchCtx(frame.ctx);
+        // A contract still under construction has no address yet, and no storage from before this transaction.
+        if (frame.ctx.address) touched.destructed.add(frame.ctx.address);
         break;
       default:
         break;

@@ -14,6 +14,8 @@ export interface DevChainOptions {
   automine?: boolean;
   /** Also mine a block every `intervalMs` (default off). */
   intervalMs?: number;
+  /** The EVM rules (Hardhat's names: 'shanghai', 'cancun', 'prague'…). Default: Hardhat's. */
+  hardfork?: string;
   /** Milliseconds to wait for the node to listen. Default 60 s. */
   startTimeoutMs?: number;
 }
@@ -51,7 +53,7 @@ export async function startDevChain(opts: DevChainOptions = {}): Promise<DevChai
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'lanepir-devchain-'));
   const config = path.join(dir, 'hardhat.config.cjs');
   const mining = { auto: opts.automine ?? true, interval: opts.intervalMs ?? 0 };
-  fs.writeFileSync(config, `module.exports = ${JSON.stringify({ networks: { hardhat: { chainId: opts.chainId ?? 31337, mining } } })};\n`);
+  fs.writeFileSync(config, `module.exports = ${JSON.stringify({ networks: { hardhat: { chainId: opts.chainId ?? 31337, mining, ...(opts.hardfork ? { hardfork: opts.hardfork } : {}) } } })};\n`);
   const cli = hardhatCli();
   // Hardhat refuses to run from outside the project that installed it: run it from there (its files go next to the config).
   const projectRoot = path.resolve(path.dirname(cli), '../../../..');

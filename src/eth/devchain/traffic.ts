@@ -13,7 +13,7 @@ interface Artifact {
   bytecode: Hex;
 }
 
-export function contracts(): Record<'Token' | 'TokenFactory' | 'Ephemeral', Artifact> {
+export function contracts(): Record<'Token' | 'TokenFactory' | 'Ephemeral' | 'Phoenix' | 'PhoenixFactory', Artifact> {
   // dist/src/eth/devchain -> repository root
   const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
   const build = JSON.parse(fs.readFileSync(path.join(root, 'contracts', 'build.json'), 'utf8')) as { contracts: Record<string, Artifact> };
