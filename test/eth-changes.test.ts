@@ -263,3 +263,24 @@ test('struct-log source against a Hardhat node: every changed key of every block
   const eph = (await source.blockChanges((await rpc.header(ephemeral))!)).diff.lines();
   t.true(eph.some((l) => l.deleted), 'the self-destructed contract is reported removed (a no-op for a key that never existed)');
 });
+
+test('an answer over the response size limit is ETOO_LARGE naming the limit, not an unreachable node retried forever', async (t) => {
+  const http = await import('node:http');
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      const { id } = JSON.parse(body) as { id: number };
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id, result: { structLogs: Array.from({ length: 200 }, () => ({ op: 'PUSH1', depth: 1, stack: [] })) } }));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())));
+  const url = `http://127.0.0.1:${(server.address() as import('node:net').AddressInfo).port}`;
+  const small = new EthRpc({ url, batchSize: 1, maxResponseBytes: 2048, retryCount: 0 });
+  const err = await t.throwsAsync(small.request('debug_traceTransaction', ['0x' + '00'.repeat(32), {}]));
+  t.is((err as { code?: string }).code, 'ETOO_LARGE');
+  t.regex(err!.message, /debug_traceTransaction at http:\/\/127\.0\.0\.1:\d+: the answer is larger than the limit of 2048 bytes \(raise --rpc-max-response-mb\)/);
+  const big = new EthRpc({ url, batchSize: 1, maxResponseBytes: 1 << 20, retryCount: 0 });
+  t.is((await big.request<{ structLogs: unknown[] }>('debug_traceTransaction', ['0x' + '00'.repeat(32), {}])).structLogs.length, 200);
+});

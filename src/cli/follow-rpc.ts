@@ -24,6 +24,7 @@ export interface FollowRpcFlags extends AdminFlags {
   metricsPort?: string;
   rpcBatch: string;
   rpcTimeoutMs: string;
+  rpcMaxResponseMb?: string;
 }
 
 /** Starts following; resolves once the first generation is served or published. Exits non-zero on a fatal error. */
@@ -34,7 +35,12 @@ export async function followRpc(flags: FollowRpcFlags, logger: Logger): Promise<
   }
   const admin = adminTarget(flags); // --admin-token-file read and checked as by every admin command
   const metrics = new FollowMetrics();
-  const rpc = new EthRpc({ url: flags.rpc, batchSize: intOption('--rpc-batch', flags.rpcBatch, 1)!, timeoutMs: intOption('--rpc-timeout-ms', flags.rpcTimeoutMs, 100)! });
+  const rpc = new EthRpc({
+    url: flags.rpc,
+    batchSize: intOption('--rpc-batch', flags.rpcBatch, 1)!,
+    timeoutMs: intOption('--rpc-timeout-ms', flags.rpcTimeoutMs, 100)!,
+    maxResponseBytes: intOption('--rpc-max-response-mb', flags.rpcMaxResponseMb ?? '256', 1)! * 2 ** 20,
+  });
   logger.info({ rpc: redactUrl(flags.rpc) }, 'connecting to the node');
   const source = await detectChangeSource(rpc, logger, flags.changeSource as ChangeSourceName | 'auto');
   const roller = new Roller({ data: flags.data, admin, logger, retain: intOption('--retain', flags.retain, 1)!, debounceMs: intOption('--debounce-ms', flags.debounceMs)! });

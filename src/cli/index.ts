@@ -188,6 +188,7 @@ export function program(): Command {
       .option('--change-source <name>', '--rpc: auto, prestate, statediff or structlog', 'auto')
       .option('--rpc-batch <n>', '--rpc: requests per JSON-RPC batch (1: no batching)', '100')
       .option('--rpc-timeout-ms <ms>', '--rpc: timeout of one request', '30000')
+      .option('--rpc-max-response-mb <n>', '--rpc (http): largest answer read, in MiB (struct logs of big transactions are large)', '256')
       .option('--metrics-port <port>', 'serve Prometheus metrics of the follower on this port (GET /metrics)')
       .option('--metrics-host <host>', 'metrics listener host', '127.0.0.1')
       .option('--debounce-ms <ms>', 'quiet time before building a burst of blocks', '200')

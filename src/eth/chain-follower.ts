@@ -164,7 +164,7 @@ export class ChainFollower extends EventEmitter {
         if (this.stopped) break;
         this.opts.metrics?.rpcErrors.inc({ code: e.code ?? 'EUNKNOWN' });
         if (e instanceof RpcError && e.code === 'EREORG') continue; // the walk happens on the next step
-        if (e instanceof RpcError && (e.code === 'ECHAIN' || e.code === 'ENO_CHANGE_SOURCE')) {
+        if (e instanceof RpcError && (e.code === 'ECHAIN' || e.code === 'ENO_CHANGE_SOURCE' || e.code === 'ETOO_LARGE')) {
           this.opts.logger.fatal({ err: e.message }, 'cannot follow this chain');
           this.emit('fatal', { error: e });
           return;

@@ -18,7 +18,11 @@ export interface RpcOptions {
   /** Retries of a failed transport request (backoff doubles from retryDelayMs). Default 3. */
   retryCount?: number;
   retryDelayMs?: number;
+  /** Largest HTTP answer read (struct logs of a big transaction run to hundreds of MB). Default 256 MiB. */
+  maxResponseBytes?: number;
 }
+
+export const DEFAULT_MAX_RESPONSE_BYTES = 256 * 2 ** 20;
 
 export interface RpcCall {
   method: string;
@@ -63,6 +67,11 @@ export function classifyRpcError(err: unknown, method: string, url: string): Rpc
   const rpc = chain.find((e) => typeof e.code === 'number' && e.code !== -1);
   const text = chain.map((e) => String(e.details ?? e.shortMessage ?? e.message ?? '')).join(' ');
   const where = `${method} at ${redactUrl(url)}`;
+  const tooLarge = chain.find((e) => e.name === 'ResponseBodyTooLargeError');
+  if (tooLarge) {
+    const max = Number(tooLarge.maxSize);
+    return new RpcError('ETOO_LARGE', `${where}: the answer is larger than the limit of ${max >= 2 ** 20 ? `${Math.round(max / 2 ** 20)} MiB` : `${max} bytes`} (raise --rpc-max-response-mb)`);
+  }
   if (rpc) {
     const code = rpc.code as number;
     const detail = String(rpc.details ?? rpc.shortMessage ?? rpc.message ?? '');
@@ -128,7 +137,7 @@ export class EthRpc {
     const common = { timeout: opts.timeoutMs ?? 30_000, retryCount: opts.retryCount ?? 3, retryDelay: opts.retryDelayMs ?? 150 };
     this.transport = this.isWebSocket
       ? webSocket(opts.url, { ...common, reconnect: { attempts: Number.MAX_SAFE_INTEGER, delay: 1000 }, keepAlive: { interval: 15_000 } })
-      : http(opts.url, { ...common, ...(batchSize > 1 ? { batch: { batchSize, wait: 0 } } : {}) });
+      : http(opts.url, { ...common, maxResponseBodySize: opts.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES, ...(batchSize > 1 ? { batch: { batchSize, wait: 0 } } : {}) });
     this.client = createClient({ transport: this.transport }) as unknown as EthRpc['client'];
     this.inFlight = (this.isWebSocket ? 32 : batchSize) * (opts.concurrency ?? 4);
   }

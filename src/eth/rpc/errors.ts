@@ -10,8 +10,9 @@ export class RpcError extends Error {
      * EBAD_RESPONSE: the node answered something that is not what the method returns.
      * ENO_CHANGE_SOURCE: the node offers no way to learn a block's state changes.
      * EREORG: the block asked about is no longer the node's block at that height.
+     * ETOO_LARGE: an HTTP answer over the response size limit (asking again cannot help).
      */
-    readonly code: 'EUNREACHABLE' | 'EUNSUPPORTED' | 'ERPC' | 'EBAD_RESPONSE' | 'ENO_CHANGE_SOURCE' | 'EREORG' | 'ECHAIN',
+    readonly code: 'EUNREACHABLE' | 'EUNSUPPORTED' | 'ERPC' | 'EBAD_RESPONSE' | 'ENO_CHANGE_SOURCE' | 'EREORG' | 'ECHAIN' | 'ETOO_LARGE',
     message: string,
     readonly rpcCode?: number,
   ) {
