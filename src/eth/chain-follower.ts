@@ -23,7 +23,7 @@ import { resolveGeneration } from '../store/generation.js';
 import { PlacementCache } from '../store/keyword-builder.js';
 import { generationDir } from '../store/layout.js';
 import { type Manifest, readManifest } from '../store/manifest.js';
-import { buildEthDiff, buildEthState } from './build.js';
+import { type EthStateBuildOptions, buildEthDiff, buildEthState } from './build.js';
 import { type BlockContext, type ChangeSource } from './changes/sources.js';
 import { BlockDiff } from './changes/diff.js';
 import { readBack } from './changes/readback.js';
@@ -35,6 +35,7 @@ import { SlotIndex } from './slot-index.js';
 import { type BlockHeader, type EthRpc } from './rpc/client.js';
 import { RpcError } from './rpc/errors.js';
 import { parseStateText } from './state-file.js';
+import { type AccountLine } from './state-lines.js';
 
 /** Chain ids of development chains (Hardhat/anvil 31337, geth --dev and ganache 1337): the only ones started from genesis over RPC. */
 export const DEV_CHAIN_IDS = new Set([31337, 1337]);
@@ -52,9 +53,9 @@ export interface ChainFollowerOptions {
   pollMs?: number;
   /** The hot manifest for the first generation (and carried to later ones when given). */
   hotManifest?: HotManifest;
-  /** Start from a state file at this block (when the data directory has no generation yet). */
+  /** Start from a state file (or its lines) at this block (when the data directory has no generation yet). */
   fromBlock?: number;
-  stateFile?: string;
+  stateFile?: EthStateBuildOptions['state'];
   /** At most this many blocks built before the server is asked to reload (a catch-up rolls in steps). Default 16. */
   blocksPerRoll?: number;
   /** How far back a reorg may go (generations walked). Default 256. */
@@ -337,7 +338,7 @@ export class ChainFollower extends EventEmitter {
     const { data, logger, fromBlock, stateFile } = this.opts;
     if (fromBlock === undefined) throw new RpcError('ECHAIN', '--state needs --from-block (the block the state is at)');
     const header = await this.blockInfo(fromBlock);
-    logger.info({ block: fromBlock, hash: header.hash, state: stateFile }, 'building the first generation from the state file');
+    logger.info({ block: fromBlock, hash: header.hash, state: typeof stateFile === 'string' ? stateFile : '(lines)' }, 'building the first generation from the state file');
     const t0 = performance.now();
     await buildEthState({
       data,
@@ -372,17 +373,7 @@ export class ChainFollower extends EventEmitter {
       );
     }
     const genesis = await this.blockInfo(0);
-    const accounts = await rpc.request<string[]>('eth_accounts');
-    const touched = emptyTouched();
-    for (const a of [...(Array.isArray(accounts) ? accounts : []), ...SYSTEM_CONTRACTS.map((c) => c.address), genesis.miner]) touchAccount(touched, a);
-    const diff = new BlockDiff();
-    await readBack(rpc, { blockHash: genesis.hash }, touched, diff);
-    const lines = diff
-      .lines()
-      .filter((l) => !l.deleted)
-      .map((l) => JSON.stringify({ address: l.address, balance: l.balance, nonce: l.nonce, code_size: l.code_size }))
-      .join('\n');
-    const stateLines = parseStateText(lines ? `${lines}\n` : '', 'state', 'genesis (eth_accounts)');
+    const stateLines = await devChainGenesis(rpc, genesis);
     logger.info({ accounts: stateLines.length, hash: genesis.hash }, 'building the genesis generation of a development chain');
     await buildEthState({
       data,
@@ -400,4 +391,23 @@ export class ChainFollower extends EventEmitter {
     await this.saveState();
     return tip;
   }
+}
+
+/**
+ * The state of a development chain at genesis as far as JSON-RPC can list
+ * it: the node's prefunded accounts (eth_accounts), the system contracts and
+ * the fee recipient, read back at block 0.
+ */
+export async function devChainGenesis(rpc: EthRpc, genesis: BlockHeader): Promise<AccountLine[]> {
+  const accounts = await rpc.request<string[]>('eth_accounts');
+  const touched = emptyTouched();
+  for (const a of [...(Array.isArray(accounts) ? accounts : []), ...SYSTEM_CONTRACTS.map((c) => c.address), genesis.miner]) touchAccount(touched, a);
+  const diff = new BlockDiff();
+  await readBack(rpc, { blockHash: genesis.hash }, touched, diff);
+  const lines = diff
+    .lines()
+    .filter((l) => !l.deleted)
+    .map((l) => JSON.stringify({ address: l.address, balance: l.balance, nonce: l.nonce, code_size: l.code_size }))
+    .join('\n');
+  return parseStateText(lines ? `${lines}\n` : '', 'state', 'genesis (eth_accounts)');
 }
