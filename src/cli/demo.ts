@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
-import { type Hex } from 'viem';
+import { type Hex, getAddress } from 'viem';
 import { startDevChain } from '../eth/devchain/hardhat.js';
 import { Traffic } from '../eth/devchain/traffic.js';
 import { followRpc } from './follow-rpc.js';
@@ -80,8 +80,13 @@ async function main(): Promise<void> {
       detached: true,
     });
     const serverExited = new Promise<void>((r) => server.once('exit', () => r()));
+    const stopServer = () => {
+      if (server.exitCode === null && server.signalCode === null) server.kill('SIGTERM'); // the cluster removes its segment
+    };
+    // Its own process group does not get a terminal's signals: whatever way this process ends, the cluster is told to stop.
+    process.once('exit', stopServer);
     cleanups.push(async () => {
-      if (server.exitCode === null && server.signalCode === null) server.kill('SIGTERM');
+      stopServer();
       await serverExited;
     });
     const url = `http://127.0.0.1:${port}`;
@@ -102,16 +107,17 @@ async function main(): Promise<void> {
         rpcTimeoutMs: '10000',
       },
       logger,
+      // The chain cannot be followed any more: stop everything, exit 1.
+      () => void stopAll(1),
     );
     cleanups.push(stop);
 
-    // A transaction every few seconds: token and ETH transfers among the holders.
+    // A transaction every few seconds, changing the balances printed below: tokens from the deployer
+    // (who holds the supply) to holders[1] and holders[2] in turn, and every third one ETH from holders[0] to holders[1].
     let round = 0;
     const timer = setInterval(() => {
-      // Token transfers come from the deployer (who holds the supply); ETH moves between holders.
-      const to = holders[round % holders.length]!;
-      const send = round % 3 === 2 ? traffic.transferEth(holders[(round + 1) % holders.length]!, to, 10n ** 15n * BigInt(round + 1)) : traffic.transferToken(token, alice, to, 1000n + BigInt(round));
-      round++;
+      const r = round++;
+      const send = r % 3 === 2 ? traffic.transferEth(holders[0]!, holders[1]!, 10n ** 15n * BigInt(r + 1)) : traffic.transferToken(token, alice, holders[1 + (r % 2)]!, 1000n + BigInt(r));
       send.catch((err: Error) => logger.warn({ err: err.message }, 'demo transaction failed'));
     }, intervalMs);
     cleanups.push(async () => clearInterval(timer));
@@ -123,10 +129,10 @@ async function main(): Promise<void> {
         `lanepir follows a local chain (${chain.url}) into a 2-worker cluster serving ${data}`,
         `  public API  ${url}   (GET /info names the served block, its hash and state root)`,
         `  node RPC    ${chain.url}   (compare: eth_getBalance, eth_call balanceOf)`,
-        `A transaction every ${intervalMs / 1000} s changes these balances. Private reads (paste in another terminal):`,
-        `  ${cli} account --url ${url} ${holders[1]}`,
-        `  ${cli} erc20 --url ${url} ${token} ${holders[1]}     # LANE token`,
-        `  ${cli} erc20 --url ${url} ${token} ${holders[2]}`,
+        `A transaction every ${intervalMs / 1000} s changes these balances. Private reads (paste in another terminal, from this directory):`,
+        `  ${cli} account --url ${url} ${getAddress(holders[1]!)}     # ETH every third transaction`,
+        `  ${cli} erc20 --url ${url} ${getAddress(token)} ${getAddress(holders[1]!)}     # LANE token`,
+        `  ${cli} erc20 --url ${url} ${getAddress(token)} ${getAddress(holders[2]!)}`,
         'Ctrl-C stops the node, the follower and the cluster.',
         '',
       ].join('\n'),

@@ -27,8 +27,16 @@ export interface FollowRpcFlags extends AdminFlags {
   rpcMaxResponseMb?: string;
 }
 
-/** Starts following; resolves once the first generation is served or published. Exits non-zero on a fatal error. */
-export async function followRpc(flags: FollowRpcFlags, logger: Logger): Promise<{ stop: () => Promise<void>; follower: ChainFollower }> {
+/**
+ * Starts following; resolves once the first generation is built and
+ * published. A fatal error (the chain cannot be followed) stops the follower
+ * and calls `onFatal` — by default: exit 1.
+ */
+export async function followRpc(
+  flags: FollowRpcFlags,
+  logger: Logger,
+  onFatal: (error: Error) => void = () => process.exit(1),
+): Promise<{ stop: () => Promise<void>; follower: ChainFollower }> {
   if ((flags.fromBlock === undefined) !== (flags.state === undefined)) throw new UsageError('--from-block and --state go together (a state file and the block it is at)');
   if (!(CHANGE_SOURCES as readonly string[]).includes(flags.changeSource) && flags.changeSource !== 'auto') {
     throw new UsageError(`--change-source must be auto, ${CHANGE_SOURCES.join(', ')}; got ${JSON.stringify(flags.changeSource)}`);
@@ -78,16 +86,23 @@ export async function followRpc(flags: FollowRpcFlags, logger: Logger): Promise<
     metricsServer = await serveFollowMetrics(metrics, flags.metricsHost, intOption('--metrics-port', flags.metricsPort)!);
     logger.info({ url: `${metricsServer.url}/metrics` }, 'follow metrics');
   }
-  await follower.start();
-  const stop = async () => {
-    await follower.stop();
-    await roller.stop();
-    await rpc.close();
-    await metricsServer?.close();
-  };
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      await follower.stop();
+      await roller.stop();
+      await rpc.close();
+      await metricsServer?.close();
+    })());
   follower.once('fatal', ({ error }: { error: Error }) => {
     process.stderr.write(`lanepir: ${error.message} [${(error as { code?: string }).code ?? 'EFATAL'}]\n`);
-    void stop().finally(() => process.exit(1));
+    void stop().finally(() => onFatal(error));
   });
+  try {
+    await follower.start();
+  } catch (err) {
+    await stop().catch(() => {});
+    throw err;
+  }
   return { stop, follower };
 }
