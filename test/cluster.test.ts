@@ -91,7 +91,8 @@ test('reloads through each worker switch every worker; in-flight queries decode 
 
   const reloadWorkers = new Set<string>();
   try {
-    for (let i = 0; i < 12; i++) {
+    // At least 12 reloads, and more while fewer than 11 lookups have overlapped them (a loaded machine answers slowly).
+    for (let i = 0; i < 12 || (answered <= 10 && i < 60) || i % 3 !== 0; i++) {
       const target = [2, 3, 1][i % 3]!;
       const r = await reload(c, target);
       t.is(r.status, 200, JSON.stringify(r.body));

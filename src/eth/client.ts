@@ -14,6 +14,7 @@ import { type Address } from 'viem';
 import { KEYWORD_ENTRY_SIZE, KEYWORD_TAG_BYTES, hexToBytes } from '../pir/crs.js';
 import { type LaneDelta, decodeDelta } from '../pir/delta.js';
 import { type KeywordResult, keywordHash } from '../pir/keyword.js';
+import { DEFAULT_TIMEOUT_MS, type RetryPolicy, httpError, request } from '../pir/http.js';
 import { KeywordReader } from '../pir/keyword-remote.js';
 import { type HintCache } from '../pir/remote.js';
 import { type Erc20Layout } from './erc20.js';
@@ -32,8 +33,12 @@ export interface StateClientOptions {
   /** Where lane hints are kept between runs (default: memory only). */
   cache?: HintCache;
   fetch?: typeof fetch;
-  /** Per-request time limit (default 30 s). */
+  /** Per-request time limit, retries and waits included (default 30 s). */
   timeoutMs?: number;
+  /** How refusals with Retry-After (429/503) are waited out and retried (default: 4 tries, waits of at most 10 s). */
+  retry?: RetryPolicy;
+  /** A lane's query POSTs in flight at once during a round (default 2). */
+  postsInFlight?: number;
 }
 
 /** The block a result is from: the served generation's block. */
@@ -140,28 +145,22 @@ export class StateClient {
       ...(opts.cache ? { cache: opts.cache } : {}),
       fetch: this.fetchFn,
       ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+      ...(opts.retry !== undefined ? { retry: opts.retry } : {}),
+      ...(opts.postsInFlight !== undefined ? { postsInFlight: opts.postsInFlight } : {}),
     });
     if (opts.padTo !== undefined && (!Number.isSafeInteger(opts.padTo) || opts.padTo < 1)) throw new EthError('EPARAMS', `padTo must be a positive integer, got ${opts.padTo}`);
   }
 
+  /** A 2xx answer, through the client's HTTP layer (time limit, Retry-After); failures are EthErrors with the same code. */
   private async get(path: string): Promise<Response> {
-    let res: Response;
     try {
-      res = await this.fetchFn(new URL(path, this.opts.url), { signal: AbortSignal.timeout(this.opts.timeoutMs ?? 30_000) });
+      const { res, what } = await request({ fetch: this.fetchFn, timeoutMs: this.opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, retry: this.opts.retry }, new URL(path, this.opts.url));
+      if (!res.ok) throw await httpError(res, what);
+      return res;
     } catch (err) {
-      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-      throw new EthError('ENETWORK', `${new URL(path, this.opts.url)}: ${cause?.code ?? cause?.message ?? (err as Error).message}`);
+      const code = (err as { code?: unknown }).code;
+      throw new EthError(typeof code === 'string' ? code : 'ENETWORK', (err as Error).message);
     }
-    if (!res.ok) {
-      let body: { error?: string; code?: string } = {};
-      try {
-        body = (await res.json()) as typeof body;
-      } catch {
-        // not JSON
-      }
-      throw new EthError(body.code ?? `EHTTP_${res.status}`, `${res.url}: HTTP ${res.status}${body.error ? `: ${body.error}` : ''}`);
-    }
-    return res;
   }
 
   /** The server's /info: current generation, its block, the chain id, the generations it serves. */
@@ -307,7 +306,9 @@ export class StateClient {
     try {
       res = await this.get(`/delta/${lane}?from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`);
     } catch (err) {
-      if ((err as { code?: string }).code?.startsWith('EDELTA') || (err as { code?: string }).code === 'EGENERATION_GONE') {
+      const code = (err as { code?: string }).code;
+      // EDELTA_BUSY (still busy after the retries) is the server's load, not the block's absence: it is thrown as is.
+      if ((code?.startsWith('EDELTA') && code !== 'EDELTA_BUSY') || code === 'EGENERATION_GONE') {
         throw new EthError('EBLOCK', `generation ${from} can no longer be read: ${(err as Error).message}`);
       }
       throw err;

@@ -18,6 +18,7 @@ export {
 } from './delta.js';
 export { MatrixStream, littleEndianWords, wordsToLittleEndian } from './prg.js';
 export { sampleErrors } from './sampler.js';
+export { type RetryPolicy, DEFAULT_RETRY, retryAfterMs } from './http.js';
 export { RemoteLane, type CachedHint, type HintCache, type HintSource, type LookupResult } from './remote.js';
 export {
   type KeyLocation,
@@ -35,4 +36,4 @@ export {
   u64leMod,
   KEYWORD_HASH_BYTES,
 } from './keyword.js';
-export { KeywordReader, type KeywordReaderOptions, type KeywordRoundOptions, type KeywordRoundResult } from './keyword-remote.js';
+export { KeywordReader, DEFAULT_POSTS_IN_FLIGHT, type KeywordReaderOptions, type KeywordRoundOptions, type KeywordRoundResult } from './keyword-remote.js';

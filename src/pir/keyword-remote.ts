@@ -8,8 +8,16 @@
 // d real queries, every other lane d queries for random columns. The server
 // thus sees the same number and size of requests for a hot key, a cold key
 // and an absent key.
-import { PirClientError, fetchError } from './errors.js';
+//
+// A lane's k * d queries go in POSTs of batch_max (from /info), sent in
+// order, at most `postsInFlight` (default 2) at a time per lane: a round of
+// any size stays within a server's per-lane backlog (max_pending_per_lane)
+// and per-client cap, and the sequence of requests still depends only on k,
+// d, padding and batch_max. Refusals with Retry-After are waited out by the
+// HTTP layer (src/pir/http.ts).
+import { PirClientError } from './errors.js';
 import { answerBytes } from './crs.js';
+import { DEFAULT_TIMEOUT_MS, type RetryPolicy, requestJson, retryPolicy } from './http.js';
 import { type KeywordQueries, type KeywordResult, decodeKeyword, dummyQueries, keywordQueries } from './keyword.js';
 import { type HintCache, type HintSource, RemoteLane } from './remote.js';
 
@@ -39,7 +47,12 @@ export interface KeywordReaderOptions {
   url: string;
   cache?: HintCache;
   fetch?: typeof fetch;
+  /** Per-request time limit, retries and waits included (default 30 000 ms). */
   timeoutMs?: number;
+  /** How refusals with Retry-After (429/503) are waited out and retried (src/pir/http.ts). */
+  retry?: RetryPolicy;
+  /** POSTs in flight at once per lane during a round (default 2). */
+  postsInFlight?: number;
 }
 
 interface InfoLane {
@@ -47,35 +60,53 @@ interface InfoLane {
   bucket_choices?: number;
 }
 
+/** What a round takes from GET /info. */
+interface RoundInfo {
+  generation: string | null;
+  block_number?: number;
+  batch_max: number;
+  lanes: Record<string, InfoLane>;
+}
+
 /** Attempts at one round when the generation moves under it (a lane refreshed, or the generation was retired). */
 const ROUND_ATTEMPTS = 4;
+/** A lane's POSTs in flight at once: one being answered and one queued keeps a lane busy without crowding it. */
+export const DEFAULT_POSTS_IN_FLIGHT = 2;
+/** The most queries per POST a client believes a server takes (/info's batch_max; the server's own cap is 16). */
+const MAX_BATCH = 1024;
+
+type Reply = Awaited<ReturnType<RemoteLane['postQueries']>>;
 
 export class KeywordReader {
   private readonly lanes = new Map<string, RemoteLane>();
   private readonly fetchFn: typeof fetch;
+  private readonly postsInFlight: number;
 
   constructor(private readonly opts: KeywordReaderOptions) {
     this.fetchFn = opts.fetch ?? globalThis.fetch.bind(globalThis);
+    retryPolicy(opts.retry); // a bad policy is named now
+    this.postsInFlight = opts.postsInFlight ?? DEFAULT_POSTS_IN_FLIGHT;
+    if (!Number.isSafeInteger(this.postsInFlight) || this.postsInFlight < 1) throw new RangeError(`postsInFlight must be a positive integer, got ${opts.postsInFlight}`);
   }
 
   /** The RemoteLane of a lane (hint, deltas, generation tracking). */
   lane(name: string): RemoteLane {
     let l = this.lanes.get(name);
-    if (!l) this.lanes.set(name, (l = new RemoteLane(this.opts.url, name, this.opts.cache, this.fetchFn, this.opts.timeoutMs)));
+    if (!l) this.lanes.set(name, (l = new RemoteLane(this.opts.url, name, this.opts.cache, this.fetchFn, this.opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, this.opts.retry)));
     return l;
   }
 
-  private async info(): Promise<{ generation: string | null; block_number?: number; batch_max: number; lanes: Record<string, InfoLane> }> {
+  private async info(): Promise<RoundInfo> {
     const url = new URL('/info', this.opts.url);
-    const timeout = this.opts.timeoutMs ?? 30_000;
-    let res: Response;
-    try {
-      res = await this.fetchFn(url, { signal: AbortSignal.timeout(timeout) });
-    } catch (err) {
-      throw fetchError(`GET ${url}`, err, timeout);
-    }
-    if (!res.ok) throw new PirClientError(`GET ${url}: HTTP ${res.status}`, `EHTTP_${res.status}`);
-    return (await res.json()) as { generation: string | null; block_number?: number; batch_max: number; lanes: Record<string, InfoLane> };
+    const body = await requestJson({ fetch: this.fetchFn, timeoutMs: this.opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, retry: this.opts.retry }, url);
+    const bad = (why: string) => new PirClientError(`GET ${url}: ${why}`, 'EBAD_RESPONSE');
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw bad('not a JSON object');
+    const info = body as Partial<RoundInfo>;
+    // batch_max sizes every POST of the round: a value that is not a sane count is refused, never guessed.
+    if (!Number.isSafeInteger(info.batch_max) || info.batch_max! < 1 || info.batch_max! > MAX_BATCH) throw bad(`batch_max ${JSON.stringify(info.batch_max)} is not an integer in 1..${MAX_BATCH}`);
+    if (typeof info.lanes !== 'object' || info.lanes === null || Array.isArray(info.lanes)) throw bad('no lanes');
+    if (info.generation !== null && typeof info.generation !== 'string') throw bad(`invalid generation ${JSON.stringify(info.generation)}`);
+    return info as RoundInfo;
   }
 
   /** One key, one lane (a round of one key; hiding applies). */
@@ -148,7 +179,7 @@ export class KeywordReader {
     }
     timings.query = now() - t;
 
-    // One POST per batch_max queries, all lanes at once, all pinned to the generation.
+    // POSTs of batch_max queries, a few in flight per lane, all lanes at once, all pinned to the generation.
     try {
       return await this.send(info, lanes, sessions, perLane, generation, keys, timings);
     } catch (err) {
@@ -159,7 +190,7 @@ export class KeywordReader {
   }
 
   private async send(
-    info: { batch_max: number; block_number?: number },
+    info: RoundInfo,
     lanes: string[],
     sessions: Map<string, Awaited<ReturnType<RemoteLane['current']>>>,
     perLane: Map<string, { real: KeywordQueries[]; all: Uint8Array[] }>,
@@ -168,19 +199,35 @@ export class KeywordReader {
     timings: KeywordRoundResult['timings'],
   ): Promise<KeywordRoundResult> {
     let t = now();
-    const batchMax = Math.max(1, info.batch_max);
+    const batchMax = info.batch_max;
     let bytesSent = 0;
     let bytesReceived = 0;
     let blockNumber = Number.NaN;
     const answers = new Map<string, Uint8Array[]>();
+    // The first failure ends the round: no further POST starts, those in flight are awaited, then it is thrown.
+    const failure: { err?: unknown } = {};
     await Promise.all(
       lanes.map(async (l) => {
         const { client } = sessions.get(l)!;
         const { all } = perLane.get(l)!;
         const size = answerBytes(client.crs);
-        const posts: Promise<Awaited<ReturnType<RemoteLane['postQueries']>>>[] = [];
-        for (let i = 0; i < all.length; i += batchMax) posts.push(this.lane(l).postQueries(generation, all.slice(i, i + batchMax), size));
-        const replies = await Promise.all(posts);
+        const batches: Uint8Array[][] = [];
+        for (let i = 0; i < all.length; i += batchMax) batches.push(all.slice(i, i + batchMax));
+        const replies: Reply[] = new Array<Reply>(batches.length);
+        let next = 0;
+        // Each sender takes the next batch in order when its previous POST is answered.
+        const sender = async () => {
+          while (failure.err === undefined && next < batches.length) {
+            const i = next++;
+            try {
+              replies[i] = await this.lane(l).postQueries(generation, batches[i]!, size);
+            } catch (err) {
+              failure.err ??= err;
+            }
+          }
+        };
+        await Promise.all(Array.from({ length: Math.min(this.postsInFlight, batches.length) }, sender));
+        if (failure.err !== undefined) return;
         answers.set(l, replies.flatMap((r) => r.answers));
         for (const r of replies) {
           bytesSent += r.bytesSent;
@@ -189,6 +236,7 @@ export class KeywordReader {
         }
       }),
     );
+    if (failure.err !== undefined) throw failure.err;
     timings.network = now() - t;
 
     // Decode the real queries only (padding answers are dropped unread).

@@ -14,7 +14,8 @@
 import { PirClient } from './client.js';
 import { type Crs, answerBytes, hintBytes, parseCrs } from './crs.js';
 import { type LaneDelta, decodeDelta, generationBlockNumber, isGenerationId } from './delta.js';
-import { PirClientError, fetchError } from './errors.js';
+import { PirClientError } from './errors.js';
+import { DEFAULT_TIMEOUT_MS, MAX_JSON_BYTES, type RetryPolicy, httpError, readBody, request, retryPolicy } from './http.js';
 
 /** What a cache holds for one lane: the hint of one generation and its crs. */
 export interface CachedHint {
@@ -55,8 +56,6 @@ type Facts = Map<string, string | number>;
 const CRS_KEYS = ['scheme', 'n', 'q_bits', 'p', 'sigma', 'm', 'R', 'entry_size', 'entries', 'seed', 'prg', 'params_version', 'hint_sha256'] as const;
 /** Those /info must publish for the current generation. */
 const REQUIRED_INFO_KEYS = ['m', 'R', 'entry_size', 'entries', 'params_version', 'hint_sha256'] as const;
-/** Bodies of JSON answers (/info, /crs, errors) are small; anything larger is refused unread. */
-const MAX_JSON_BYTES = 1 << 20;
 /** Generations remembered per lane (a block every 12 s: about 14 hours); the oldest are forgotten first. */
 const MAX_KNOWN_GENERATIONS = 4096;
 
@@ -85,9 +84,13 @@ export class RemoteLane {
     readonly lane: string,
     private readonly cache?: HintCache,
     private readonly fetchFn: typeof fetch = globalThis.fetch,
-    /** Per-request time limit: a request that never answers is an error, not a hang. */
-    private readonly timeoutMs = 30_000,
-  ) {}
+    /** Per-request time limit (retries and waits included): a request that never answers is an error, not a hang. */
+    private readonly timeoutMs = DEFAULT_TIMEOUT_MS,
+    /** How refusals with Retry-After (429/503) are waited out and retried (src/pir/http.ts). */
+    private readonly retry?: RetryPolicy,
+  ) {
+    retryPolicy(retry); // a bad policy is named now, not at the first refusal
+  }
 
   /** The generation this client's hint belongs to. */
   get hintGeneration(): string | undefined {
@@ -96,15 +99,13 @@ export class RemoteLane {
 
   // ---- HTTP ----
 
-  /** fetch with the time limit; a network failure becomes a PirClientError naming its cause. */
-  private async send(path: string, init: RequestInit = {}): Promise<{ res: Response; what: string }> {
-    const url = new URL(path, this.baseUrl);
-    const what = `${init.method ?? 'GET'} ${url}`;
-    try {
-      return { res: await this.fetchFn(url, { ...init, signal: AbortSignal.timeout(this.timeoutMs) }), what };
-    } catch (err) {
-      throw fetchError(what, err, this.timeoutMs);
-    }
+  /**
+   * Every request of this lane goes here: fetch with the time limit, refusals
+   * with Retry-After waited out and retried (then the server's error), a
+   * network failure a PirClientError naming its cause.
+   */
+  private send(path: string, init: RequestInit = {}): Promise<{ res: Response; what: string }> {
+    return request({ fetch: this.fetchFn, timeoutMs: this.timeoutMs, retry: this.retry }, new URL(path, this.baseUrl), init);
   }
 
   /** A 2xx response (else the server's error), whose headers name `generation` when one is given. */
@@ -292,12 +293,24 @@ export class RemoteLane {
   private async updateByDelta(target: string, crs: Crs): Promise<boolean> {
     const client = this.client!;
     const from = client.generation!;
-    const { res, what } = await this.send(`/delta/${encodeURIComponent(this.lane)}?from=${encodeURIComponent(from)}&to=${encodeURIComponent(target)}`);
+    let sent: { res: Response; what: string };
+    try {
+      sent = await this.send(`/delta/${encodeURIComponent(this.lane)}?from=${encodeURIComponent(from)}&to=${encodeURIComponent(target)}`);
+    } catch (err) {
+      // Every merge slot still busy after the retries: download the hint instead (it needs no merging).
+      if ((err as { code?: string }).code === 'EDELTA_BUSY') return false;
+      throw err;
+    }
+    const { res, what } = sent;
     if (res.status === 410 || res.status === 404) {
       await res.body?.cancel().catch(() => undefined);
       return false;
     }
-    if (!res.ok) throw await httpError(res, what);
+    if (!res.ok) {
+      const err = await httpError(res, what);
+      if (err.code === 'EDELTA_BUSY') return false;
+      throw err;
+    }
     await checkGenerationHeaders(res, what, target);
     let bytes: Uint8Array;
     try {
@@ -497,63 +510,6 @@ async function checkGenerationHeaders(res: Response, what: string, generation: s
     await res.body?.cancel().catch(() => undefined);
     throw new PirClientError(`${what}: the answer is not for the generation asked for (${why})`, 'EBAD_RESPONSE');
   }
-}
-
-/** The body, at most `limit` bytes (ETOO_LARGE beyond, checked before reading when declared). */
-async function readBody(res: Response, what: string, limit: number, timeoutMs: number): Promise<Uint8Array> {
-  const tooLarge = (size: string) => new PirClientError(`${what}: the answer has ${size} bytes, more than the ${limit} expected`, 'ETOO_LARGE');
-  const declared = res.headers.get('Content-Length');
-  if (declared !== null && Number(declared) > limit) {
-    await res.body?.cancel().catch(() => undefined);
-    throw tooLarge(declared);
-  }
-  if (!res.body) return new Uint8Array(0);
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      total += value.byteLength;
-      if (total > limit) {
-        await reader.cancel().catch(() => undefined);
-        throw tooLarge(`over ${limit}`);
-      }
-      chunks.push(value);
-    }
-  } catch (err) {
-    if (err instanceof PirClientError) throw err;
-    throw fetchError(`${what} (reading the answer)`, err, timeoutMs);
-  }
-  if (chunks.length === 1) return chunks[0]!;
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.byteLength;
-  }
-  return out;
-}
-
-/** The server's error, its text bounded and stripped of control characters (it ends up on terminals). */
-async function httpError(res: Response, what: string): Promise<PirClientError> {
-  let body: { error?: unknown; code?: unknown } = {};
-  try {
-    const parsed: unknown = JSON.parse(new TextDecoder().decode(await readBody(res, what, 64 * 1024, 0)));
-    if (isObject(parsed)) body = parsed;
-  } catch {
-    // not JSON, or too long: the status says enough
-  }
-  const text = typeof body.error === 'string' ? printable(body.error) : '';
-  const code = typeof body.code === 'string' && /^E[A-Z0-9_]{1,40}$/.test(body.code) ? body.code : `EHTTP_${res.status}`;
-  return new PirClientError(`${what}: HTTP ${res.status}${text ? `: ${text}` : ''}`, code);
-}
-
-function printable(s: string, max = 300): string {
-  // eslint-disable-next-line no-control-regex
-  const clean = s.replace(/[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2066-\u2069]/g, ' ');
-  return clean.length > max ? `${clean.slice(0, max)}…` : clean;
 }
 
 function now(): number {
