@@ -6,7 +6,6 @@
 import test, { type ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import path from 'node:path';
 import { pino } from 'pino';
 import { type Hex, createPublicClient, custom, encodeDeployData, encodeFunctionData, encodeAbiParameters, erc20Abi, getContractAddress, keccak256 } from 'viem';
 import { type StateRead, StateClient } from '../src/eth/client.js';
@@ -24,10 +23,10 @@ import { EthRpc } from '../src/eth/rpc/client.js';
 import { Roller } from '../src/follow/roller.js';
 import { loadGeneration } from '../src/store/generation.js';
 import { generationDir } from '../src/store/layout.js';
-import { rmrf, tempDir } from './helpers.js';
+import { rmrf, run, tempDir } from './helpers.js';
 import { startHidingProxy, startTcpProxy } from './rpc-proxies.js';
 import { serve } from './server-helpers.js';
-import { BIN } from './cluster-helpers.js';
+import { BIN, freePort } from './cluster-helpers.js';
 
 const quiet = pino({ level: process.env.TEST_LOG ?? 'silent' });
 
@@ -327,6 +326,57 @@ test('the node unreachable for 10 s is survived and followed on from where it le
   t.deepEqual(seen, Array.from({ length: head - before + 1 }, (_, i) => head - i));
 });
 
+test('lanepir follow --rpc (the command, over ws://): follows into a running server, logs each block, serves its Prometheus metrics, stops on SIGTERM', async (t) => {
+  const chain = await startDevChain();
+  t.teardown(() => chain.stop());
+  const traffic = await new Traffic(chain.rpc).init();
+  const [alice, bob] = traffic.accounts as [Hex, Hex];
+  const data = tempDir();
+  t.teardown(() => rmrf(data));
+  const server = await serve(data, { shard_size_bytes: 128 * 1024 });
+  t.teardown(() => server.close());
+  const metricsPort = await freePort();
+  const proc = spawn(process.execPath, [BIN, 'follow', '--data', data, '--rpc', chain.wsUrl, '--admin-url', server.adminUrl, '--metrics-port', String(metricsPort), '--poll-ms', '250'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  t.teardown(() => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+  });
+  let out = '';
+  proc.stdout!.on('data', (d) => (out += d));
+  proc.stderr!.on('data', (d) => (out += d));
+  for (let i = 0; i < 3; i++) await traffic.transferEth(alice, bob, 1000n + BigInt(i));
+  const head = Number(await chain.rpc<Hex>('eth_blockNumber'));
+  const metric = (text: string, name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+  let text = '';
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    text = await fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.text(), () => '');
+    if (metric(text, 'lanepir_follow_served_block') === head) break;
+    if (Date.now() > deadline || proc.exitCode !== null) return void t.fail(`block ${head} not served:\n${out}\n${text}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  for (const name of ['head_block', 'built_block', 'served_block', 'lag_blocks', 'build_duration_seconds', 'ingest_duration_seconds', 'reload_duration_seconds', 'block_to_served_seconds', 'blocks_total', 'changes_total', 'reorgs_total', 'rpc_errors_total', 'reload_failures_total']) {
+    t.regex(text, new RegExp(`^# HELP lanepir_follow_${name} `, 'm'), `metric lanepir_follow_${name}`);
+  }
+  t.is(metric(text, 'lanepir_follow_head_block'), head);
+  t.is(metric(text, 'lanepir_follow_built_block'), head);
+  t.is(metric(text, 'lanepir_follow_lag_blocks'), 0);
+  t.is(metric(text, 'lanepir_follow_blocks_total'), head, 'one generation per block after genesis');
+  t.true(metric(text, 'lanepir_follow_changes_total') >= 3 * head, 'sender, recipient and fee recipient per block at least');
+  t.true(metric(text, 'lanepir_follow_build_duration_seconds_count') === head && metric(text, 'lanepir_follow_reload_duration_seconds_count') >= 1);
+  const info = (await (await fetch(`${server.publicUrl}/info`)).json()) as { block_number: number; block_hash: string; chain_id: number };
+  t.like(info, { block_number: head, block_hash: (await chain.rpc<{ hash: string }>('eth_getBlockByNumber', ['latest', false])).hash, chain_id: 31337 });
+  const logs = out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.truthy(logs.find((l) => l.change_source === 'structlog'), 'the change source is logged');
+  t.truthy(logs.find((l) => /newHeads subscription/.test(String(l.msg))));
+  const built = logs.filter((l) => l.msg === 'built block');
+  t.deepEqual(built.map((l) => l.block), Array.from({ length: head }, (_, i) => i + 1));
+  t.true(built.every((l) => typeof l.changes === 'number' && typeof l.build_ms === 'number' && typeof l.ingest_ms === 'number' && typeof l.lag_blocks === 'number'));
+  t.truthy(logs.find((l) => l.msg === 'serving' && l.block === head && typeof l.reload_ms === 'number'));
+  proc.kill('SIGTERM');
+  t.is(await exited, 0, out);
+});
+
 test('a node without debug methods is a clear error at start-up (and lanepir follow exits non-zero)', async (t) => {
   const chain = await startDevChain();
   t.teardown(() => chain.stop());
@@ -338,12 +388,9 @@ test('a node without debug methods is a clear error at start-up (and lanepir fol
   t.regex(err!.message, /debug_traceBlockByNumber: not offered; trace_replayBlockTransactions: not offered; debug_traceTransaction: not offered/);
   const data = tempDir();
   t.teardown(() => rmrf(data));
-  const proc = spawn(process.execPath, [BIN, 'follow', '--data', data, '--rpc', proxy.url, '--admin-url', 'http://127.0.0.1:9', '--log-level', 'silent'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  proc.stderr.on('data', (d) => (stderr += d));
-  const code = await new Promise<number | null>((resolve) => proc.once('exit', resolve));
+  // run(): killed after its time limit and when the test process exits, whatever happens here.
+  const { code, stderr } = await run(process.execPath, [BIN, 'follow', '--data', data, '--rpc', proxy.url, '--admin-url', 'http://127.0.0.1:9', '--log-level', 'silent'], { timeoutMs: 60_000 });
   t.is(code, 1);
   t.regex(stderr, /offers no way to learn a block's state changes.*\[ENO_CHANGE_SOURCE\]/s);
   t.deepEqual(fs.readdirSync(data).filter((n) => n !== '.' && !n.startsWith('.')), [], 'nothing was built');
-  void path;
 });

@@ -5,6 +5,7 @@ import { CHANGE_SOURCES, type ChangeSourceName, detectChangeSource } from '../et
 import { EthRpc, redactUrl } from '../eth/rpc/client.js';
 import { FollowMetrics, serveFollowMetrics } from '../follow/metrics.js';
 import { Roller } from '../follow/roller.js';
+import { generationBlock } from '../store/layout.js';
 import { type AdminFlags, adminTarget } from '../ops/admin.js';
 import { UsageError, intOption } from './errors.js';
 import { loadHotManifest } from './eth-build.js';
@@ -76,10 +77,9 @@ export async function followRpc(
     logger.info({ generation: e.generation, block: e.block, reload_ms: Math.round(e.ms), lag_blocks: Math.max(0, follower.nodeHead - e.block), block_to_served_ms: blockToServedMs }, 'serving');
   });
   roller.on('failed', () => metrics.reloadFailures.inc());
-  follower.on('built', (e: { block: number }) => {
+  follower.on('built', () => {
     const served = roller.served;
-    if (served !== undefined) metrics.lagBlocks.set(Math.max(0, follower.nodeHead - Number(served.split('r')[0])));
-    void e;
+    if (served !== undefined) metrics.lagBlocks.set(Math.max(0, follower.nodeHead - generationBlock(served)));
   });
   let metricsServer: Awaited<ReturnType<typeof serveFollowMetrics>> | undefined;
   if (flags.metricsPort !== undefined) {

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
+import { describeFetchFailure } from '../../pir/errors.js';
 
 export interface DevChainOptions {
   chainId?: number;
@@ -109,11 +110,16 @@ export async function startDevChain(opts: DevChainOptions = {}): Promise<DevChai
   child.stderr!.resume();
   let id = 0;
   const rpc = async <T>(method: string, params: unknown[] = []): Promise<T> => {
-    const res = await fetch(url, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ jsonrpc: '2.0', id: ++id, method, params }),
-    });
+    let res: Response;
+    try {
+      res = await fetch(url, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: ++id, method, params }),
+      });
+    } catch (err) {
+      throw new Error(`${method} at ${url}: ${describeFetchFailure(err)}`);
+    }
     const body = (await res.json()) as { result?: T; error?: { code: number; message: string } };
     if (body.error) throw new Error(`${method}: ${body.error.code}: ${body.error.message}`);
     return body.result as T;
