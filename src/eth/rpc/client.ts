@@ -5,6 +5,7 @@
 // that is away vs a method it does not offer), a bound on requests in flight,
 // and typed reads of blocks and state at a block.
 import { type Hex, type Transport, createClient, http, webSocket } from 'viem';
+import { preview } from '../keys.js';
 import { RpcError } from './errors.js';
 
 export interface RpcOptions {
@@ -228,10 +229,8 @@ export function address20(v: unknown, what: string): Hex {
   return v.toLowerCase() as Hex;
 }
 
-export function preview(v: unknown): string {
-  const s = typeof v === 'string' ? JSON.stringify(v) : (JSON.stringify(v) ?? String(v));
-  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
-}
+/** A bounded rendering of a value for error messages (the one state files use). */
+export { preview };
 
 export function parseHeader(raw: unknown, what: string): BlockHeader {
   if (typeof raw !== 'object' || raw === null) throw new RpcError('EBAD_RESPONSE', `${what}: expected a block object, got ${preview(raw)}`);
