@@ -55,7 +55,7 @@ test('follow mode logs the cause when the server cannot be reached', async (t) =
   const deadline = Date.now() + 60_000;
   let refused: { err: string } | undefined;
   while (!refused && Date.now() < deadline) {
-    refused = lines.map((l) => JSON.parse(l) as { msg: string; err: string }).find((l) => /reload refused/.test(l.msg));
+    refused = lines.map((l) => JSON.parse(l) as { msg: string; err: string }).find((l) => /reload failed/.test(l.msg));
     await new Promise((r) => setTimeout(r, 50));
   }
   t.truthy(refused, lines.join('\n'));
