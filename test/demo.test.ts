@@ -58,7 +58,15 @@ test('npm run demo: the printed reads work and match the node; Ctrl-C leaves no 
   let segment: string | undefined;
   let data: string | undefined;
   t.teardown(async () => {
-    // On a failure path: kill whatever is left (the cluster has its own group) and its segment.
+    // On a failure path: Ctrl-C first (the demo cleans up after itself), then kill whatever is left and its segment.
+    if (demo.exitCode === null && demo.signalCode === null) {
+      try {
+        process.kill(-demo.pid!, 'SIGINT');
+      } catch {
+        // gone
+      }
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
+    }
     for (const pid of [demo.pid!, ...family]) {
       try {
         process.kill(-pid, 'SIGKILL');
