@@ -345,7 +345,7 @@ function frozenCrs(value: unknown): Crs {
 }
 
 async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  return bytesToHex(new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', bytes)));
+  return bytesToHex(new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>)));
 }
 
 /** Rows of A for the given columns, keyed by column: from the cached matrix, a full pass, or one row at a time. */

@@ -10,11 +10,11 @@ type AesKey = Awaited<ReturnType<typeof globalThis.crypto.subtle.importKey>>;
 
 async function importKey(seed: Uint8Array): Promise<AesKey> {
   if (seed.length !== 16) throw new RangeError(`A's seed must be 16 bytes, got ${seed.length}`);
-  return globalThis.crypto.subtle.importKey('raw', seed, { name: 'AES-CTR' }, false, ['encrypt']);
+  return globalThis.crypto.subtle.importKey('raw', seed as Uint8Array<ArrayBuffer>, { name: 'AES-CTR' }, false, ['encrypt']);
 }
 
 /** The 16-byte big-endian counter block for block number `block` (< 2^53). */
-function counterBlock(block: number): Uint8Array {
+function counterBlock(block: number): Uint8Array<ArrayBuffer> {
   const ctr = new Uint8Array(BLOCK);
   let v = block;
   for (let i = BLOCK - 1; i >= 0 && v > 0; i--) {

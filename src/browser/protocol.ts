@@ -1,0 +1,53 @@
+// The messages between a page and its lanepir worker (docs/ARCHITECTURE.md,
+// "The browser client"). The whole client runs in the worker: hints, the
+// matrix A, secrets and query states never leave it; the page sends what to
+// read and gets values back. Requests and answers are matched by id; each
+// answer carries a report of what the call cost.
+
+/** Bumped when a message changes shape; the worker refuses another version. */
+export const WORKER_PROTOCOL = 1;
+
+/** How the worker's client is set up (one client per worker, for one server). */
+export interface WorkerClientOptions {
+  /** The lanepir server's public URL. */
+  url: string;
+  /** Keep A expanded in memory per lane (default true), or regenerate it for every query pass (less memory, more time). */
+  cacheMatrix?: boolean;
+  /** Where hints persist: "indexeddb" (default where available) or "none". */
+  cache?: 'indexeddb' | 'none';
+  /** IndexedDB database name (default "lanepir-hints"). */
+  cacheName?: string;
+  /** Per-request time limit in ms (default 30 000). */
+  timeoutMs?: number;
+  /** Lane hiding (default true): every lane gets the same queries whatever the keys. */
+  hideLanes?: boolean;
+  /** Pad a round's key count up to a multiple of this. */
+  padTo?: number;
+}
+
+export type WorkerRequest =
+  | { v: typeof WORKER_PROTOCOL; id: number; op: 'open'; options: WorkerClientOptions }
+  | { v: typeof WORKER_PROTOCOL; id: number; op: 'call'; method: string; args: unknown[] };
+
+export type WorkerResponse =
+  | { id: number; ok: true; value: unknown; report: CallReport }
+  | { id: number; ok: false; error: SerializedError };
+
+export interface SerializedError {
+  name: string;
+  message: string;
+  code: string;
+}
+
+/** What one call cost, measured in the worker. */
+export interface CallReport {
+  /** Milliseconds in the worker, from the request's arrival to its answer. */
+  ms: number;
+  /** Hint bytes fetched during the call: full downloads and deltas. */
+  hintBytes: number;
+  deltaBytes: number;
+  downloads: number;
+  deltas: number;
+  /** Whether the hint cache in IndexedDB was written (after a download or delta). */
+  cacheSaves: number;
+}

@@ -1,0 +1,6 @@
+// lanepir-worker.js: the worker script. It imports the bundle it sits beside
+// (built as an external import, so the browser loads the client code once)
+// and answers the page's requests.
+import { type MessageEndpoint, serveLanepirWorker } from './index.js';
+
+serveLanepirWorker(globalThis as unknown as MessageEndpoint);
