@@ -12,6 +12,7 @@ import { Reloader, type ReloadResult, ReloadError } from './reloader.js';
 import { LaneScheduler } from './scheduler.js';
 import { ServerMetrics } from './metrics.js';
 import { SnapshotStore } from './snapshot.js';
+import { PageAssets } from './page.js';
 
 export const VERSION = (createRequire(import.meta.url)('../../../package.json') as { version: string }).version;
 
@@ -78,6 +79,8 @@ function listen(server: http.Server, host: string, port: number, listener: 'publ
 
 export async function startServer(config: Config, opts: ServerOptions = {}): Promise<RunningServer> {
   const logger = opts.logger ?? pino({ level: config.log_level });
+  // Before anything is mapped or opened: a missing page is a start-up error naming the fix.
+  const page = config.page ? PageAssets.load() : undefined;
   const store = new SnapshotStore(config.retain_generations);
   const reloader = new Reloader(config, store, (s) => logger.info({ generation: s.id, block: s.blockNumber }, 'released generation'));
   const metrics = opts.metrics ?? new ServerMetrics();
@@ -123,6 +126,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
       opts.metricsText ??
       (async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() })),
     ...(opts.beforeRequest ? { beforeRequest: opts.beforeRequest } : {}),
+    ...(page ? { page } : {}),
     workerName: opts.workerName ?? `pid-${process.pid}`,
     reload: opts.reload ?? reloadLocal,
     // Same shape as the cluster primary's answer (one worker).
