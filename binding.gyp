@@ -7,6 +7,7 @@
         "native/cpu.cc",
         "native/lane.cc",
         "native/aes.cc",
+        "native/keccak.cc",
         "native/answer.cc",
         "native/hint.cc",
         "native/control.cc",

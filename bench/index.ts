@@ -10,6 +10,7 @@
 //     [--seconds N]      seconds per load run (default 5)
 //     [--reloads N]      measured reloads per case (default 20)
 //     [--blocks N]       blocks dropped one at a time in follow (default 20)
+//     [--eth-accounts N] accounts of the eth bench's synthetic state (default 2,700,000: ~10.3M keys)
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,13 +18,14 @@ import { native } from '../src/native.js';
 import { runClientBench } from './client.js';
 import { runClusterBench } from './cluster.js';
 import { runFollowBench } from './follow.js';
+import { DEFAULT_ETH_ACCOUNTS, runEthBench } from './eth.js';
 import { runIncrementalBench } from './incremental.js';
 import { runKernelBench } from './kernel.js';
 import { runReloadBench } from './reload.js';
 import { runServerBench } from './server.js';
 import { type BenchData, HOT_SHAPE, type Log, buildBenchData, fmt } from './util.js';
 
-export const BENCHMARKS = ['kernel', 'client', 'server', 'reload', 'cluster', 'incremental', 'follow'] as const;
+export const BENCHMARKS = ['kernel', 'client', 'server', 'reload', 'cluster', 'incremental', 'follow', 'eth'] as const;
 export type BenchName = (typeof BENCHMARKS)[number];
 
 export interface BenchArgs {
@@ -34,10 +36,11 @@ export interface BenchArgs {
   seconds: number;
   reloads: number;
   blocks: number;
+  ethAccounts: number;
 }
 
 export function parseArgs(argv: string[]): BenchArgs {
-  const args: BenchArgs = { json: false, only: [...BENCHMARKS], kernelMiB: 256, reloadMiB: 1024, seconds: 5, reloads: 20, blocks: 20 };
+  const args: BenchArgs = { json: false, only: [...BENCHMARKS], kernelMiB: 256, reloadMiB: 1024, seconds: 5, reloads: 20, blocks: 20, ethAccounts: DEFAULT_ETH_ACCOUNTS };
   let reloadGiven = false;
   const num = (flag: string, v: string | undefined, min: number) => {
     const n = Number(v);
@@ -62,6 +65,7 @@ export function parseArgs(argv: string[]): BenchArgs {
     } else if (a === '--seconds') args.seconds = num(a, argv[++i], 1);
     else if (a === '--reloads') args.reloads = Math.floor(num(a, argv[++i], 2));
     else if (a === '--blocks') args.blocks = Math.floor(num(a, argv[++i], 1));
+    else if (a === '--eth-accounts') args.ethAccounts = Math.floor(num(a, argv[++i], 1));
     else throw new Error(`unknown argument ${a}`);
   }
   return args;
@@ -163,7 +167,9 @@ export async function runAll(args: BenchArgs): Promise<{ report: Record<string, 
                     ? await runClusterBench({ data: await data.reload(), reloads: args.reloads, seconds: args.seconds, log })
                     : name === 'incremental'
                       ? await runIncrementalBench({ log })
-                      : await runFollowBench({ blocks: args.blocks, reloads: args.reloads, log });
+                      : name === 'follow'
+                        ? await runFollowBench({ blocks: args.blocks, reloads: args.reloads, log })
+                        : await runEthBench({ accounts: args.ethAccounts, log });
           figures = result.figures;
           for (const line of result.lines) out(line);
         }

@@ -105,6 +105,11 @@ export interface NativeAddon {
   hint(lane: LaneHandle, seed: Uint8Array, n: number, options?: HintOptions): Promise<Uint32Array>;
   /** Rows [rowStart, rowStart + rowCount) of A (row-major, n words each), generated in C++. */
   expandA(seed: Uint8Array, rowStart: number, rowCount: number, n: number): Uint32Array;
+  /**
+   * keccak256(prefix || key) for every key: key i is data[offsets[i] .. offsets[i+1]);
+   * 32 bytes per key, back to back (Ethereum's Keccak-256; the builder hashes keyword-lane keys with it).
+   */
+  keccakBatch(prefix: Uint8Array, data: Uint8Array, offsets: Uint32Array): Uint8Array;
   /** Lane memory still held by this process. */
   mappingStats(): MappingStats;
   /**

@@ -338,6 +338,51 @@ export class RemoteLane {
   // ---- lookups ----
 
   /**
+   * Brings the hint to the server's current generation and returns the client
+   * and generation to make queries with, taken together (another lookup may
+   * refresh meanwhile). For callers that build their own queries (keyword
+   * lookups, src/pir/keyword-remote.ts).
+   */
+  async current(): Promise<{ client: PirClient; generation: string; hintSource: HintSource; timings: Record<string, number> }> {
+    const timings: Record<string, number> = {};
+    const hintSource = await this.refresh(timings);
+    const client = this.client!;
+    return { client, generation: client.generation!, hintSource, timings };
+  }
+
+  /**
+   * Sends 1..batch_max queries in one POST pinned to `generation` and returns
+   * the answers in order (each `answerSize` bytes). A generation the server
+   * no longer holds is an HTTP error (410, EGENERATION_GONE).
+   */
+  async postQueries(generation: string, queries: Uint8Array[], answerSize: number): Promise<{ answers: Uint8Array[]; generation: string; blockNumber: number; bytesSent: number; bytesReceived: number }> {
+    const body = new Uint8Array(queries.reduce((n, q) => n + q.byteLength, 0));
+    let at = 0;
+    for (const q of queries) {
+      body.set(q, at);
+      at += q.byteLength;
+    }
+    const { res, what } = await this.send(this.path('query', generation), {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/octet-stream' },
+      body,
+    });
+    if (!res.ok) throw await httpError(res, what);
+    await checkGenerationHeaders(res, what, generation);
+    const bytes = await readBody(res, what, answerSize * queries.length, this.timeoutMs);
+    if (bytes.byteLength !== answerSize * queries.length) {
+      throw new PirClientError(`${what}: the server sent ${bytes.byteLength} bytes for ${queries.length} queries of ${answerSize}-byte answers`, 'EANSWER');
+    }
+    return {
+      answers: queries.map((_, k) => bytes.subarray(k * answerSize, (k + 1) * answerSize)),
+      generation,
+      blockNumber: generationBlockNumber(generation),
+      bytesSent: body.byteLength,
+      bytesReceived: bytes.byteLength,
+    };
+  }
+
+  /**
    * Privately retrieves entry `index`. The requests are the same whatever the
    * index; one outside the lane is reported (EINDEX) after the query round.
    */

@@ -11,6 +11,7 @@ import { type Config, configHash } from '../config.js';
 import { answerBytes, hintBytes, queryBytes } from '../pir/crs.js';
 import { littleEndianWords, wordsToLittleEndian } from '../pir/prg.js';
 import { GENERATION_ID, isLaneName, type LaneName } from '../store/layout.js';
+import { isEthGeneration, readHotManifest } from '../eth/generation-files.js';
 import { DeltaGoneError, deltaChain } from './delta.js';
 import { ADMIN_BODY_MAX, adminBodyGuard, adminHostGuard } from './admin-guard.js';
 import { type Routes, corsAndOptions, routesAt } from './cors.js';
@@ -162,6 +163,8 @@ function laneSummary(lane: ServedLane) {
     hint_sha256: c.hint_sha256,
     query_bytes: queryBytes(c),
     answer_bytes: answerBytes(c),
+    layout: c.layout ?? 'index',
+    ...(c.layout === 'keyword' ? { key_seed: c.key_seed, bucket_choices: c.bucket_choices } : {}),
   };
 }
 
@@ -188,6 +191,8 @@ export function publicRouter(app: AppContext): Router {
   const { store, config } = app;
   const router = new Router();
   const deltas = new DeltaCache();
+  /** Each generation's hot manifest, read and checked once. */
+  const hotManifests = new WeakMap<Snapshot, ReturnType<typeof readHotManifest>>();
   router.get('/health', (ctx) => {
     ctx.body = { status: 'ok' };
   });
@@ -206,12 +211,15 @@ export function publicRouter(app: AppContext): Router {
       ready: cur !== undefined,
       generation: cur?.id ?? null,
       block_number: cur?.blockNumber ?? null,
+      block_hash: cur?.generation.manifest.block_hash ?? null,
+      chain_id: cur?.generation.manifest.chain_id ?? null,
       mmap_mode: config.use_mmap,
       batch_max: config.batch_max,
       lanes: Object.fromEntries((cur?.laneNames ?? []).map((l) => [l, laneSummary(cur!.lanes[l]!)])),
       generations: store.queryable().map((s) => ({
         generation: s.id,
         block_number: s.blockNumber,
+        block_hash: s.generation.manifest.block_hash ?? null,
         current: s === cur,
         lanes: Object.fromEntries(
           s.laneNames.map((l) => [l, { params_version: s.lanes[l]!.info.crs.params_version ?? 1, hint_sha256: s.lanes[l]!.info.crs.hint_sha256 }]),
@@ -225,6 +233,39 @@ export function publicRouter(app: AppContext): Router {
     generationHeaders(ctx, snap);
     ctx.set('Cache-Control', ctx.query.generation ? 'public, max-age=31536000, immutable' : 'no-cache');
     ctx.body = lane.info.crs;
+  });
+  router.get('/manifest', async (ctx) => {
+    const snap = pinSnapshot(ctx, store, app.metrics);
+    if (!isEthGeneration(snap.generation.manifest)) {
+      throw new HttpError(404, 'ENO_HOT_MANIFEST', `generation ${snap.id} carries no hot manifest (it was not built from Ethereum state)`);
+    }
+    let served = hotManifests.get(snap);
+    if (!served) {
+      served = readHotManifest(snap.generation.dir, snap.generation.manifest);
+      hotManifests.set(snap, served);
+      served.catch(() => hotManifests.delete(snap)); // a failed read is retried, never cached
+    }
+    let file: Awaited<typeof served>;
+    try {
+      file = await served;
+    } catch (err) {
+      app.logger.error({ generation: snap.id, err: (err as Error).message }, 'hot manifest unreadable');
+      throw new HttpError(500, 'EHOT_MANIFEST', `the hot manifest of generation ${snap.id} failed its checks`);
+    }
+    generationHeaders(ctx, snap);
+    // The block this manifest is of, so a client knows a generation's block from one cacheable response.
+    const { block_hash: blockHash, chain_id: chainId } = snap.generation.manifest;
+    if (blockHash) ctx.set('X-Lanepir-Block-Hash', blockHash);
+    if (chainId != null) ctx.set('X-Lanepir-Chain-Id', String(chainId));
+    const etag = `"${file.sha256}"`;
+    ctx.set('ETag', etag);
+    ctx.set('Cache-Control', ctx.query.generation ? 'public, max-age=31536000, immutable' : 'no-cache');
+    if (ctx.get('If-None-Match') === etag) {
+      ctx.status = 304;
+      return;
+    }
+    ctx.type = 'application/json';
+    ctx.body = file.bytes;
   });
   router.get('/hint/:lane', async (ctx) => {
     const snap = pinSnapshot(ctx, store, app.metrics);
@@ -280,31 +321,39 @@ export function publicRouter(app: AppContext): Router {
   router.post('/query/:lane', async (ctx) => {
     const snap = pinSnapshot(ctx, store, app.metrics);
     const lane = laneOf(ctx, snap);
+    // One request carries 1..batch_max queries back to back, answered in one pass on one generation.
     const expected = queryBytes(lane.info.crs);
+    const limit = expected * config.batch_max;
     const type = ctx.get('Content-Type');
     if (type && !type.startsWith('application/octet-stream')) {
       throw new HttpError(415, 'EBAD_CONTENT_TYPE', `queries are application/octet-stream, got ${type}`);
     }
     const declared = ctx.get('Content-Length');
-    if (declared && Number(declared) > expected) {
-      throw new HttpError(413, 'EQUERY_TOO_LARGE', `a ${lane.name} query is ${expected} bytes, got ${declared}`);
+    if (declared && Number(declared) > limit) {
+      throw new HttpError(413, 'EQUERY_TOO_LARGE', `a ${lane.name} query is ${expected} bytes, at most ${config.batch_max} per request; got ${declared} bytes`);
+    }
+    if (declared && Number(declared) % expected !== 0) {
+      throw new HttpError(400, 'EQUERY_SIZE', `a ${lane.name} query is ${expected} bytes (m = ${lane.info.crs.m} uint32); ${declared} bytes is not a whole number of queries`);
     }
     let body: Buffer;
     try {
-      body = await getRawBody(ctx.req, { limit: expected, length: declared ? Number(declared) : null });
+      body = await getRawBody(ctx.req, { limit, length: declared ? Number(declared) : null });
     } catch (err) {
       const status = (err as { status?: number }).status;
-      if (status === 413) throw new HttpError(413, 'EQUERY_TOO_LARGE', `a ${lane.name} query is ${expected} bytes`);
+      if (status === 413) throw new HttpError(413, 'EQUERY_TOO_LARGE', `a ${lane.name} query is ${expected} bytes, at most ${config.batch_max} per request`);
       throw new HttpError(400, 'EBAD_BODY', `could not read the query body: ${(err as Error).message}`);
     }
-    if (body.length !== expected) {
-      throw new HttpError(400, 'EQUERY_SIZE', `a ${lane.name} query is ${expected} bytes (m = ${lane.info.crs.m} uint32), got ${body.length}`);
+    if (body.length === 0 || body.length % expected !== 0) {
+      throw new HttpError(400, 'EQUERY_SIZE', `a ${lane.name} query is ${expected} bytes (m = ${lane.info.crs.m} uint32), 1..${config.batch_max} per request; got ${body.length} bytes`);
     }
+    const words = littleEndianWords(new Uint8Array(body.buffer, body.byteOffset, body.length));
+    const m = lane.info.crs.m;
+    const queries = Array.from({ length: body.length / expected }, (_, k) => words.subarray(k * m, (k + 1) * m));
     const scheduler = app.schedulers[lane.name];
     let result;
     try {
       // The kernel call copies the queries it is given; the body is not reused meanwhile.
-      result = await scheduler.submit(lane, littleEndianWords(new Uint8Array(body.buffer, body.byteOffset, body.length)));
+      result = await scheduler.submitMany(lane, queries);
     } catch (err) {
       if (err instanceof OverloadedError) {
         throw new HttpError(503, 'EOVERLOADED', `the ${lane.name} lane is at capacity; retry shortly`, {}, { 'Retry-After': '1' });
@@ -317,9 +366,14 @@ export function publicRouter(app: AppContext): Router {
     }
     generationHeaders(ctx, snap);
     ctx.set('X-Lanepir-Batch', String(result.batch));
+    ctx.set('X-Lanepir-Queries', String(queries.length));
     ctx.type = 'application/octet-stream';
-    const bytes = wordsToLittleEndian(result.answer);
-    ctx.body = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength); // a view, not a copy
+    if (result.answers.length === 1) {
+      const bytes = wordsToLittleEndian(result.answers[0]!);
+      ctx.body = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength); // a view, not a copy
+    } else {
+      ctx.body = Buffer.concat(result.answers.map((a) => wordsToLittleEndian(a)));
+    }
   });
   return router;
 }

@@ -3,6 +3,8 @@
 // idle lane) join the next pass, up to batch_max queries on one snapshot, so
 // throughput grows with load. Queued plus running queries are bounded: past
 // the bound the caller is refused at once instead of queueing without limit.
+// A request carrying several queries (submitMany) is answered in one pass:
+// its queries are never split between passes.
 import { type ServedLane } from './snapshot.js';
 
 export class OverloadedError extends Error {
@@ -10,8 +12,8 @@ export class OverloadedError extends Error {
 }
 
 interface Item {
-  query: Uint32Array;
-  resolve: (r: { answer: Uint32Array; batch: number }) => void;
+  queries: Uint32Array[];
+  resolve: (r: { answers: Uint32Array[]; batch: number }) => void;
   reject: (err: unknown) => void;
 }
 
@@ -37,16 +39,24 @@ export class LaneScheduler {
   }
 
   submit(lane: ServedLane, query: Uint32Array): Promise<{ answer: Uint32Array; batch: number }> {
-    if (this.pendingCount >= this.opts.maxPending) {
+    return this.submitMany(lane, [query]).then((r) => ({ answer: r.answers[0]!, batch: r.batch }));
+  }
+
+  /** 1..batchMax queries answered in the same pass, answers in order. */
+  submitMany(lane: ServedLane, queries: Uint32Array[]): Promise<{ answers: Uint32Array[]; batch: number }> {
+    if (queries.length < 1 || queries.length > this.opts.batchMax) {
+      return Promise.reject(new RangeError(`a request carries 1..${this.opts.batchMax} queries, got ${queries.length}`));
+    }
+    if (this.pendingCount + queries.length > this.opts.maxPending) {
       return Promise.reject(new OverloadedError(`${this.pendingCount} queries are pending on the ${lane.name} lane`));
     }
-    this.pendingCount++;
+    this.pendingCount += queries.length;
     return new Promise((resolve, reject) => {
       let q = this.queues.get(lane);
       if (!q) this.queues.set(lane, (q = []));
-      q.push({ query, resolve, reject });
+      q.push({ queries, resolve, reject });
       if (this.running) return;
-      if (this.opts.windowMs <= 0 || q.length >= this.opts.batchMax) this.runNext();
+      if (this.opts.windowMs <= 0 || queued(q) >= this.opts.batchMax) this.runNext();
       else this.timer ??= setTimeout(() => this.runNext(), this.opts.windowMs);
     });
   }
@@ -59,7 +69,11 @@ export class LaneScheduler {
     const next = this.queues.entries().next();
     if (next.done) return;
     const [lane, queue] = next.value;
-    const batch = queue.splice(0, this.opts.batchMax);
+    // Whole requests, up to batchMax queries (the first always fits).
+    let take = 0;
+    let size = 0;
+    while (take < queue.length && size + queue[take]!.queries.length <= this.opts.batchMax) size += queue[take++]!.queries.length;
+    const batch = queue.splice(0, take);
     if (queue.length === 0) this.queues.delete(lane);
     else {
       // Move the remainder to the back so other generations get their turn.
@@ -70,18 +84,29 @@ export class LaneScheduler {
     const started = performance.now();
     const threads = this.opts.threads > 0 ? { threads: this.opts.threads } : {};
     lane.handle
-      .answer(batch.map((b) => b.query), threads)
+      .answer(batch.flatMap((b) => b.queries), threads)
       .then(
         (answers) => {
-          this.opts.onPass?.(lane, batch.length, (performance.now() - started) / 1000);
-          batch.forEach((b, i) => b.resolve({ answer: answers[i]!, batch: batch.length }));
+          this.opts.onPass?.(lane, size, (performance.now() - started) / 1000);
+          let at = 0;
+          for (const b of batch) {
+            b.resolve({ answers: answers.slice(at, at + b.queries.length), batch: size });
+            at += b.queries.length;
+          }
         },
         (err) => batch.forEach((b) => b.reject(err)),
       )
       .finally(() => {
-        this.pendingCount -= batch.length;
+        this.pendingCount -= size;
         this.running = false;
         if (this.queues.size > 0) this.runNext();
       });
   }
+}
+
+/** Queries waiting in a queue. */
+function queued(q: Item[]): number {
+  let n = 0;
+  for (const item of q) n += item.queries.length;
+  return n;
 }

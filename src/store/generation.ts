@@ -92,8 +92,9 @@ async function loadLane(dir: string, lane: LaneName, summary: LaneSummary, manif
   } catch (err) {
     fail('ECRS', `${lane}: ${crsPath(dir, lane)}: ${(err as Error).message}`);
   }
-  for (const key of ['entries', 'entry_size', 'm', 'R', 'seed', 'hint_sha256'] as const) {
-    if (crs[key] !== summary[key]) fail('ECRS', `${lane}: crs.json ${key} = ${crs[key]} but the manifest says ${summary[key]}`);
+  for (const key of ['entries', 'entry_size', 'm', 'R', 'seed', 'hint_sha256', 'layout', 'key_seed', 'bucket_choices'] as const) {
+    // "index" is the default layout: the manifest leaves it out.
+    if ((key === 'layout' && crs.layout === 'index' ? undefined : crs[key]) !== summary[key]) fail('ECRS', `${lane}: crs.json ${key} = ${crs[key]} but the manifest says ${summary[key]}`);
   }
   const expectedEntries = lane === 'hot' ? expect.hotEntries : expect.coldEntries;
   if (expectedEntries && crs.entries !== expectedEntries) {

@@ -15,6 +15,10 @@ const laneSummary = z.object({
   seed: z.string().regex(/^[0-9a-f]{32}$/),
   hint_sha256: z.string().regex(/^[0-9a-f]{64}$/),
   params_version: z.number().int().nonnegative(),
+  /** Keyword lanes only (absent: an index lane). */
+  layout: z.literal('keyword').optional(),
+  key_seed: z.string().regex(/^[0-9a-f]{32}$/).optional(),
+  bucket_choices: z.number().int().min(1).max(3).optional(),
 });
 
 const fileEntry = z.object({ size: z.number().int().nonnegative(), sha256: z.string().regex(/^[0-9a-f]{64}$/) });
@@ -24,6 +28,9 @@ export const manifestSchema = z.object({
   format_version: z.literal(FORMAT_VERSION),
   generation: z.string(),
   block_number: z.number().int().nonnegative(),
+  /** The block's hash and the chain's id when the builder was told them (null otherwise; absent in older generations). */
+  block_hash: z.string().regex(/^0x[0-9a-f]{64}$/).nullable().optional(),
+  chain_id: z.number().int().positive().nullable().optional(),
   /** Set by incremental builds: the generation this one was built from (its diffs are <lane>/diff.bin). */
   parent: z.string().regex(GENERATION_ID).optional(),
   created_at: z.string(),
