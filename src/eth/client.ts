@@ -15,7 +15,7 @@ import { KEYWORD_ENTRY_SIZE, KEYWORD_TAG_BYTES, hexToBytes } from '../pir/crs.js
 import { type LaneDelta, decodeDelta } from '../pir/delta.js';
 import { type KeywordResult, keywordHash } from '../pir/keyword.js';
 import { KeywordReader } from '../pir/keyword-remote.js';
-import { type HintCache } from '../pir/remote.js';
+import { type HintCache, type HintSource, type RemoteLane } from '../pir/remote.js';
 import { type Erc20Layout } from './erc20.js';
 import { EthError } from './errors.js';
 import { type EthLane, HotManifest } from './hot-manifest.js';
@@ -34,6 +34,8 @@ export interface StateClientOptions {
   fetch?: typeof fetch;
   /** Per-request time limit (default 30 s). */
   timeoutMs?: number;
+  /** Keep each lane's matrix A expanded in memory (default true), or regenerate it for each round (PirClientOptions.cacheMatrix). */
+  cacheMatrix?: boolean;
 }
 
 /** The block a result is from: the served generation's block. */
@@ -105,6 +107,8 @@ export interface RoundStats {
   bytesReceived: number;
   /** Milliseconds: manifest, hint, query, network, decode, total. */
   timings: Record<string, number>;
+  /** How each lane's hint was brought to the round's generation: memory, cache, delta or download. */
+  hintSources: Record<string, HintSource>;
 }
 
 export interface InfoGeneration {
@@ -140,6 +144,7 @@ export class StateClient {
       ...(opts.cache ? { cache: opts.cache } : {}),
       fetch: this.fetchFn,
       ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+      ...(opts.cacheMatrix !== undefined ? { cacheMatrix: opts.cacheMatrix } : {}),
     });
     if (opts.padTo !== undefined && (!Number.isSafeInteger(opts.padTo) || opts.padTo < 1)) throw new EthError('EPARAMS', `padTo must be a positive integer, got ${opts.padTo}`);
   }
@@ -162,6 +167,11 @@ export class StateClient {
       throw new EthError(body.code ?? `EHTTP_${res.status}`, `${res.url}: HTTP ${res.status}${body.error ? `: ${body.error}` : ''}`);
     }
     return res;
+  }
+
+  /** The lanes' remote clients used so far (their stats count hint and delta bytes). */
+  remoteLanes(): RemoteLane[] {
+    return this.reader.remoteLanes();
   }
 
   /** The server's /info: current generation, its block, the chain id, the generations it serves. */
@@ -296,6 +306,7 @@ export class StateClient {
         bytesSent: round.bytesSent,
         bytesReceived: round.bytesReceived,
         timings: { manifest: manifestMs, ...round.timings, decode: round.timings.decode + decodeMs, total: now() - started },
+        hintSources: round.hintSources,
       };
       return out;
     }

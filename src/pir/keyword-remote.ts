@@ -39,6 +39,8 @@ export interface KeywordReaderOptions {
   url: string;
   cache?: HintCache;
   fetch?: typeof fetch;
+  /** Keep each lane's A expanded (default true; PirClientOptions.cacheMatrix). */
+  cacheMatrix?: boolean;
   timeoutMs?: number;
 }
 
@@ -61,8 +63,16 @@ export class KeywordReader {
   /** The RemoteLane of a lane (hint, deltas, generation tracking). */
   lane(name: string): RemoteLane {
     let l = this.lanes.get(name);
-    if (!l) this.lanes.set(name, (l = new RemoteLane(this.opts.url, name, this.opts.cache, this.fetchFn, this.opts.timeoutMs)));
+    if (!l) {
+      const clientOptions = this.opts.cacheMatrix !== undefined ? { cacheMatrix: this.opts.cacheMatrix } : {};
+      this.lanes.set(name, (l = new RemoteLane(this.opts.url, name, this.opts.cache, this.fetchFn, this.opts.timeoutMs, clientOptions)));
+    }
     return l;
+  }
+
+  /** Every lane used so far (hint byte counts: RemoteLane.stats). */
+  remoteLanes(): RemoteLane[] {
+    return [...this.lanes.values()];
   }
 
   private async info(): Promise<{ generation: string | null; batch_max: number; lanes: Record<string, InfoLane> }> {
