@@ -3,6 +3,7 @@
 // matrix A, secrets and query states never leave it; the page sends what to
 // read and gets values back. Requests and answers are matched by id; each
 // answer carries a report of what the call cost.
+import { type RoundStats } from '../eth/client.js';
 
 /** Bumped when a message changes shape; the worker refuses another version. */
 export const WORKER_PROTOCOL = 1;
@@ -36,7 +37,11 @@ export type WorkerResponse =
 export interface SerializedError {
   name: string;
   message: string;
+  /** The lanepir error code (EHINT, ENETWORK, …); EINTERNAL when the error had none. */
   code: string;
+  /** An EIP-1193 / JSON-RPC error's numeric code (ProviderRpcError), and its data. */
+  rpcCode?: number;
+  data?: unknown;
 }
 
 /** What one call cost, measured in the worker. */
@@ -50,4 +55,6 @@ export interface CallReport {
   deltas: number;
   /** Whether the hint cache in IndexedDB was written (after a download or delta). */
   cacheSaves: number;
+  /** The round of private reads the call made, if it made one: queries per lane, bytes, time per step, hint sources. */
+  round?: RoundStats;
 }

@@ -12,7 +12,10 @@
 // bundle's server (which serves it with CORS).
 import { PirClientError } from '../pir/errors.js';
 import { type LookupResult } from '../pir/remote.js';
-import { type CallReport, type WorkerClientOptions, type WorkerRequest, type WorkerResponse, WORKER_PROTOCOL } from './protocol.js';
+import { type Eip1193Like, type Eip1193RequestArgs } from '../eth/provider.js';
+import { ProviderRpcError } from '../eth/rpc-error.js';
+import { type AccountResult, type Erc20Result, type LatestBlock, type PageToken, type ReadOptions, type StateRead, type StateResult, type StorageResult } from './state-session.js';
+import { type CallReport, type SerializedError, type WorkerClientOptions, type WorkerRequest, type WorkerResponse, WORKER_PROTOCOL } from './protocol.js';
 
 export interface LanepirWorkerOptions extends WorkerClientOptions {
   /** The worker script (default: lanepir-worker.js next to this bundle). */
@@ -41,6 +44,14 @@ export function startModuleWorker(scriptUrl: URL, name = 'lanepir'): Worker {
     // The worker has fetched its (tiny) script by the time it runs; revoke once it had the chance.
     setTimeout(() => URL.revokeObjectURL(blobUrl), 60_000);
   }
+}
+
+/** The worker's error as an error of this thread: ProviderRpcError for EIP-1193 errors, else PirClientError with the code. */
+export function deserializeError(e: SerializedError): Error {
+  if (typeof e.rpcCode === 'number') return new ProviderRpcError(e.rpcCode, e.message, e.data);
+  const err = new PirClientError(e.message, e.code);
+  err.name = e.name;
+  return err;
 }
 
 interface Pending {
@@ -89,6 +100,33 @@ export class LanepirWorker {
     return this.call<LookupResult>('lookup', [lane, index]);
   }
 
+  /** Several private reads in one round, all from one generation (StateClient.readMany in the worker); report.round says what it cost. */
+  readMany(reads: StateRead[], options: ReadOptions = {}): Promise<CallResult<StateResult[]>> {
+    return this.call<StateResult[]>('readMany', [reads, options]);
+  }
+
+  getAccount(address: string, options: ReadOptions = {}): Promise<CallResult<AccountResult>> {
+    return this.call<AccountResult>('getAccount', [address, options]);
+  }
+
+  getStorageAt(address: string, slot: bigint | number | string, options: ReadOptions = {}): Promise<CallResult<StorageResult>> {
+    return this.call<StorageResult>('getStorageAt', [address, slot, options]);
+  }
+
+  getErc20Balance(token: string, holder: string, options: ReadOptions & { balanceSlot?: bigint | number | string; layout?: 'solidity' | 'vyper' } = {}): Promise<CallResult<Erc20Result>> {
+    return this.call<Erc20Result>('getErc20Balance', [token, holder, options]);
+  }
+
+  /** The block the server serves now (number, hash, generation, chain id). */
+  latestBlock(): Promise<CallResult<LatestBlock>> {
+    return this.call<LatestBlock>('latestBlock');
+  }
+
+  /** The ERC-20 tokens the served generation's hot manifest lists. */
+  tokens(): Promise<CallResult<PageToken[]>> {
+    return this.call<PageToken[]>('tokens');
+  }
+
   /** Stops the worker; calls in flight fail with ETERMINATED. */
   terminate(): void {
     this.worker.terminate();
@@ -110,11 +148,7 @@ export class LanepirWorker {
     if (!p) return;
     this.pending.delete(res.id);
     if (res.ok) p.resolve({ value: res.value, report: res.report });
-    else {
-      const err = new PirClientError(res.error.message, res.error.code);
-      err.name = res.error.name;
-      p.reject(err);
-    }
+    else p.reject(deserializeError(res.error));
   }
 
   private fail(err: PirClientError): void {
@@ -122,4 +156,68 @@ export class LanepirWorker {
     for (const p of this.pending.values()) p.reject(this.dead);
     this.pending.clear();
   }
+}
+
+export interface WorkerProviderOptions {
+  /** Where methods lanepir does not answer go (never the private ones). */
+  passthrough?: Eip1193Like;
+}
+
+type Listener = (...args: unknown[]) => void;
+
+export interface LanepirWorkerProvider extends Eip1193Like {
+  on(event: string, listener: Listener): LanepirWorkerProvider;
+  removeListener(event: string, listener: Listener): LanepirWorkerProvider;
+  readonly worker: LanepirWorker;
+}
+
+/**
+ * An EIP-1193 provider whose private reads run in the worker (the provider
+ * of lanepir/client, createLanepirProvider, lives there). Methods lanepir
+ * does not answer (error 4200 from the worker) go to `passthrough` when one
+ * is given; a private method that fails fails: it never falls back.
+ */
+export function createWorkerProvider(worker: LanepirWorker, options: WorkerProviderOptions = {}): LanepirWorkerProvider {
+  const listeners = new Map<string, Set<Listener>>();
+  let connected = false;
+  const emit = (event: string, ...args: unknown[]) => {
+    for (const l of listeners.get(event) ?? []) {
+      try {
+        l(...args);
+      } catch {
+        // a listener's error is its own
+      }
+    }
+  };
+  const provider: LanepirWorkerProvider = {
+    worker,
+    async request(args: Eip1193RequestArgs): Promise<unknown> {
+      let result: unknown;
+      try {
+        result = (await worker.call('request', [args])).value;
+      } catch (err) {
+        // Not answered by lanepir at all (4200): the passthrough's. Anything else stays an error.
+        if (err instanceof ProviderRpcError && err.code === 4200 && options.passthrough) return options.passthrough.request(args);
+        if (err instanceof ProviderRpcError) throw err;
+        throw new ProviderRpcError(-32603, `lanepir: ${(err as Error).message}`, { code: (err as { code?: unknown }).code });
+      }
+      if (!connected) {
+        connected = true;
+        const chainId = await worker.call('request', [{ method: 'eth_chainId' }]).then((r) => r.value, () => null);
+        emit('connect', { chainId });
+      }
+      return result;
+    },
+    on(event, listener) {
+      let set = listeners.get(event);
+      if (!set) listeners.set(event, (set = new Set()));
+      set.add(listener);
+      return provider;
+    },
+    removeListener(event, listener) {
+      listeners.get(event)?.delete(listener);
+      return provider;
+    },
+  };
+  return provider;
 }

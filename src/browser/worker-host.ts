@@ -18,7 +18,7 @@ export interface MessageEndpoint {
 }
 
 /** A call's answer and the buffers to move (not copy) to the page. */
-interface Answer {
+export interface Answer {
   value: unknown;
   transfer?: Transferable[];
 }
@@ -57,6 +57,11 @@ export class WorkerSession {
     return l;
   }
 
+  /** The round of keyword lookups the last call made, for its report (StateWorkerSession). */
+  takeRound(): CallReport['round'] {
+    return undefined;
+  }
+
   /** Every RemoteLane in use, for hint byte counts. */
   remoteLanes(): RemoteLane[] {
     return [...this.lanes.values()];
@@ -82,12 +87,22 @@ export class WorkerSession {
 }
 
 export function serializeError(err: unknown): SerializedError {
-  const e = err as { name?: unknown; message?: unknown; code?: unknown };
-  return {
+  const e = err as { name?: unknown; message?: unknown; code?: unknown; data?: unknown };
+  const out: SerializedError = {
     name: typeof e?.name === 'string' ? e.name : 'Error',
     message: typeof e?.message === 'string' ? e.message : String(err),
     code: typeof e?.code === 'string' ? e.code : 'EINTERNAL',
   };
+  if (typeof e?.code === 'number') {
+    out.rpcCode = e.code;
+    // EIP-1193 errors carry {code: 'E…'} data; anything else is dropped rather than risk a clone failure.
+    const inner = (e.data as { code?: unknown } | undefined)?.code;
+    if (typeof inner === 'string') {
+      out.data = { code: inner };
+      out.code = inner;
+    }
+  }
+  return out;
 }
 
 function hintTotals(session: WorkerSession | undefined) {
@@ -128,7 +143,9 @@ export function serveLanepirWorker(scope: MessageEndpoint, makeSession: (options
         throw new PirClientError(`unknown operation ${JSON.stringify((req as { op?: unknown }).op)}`, 'EPARAMS');
       }
       const after = hintTotals(session);
+      const round = session?.takeRound();
       const report: CallReport = {
+        ...(round ? { round } : {}),
         ms: performance.now() - started,
         hintBytes: after.hintBytes - before.hintBytes,
         deltaBytes: after.deltaBytes - before.deltaBytes,
