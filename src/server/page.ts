@@ -1,8 +1,9 @@
 // The private-lookup page on the public listener (config `page`, default on):
 // GET / is the page, GET /assets/<file> its script, style and the client
 // bundle (lanepir/browser), built by `npm run build` into dist/browser/.
-// Files are read once at start-up and served from memory with their sha256
-// as ETag; a fixed list of names is served, nothing else from the disk.
+// Files are read once at start-up and served from memory (gzipped too, for
+// clients that accept it) with their sha256 as ETag; a fixed list of names
+// is served, nothing else from the disk.
 // The page gets a strict Content-Security-Policy: scripts, styles, workers
 // and connections only from this server, nothing inline, no framing.
 // Assets are open to other origins (CORS on public routes), so a wallet page
@@ -11,6 +12,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import zlib from 'node:zlib';
 import Router, { type RouterContext } from '@koa/router';
 import { HttpError } from './errors.js';
 
@@ -59,6 +61,8 @@ interface Asset {
   body: Buffer;
   type: string;
   etag: string;
+  /** The body gzipped, when that is smaller. */
+  gzip?: Buffer;
 }
 
 export class PageAssets {
@@ -75,7 +79,8 @@ export class PageAssets {
         throw new PageError(`the lookup page's file ${name} is missing from the package (dist/browser): run npm run build, or turn the page off (config page: false)`);
       }
       const etag = `"${crypto.createHash('sha256').update(body).digest('hex').slice(0, 32)}"`;
-      files.set(name, { body, type: CONTENT_TYPES[path.extname(name)]!, etag });
+      const gzip = zlib.gzipSync(body, { level: 9 });
+      files.set(name, { body, type: CONTENT_TYPES[path.extname(name)]!, etag, ...(gzip.length < body.length ? { gzip } : {}) });
     }
     return new PageAssets(files);
   }
@@ -86,18 +91,23 @@ export class PageAssets {
 }
 
 function send(ctx: RouterContext, asset: Asset, csp: string): void {
-  ctx.set('ETag', asset.etag);
+  const gzip = asset.gzip !== undefined && ctx.acceptsEncodings('gzip', 'identity') === 'gzip';
+  // Each encoding is its own representation: its own ETag, and caches told the answer depends on Accept-Encoding.
+  const etag = gzip ? `${asset.etag.slice(0, -1)}-gzip"` : asset.etag;
+  if (asset.gzip !== undefined) ctx.vary('Accept-Encoding');
+  ctx.set('ETag', etag);
   // Revalidated on each load (a 304 costs one round trip): a server upgrade never mixes old and new files.
   ctx.set('Cache-Control', 'no-cache');
   ctx.set('X-Content-Type-Options', 'nosniff');
   ctx.set('Content-Security-Policy', csp);
   ctx.set('Referrer-Policy', 'no-referrer');
-  if (ctx.get('If-None-Match') === asset.etag) {
+  if (ctx.get('If-None-Match') === etag) {
     ctx.status = 304;
     return;
   }
   ctx.type = asset.type;
-  ctx.body = asset.body;
+  if (gzip) ctx.set('Content-Encoding', 'gzip');
+  ctx.body = gzip ? asset.gzip : asset.body;
 }
 
 export function pageRouter(assets: PageAssets): Router {
