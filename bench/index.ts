@@ -1,5 +1,5 @@
 // All benchmarks in order: kernel, client, server, reload, cluster,
-// incremental, follow. Prints a
+// incremental, follow, eth, browser. Prints a
 // readable report (progress on stderr), or with --json one JSON object with
 // every figure on stdout. Each figure comes with its reference measured in
 // the same run; a target is reported PASS only when measured.
@@ -11,6 +11,7 @@
 //     [--reloads N]      measured reloads per case (default 20)
 //     [--blocks N]       blocks dropped one at a time in follow (default 20)
 //     [--eth-accounts N] accounts of the eth bench's synthetic state (default 2,700,000: ~10.3M keys)
+//     [--browser-accounts N] accounts of the browser bench's state (default 400,000: ~1.5M keys)
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,13 +20,14 @@ import { runClientBench } from './client.js';
 import { runClusterBench } from './cluster.js';
 import { runFollowBench } from './follow.js';
 import { DEFAULT_ETH_ACCOUNTS, runEthBench } from './eth.js';
+import { DEFAULT_BROWSER_ACCOUNTS, runBrowserBench } from './browser.js';
 import { runIncrementalBench } from './incremental.js';
 import { runKernelBench } from './kernel.js';
 import { runReloadBench } from './reload.js';
 import { runServerBench } from './server.js';
 import { type BenchData, HOT_SHAPE, type Log, buildBenchData, fmt } from './util.js';
 
-export const BENCHMARKS = ['kernel', 'client', 'server', 'reload', 'cluster', 'incremental', 'follow', 'eth'] as const;
+export const BENCHMARKS = ['kernel', 'client', 'server', 'reload', 'cluster', 'incremental', 'follow', 'eth', 'browser'] as const;
 export type BenchName = (typeof BENCHMARKS)[number];
 
 export interface BenchArgs {
@@ -37,10 +39,11 @@ export interface BenchArgs {
   reloads: number;
   blocks: number;
   ethAccounts: number;
+  browserAccounts: number;
 }
 
 export function parseArgs(argv: string[]): BenchArgs {
-  const args: BenchArgs = { json: false, only: [...BENCHMARKS], kernelMiB: 256, reloadMiB: 1024, seconds: 5, reloads: 20, blocks: 20, ethAccounts: DEFAULT_ETH_ACCOUNTS };
+  const args: BenchArgs = { json: false, only: [...BENCHMARKS], kernelMiB: 256, reloadMiB: 1024, seconds: 5, reloads: 20, blocks: 20, ethAccounts: DEFAULT_ETH_ACCOUNTS, browserAccounts: DEFAULT_BROWSER_ACCOUNTS };
   let reloadGiven = false;
   const num = (flag: string, v: string | undefined, min: number) => {
     const n = Number(v);
@@ -66,6 +69,7 @@ export function parseArgs(argv: string[]): BenchArgs {
     else if (a === '--reloads') args.reloads = Math.floor(num(a, argv[++i], 2));
     else if (a === '--blocks') args.blocks = Math.floor(num(a, argv[++i], 1));
     else if (a === '--eth-accounts') args.ethAccounts = Math.floor(num(a, argv[++i], 1));
+    else if (a === '--browser-accounts') args.browserAccounts = Math.floor(num(a, argv[++i], 1));
     else throw new Error(`unknown argument ${a}`);
   }
   return args;
@@ -169,7 +173,9 @@ export async function runAll(args: BenchArgs): Promise<{ report: Record<string, 
                       ? await runIncrementalBench({ log })
                       : name === 'follow'
                         ? await runFollowBench({ blocks: args.blocks, reloads: args.reloads, log })
-                        : await runEthBench({ accounts: args.ethAccounts, log });
+                        : name === 'eth'
+                          ? await runEthBench({ accounts: args.ethAccounts, log })
+                          : await runBrowserBench({ accounts: args.browserAccounts, log });
           figures = result.figures;
           for (const line of result.lines) out(line);
         }

@@ -81,6 +81,8 @@ export interface RecordedPage {
   errors: string[];
   /** The long tasks the page observed so far. */
   longTasks(): Promise<LongTask[]>;
+  /** What the page's Content-Security-Policy blocked (an attempt to reach elsewhere never shows up as a request). */
+  cspViolations(): Promise<string[]>;
 }
 
 /** A new page that records requests and long tasks (the observer is installed before any script runs). */
@@ -92,8 +94,10 @@ export async function recordedPage(browser: Browser): Promise<RecordedPage> {
   page.on('request', (r) => void requests.push(r.url()));
   page.on('pageerror', (e) => void errors.push(String((e as Error).message ?? e)));
   await page.evaluateOnNewDocument(() => {
-    const w = window as unknown as { __lanepirLongTasks: { start: number; duration: number }[] };
+    const w = window as unknown as { __lanepirLongTasks: { start: number; duration: number }[]; __lanepirCsp: string[] };
     w.__lanepirLongTasks = [];
+    w.__lanepirCsp = [];
+    document.addEventListener('securitypolicyviolation', (e: { blockedURI: string; effectiveDirective: string }) => void w.__lanepirCsp.push(`${e.effectiveDirective} ${e.blockedURI}`));
     new PerformanceObserver((list) => {
       for (const e of list.getEntries()) w.__lanepirLongTasks.push({ start: e.startTime, duration: e.duration });
     }).observe({ type: 'longtask' as 'mark', buffered: true }); // 'longtask' is a browser entry type Node's types do not list
@@ -103,6 +107,7 @@ export async function recordedPage(browser: Browser): Promise<RecordedPage> {
     requests,
     errors,
     longTasks: () => page.evaluate(() => (window as unknown as { __lanepirLongTasks: LongTask[] }).__lanepirLongTasks.slice()),
+    cspViolations: () => page.evaluate(() => (window as unknown as { __lanepirCsp: string[] }).__lanepirCsp.slice()),
   };
 }
 

@@ -105,6 +105,43 @@ function cost(text: string) {
   return JSON.parse(text) as { generation: string; queries: Record<string, number>; hint_sources: Record<string, string>; bytes_sent: number; bytes_received: number; hint_bytes: number; delta_bytes: number; timings_ms: Record<string, number> };
 }
 
+/**
+ * The generation of each lane's hint in the page's IndexedDB (read from the
+ * page, the way the worker stores them), waiting up to 30 s for `want`.
+ */
+async function cachedGenerations(page: import('puppeteer-core').Page, want: Record<string, string>): Promise<Record<string, string>> {
+  let got: Record<string, string> = {};
+  for (const deadline = Date.now() + 30_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 200))) {
+    got = await page.evaluate(async () => {
+      const idb = (globalThis as any).indexedDB; // eslint-disable-line @typescript-eslint/no-explicit-any
+      // Opening a database that does not exist would create it without its store: look first.
+      if (!(await idb.databases()).some((d: { name: string }) => d.name === 'lanepir-hints')) return {};
+      return new Promise<Record<string, string>>((resolve, reject) => {
+        const req = idb.open('lanepir-hints');
+        req.onerror = () => reject(req.error);
+        req.onsuccess = () => {
+          const db = req.result;
+          const out: Record<string, string> = {};
+          const cursor = db.transaction('hints').objectStore('hints').openCursor();
+          cursor.onerror = () => reject(cursor.error);
+          cursor.onsuccess = () => {
+            const c = cursor.result;
+            if (!c) {
+              db.close();
+              resolve(out);
+              return;
+            }
+            out[String(c.key).split('\n')[1]!] = c.value.generation;
+            c.continue();
+          };
+        };
+      });
+    });
+    if (JSON.stringify(got) === JSON.stringify(want)) break;
+  }
+  return got;
+}
+
 /** A base account with a balance and a nonce. */
 function richAccount(syn: EthSynthetic): string {
   for (let i = 0; i < syn.accounts; i++) {
@@ -128,6 +165,7 @@ test.serial('the page reads a present account privately: values equal the state,
   t.true(c.hint_bytes > 0 && c.bytes_sent > 0 && c.bytes_received > 0);
   for (const step of ['hint', 'query', 'network', 'decode']) t.true(typeof c.timings_ms[step] === 'number', step);
   t.deepEqual(foreignRequests(p.requests, server.publicUrl), []);
+  t.deepEqual(await p.cspViolations(), [], 'nothing tried to reach another origin either (the CSP would have blocked it)');
   t.true(p.requests.some((u) => u.includes('/query/hot')) && p.requests.some((u) => u.includes('/query/cold')));
   t.deepEqual(p.errors, []);
   t.log(`first lookup (cold cache) ${p.took} ms: ${JSON.stringify(c.timings_ms)}`);
@@ -241,6 +279,8 @@ test.serial('after a reload to the next block the next lookup updates the hints 
   t.true(during.some((u) => u.includes('/delta/hot')) && during.some((u) => u.includes('/delta/cold')), during.join('\n'));
   t.false(during.some((u) => u.includes('/hint/')), 'a delta, not a full hint download');
   t.log(`lookup after one block: delta ${c.delta_bytes} bytes, ${JSON.stringify(c.timings_ms)}`);
+  // The hints in IndexedDB follow (written behind the lookup): both lanes at the new block.
+  t.deepEqual(await cachedGenerations(p.page, { hot: String(next), cold: String(next) }), { hot: String(next), cold: String(next) });
   await p.page.close();
 
   // A returning visit (same profile): the hints of the new block come from IndexedDB, checked, with no download.
@@ -262,11 +302,19 @@ test.serial('a page on another origin uses the bundle and its worker against the
   const served = ((await (await fetch(`${server.publicUrl}/info`)).json()) as { block_number: number }).block_number;
   const bundle = `${server.publicUrl}/assets/lanepir-client.js`;
   const html = `<!doctype html><meta charset="utf-8"><title>wallet</title><body data-state="busy"><script type="module">
-    import { LanepirWorker } from ${JSON.stringify(bundle)};
+    import { LanepirWorker, createWorkerProvider } from ${JSON.stringify(bundle)};
     try {
       const lanepir = await LanepirWorker.start({ url: ${JSON.stringify(server.publicUrl)}, cache: 'none' });
       const { value, report } = await lanepir.getAccount(${JSON.stringify(address)});
-      document.body.dataset.result = JSON.stringify({ balance: String(value.balance), nonce: String(value.nonce), block: String(value.block.number), lanes: report.round.queries });
+      // The EIP-1193 provider runs in the worker too; only what lanepir does not answer reaches the passthrough.
+      const passed = [];
+      const provider = createWorkerProvider(lanepir, { passthrough: { request: async (a) => { passed.push(a.method); return '0x1'; } } });
+      const balance = await provider.request({ method: 'eth_getBalance', params: [${JSON.stringify(address)}, 'latest'] });
+      const gasPrice = await provider.request({ method: 'eth_gasPrice' });
+      const bare = createWorkerProvider(lanepir);
+      const refused = await bare.request({ method: 'eth_gasPrice' }).then(() => null, (e) => e.code);
+      const badBlock = await bare.request({ method: 'eth_getBalance', params: [${JSON.stringify(address)}, '0x1'] }).then(() => null, (e) => e.code);
+      document.body.dataset.result = JSON.stringify({ balance: String(value.balance), nonce: String(value.nonce), block: String(value.block.number), lanes: report.round.queries, provider: { balance, gasPrice, passed, refused, badBlock } });
       document.body.dataset.state = 'done';
     } catch (err) {
       document.body.dataset.result = String(err && err.message) + ' ' + String(err && err.code);
@@ -290,10 +338,14 @@ test.serial('a page on another origin uses the bundle and its worker against the
   const state = await lookupSettled(rp.page);
   const result = await rp.page.evaluate(() => document.body.dataset.result as string);
   t.is(state, 'done', result);
-  const r = JSON.parse(result) as { balance: string; nonce: string; block: string; lanes: Record<string, number> };
+  const r = JSON.parse(result) as { balance: string; nonce: string; block: string; lanes: Record<string, number>; provider: { balance: string; gasPrice: string; passed: string[]; refused: number; badBlock: number } };
   const want = expectedAccount(model, address, served);
   t.deepEqual({ balance: r.balance, nonce: r.nonce, block: r.block }, { balance: want.balance, nonce: want.nonce, block: String(served) });
   t.deepEqual(Object.keys(r.lanes).sort(), ['cold', 'hot']);
+  t.is(BigInt(r.provider.balance).toString(), want.balance, 'eth_getBalance through the worker provider');
+  t.deepEqual({ gasPrice: r.provider.gasPrice, passed: r.provider.passed }, { gasPrice: '0x1', passed: ['eth_gasPrice'] }, 'only the method lanepir does not answer went to the passthrough');
+  t.is(r.provider.refused, 4200);
+  t.is(r.provider.badBlock, -32000, 'a block the server does not serve fails; it does not fall back');
   t.true(rp.requests.some((u) => u.startsWith(`${server.publicUrl}/query/`)));
   t.deepEqual(rp.errors, []);
   await rp.page.close();

@@ -6,6 +6,12 @@
 // (the namespace, normally the server's URL) and lane. A cache that cannot
 // be opened or written never fails a lookup: it loads nothing and the hint
 // is downloaded; the error is kept in `lastError`.
+//
+// Saves are written behind: save() returns at once and the newest hint of
+// each lane is written in the background (a hint is megabytes; writing it
+// took as long as applying the block's delta, on every block). A write cut
+// short (the page closed) leaves the previous record, which is still a
+// valid starting point for a delta.
 import { type CachedHint, type HintCache } from '../pir/remote.js';
 
 const DEFAULT_DB = 'lanepir-hints';
@@ -27,6 +33,10 @@ export interface IndexedDbHintCacheOptions {
 
 export class IndexedDbHintCache implements HintCache {
   private db: Promise<IDBDatabase> | undefined;
+  /** Hints waiting to be written, newest per lane. */
+  private readonly pending = new Map<string, HintRecord>();
+  /** The background writer, while it runs. */
+  private writing: Promise<void> | undefined;
   /** The last error opening, reading or writing the database (undefined when the last operation worked). */
   lastError: Error | undefined;
   /** Records written in this session (for reporting). */
@@ -86,6 +96,8 @@ export class IndexedDbHintCache implements HintCache {
   }
 
   async load(lane: string): Promise<CachedHint | undefined> {
+    const unwritten = this.pending.get(lane);
+    if (unwritten) return { generation: unwritten.generation, crs: unwritten.crs, hint: unwritten.hint };
     try {
       const rec = (await this.run('readonly', (s) => s.get(this.key(lane)))) as Partial<HintRecord> | undefined;
       this.lastError = undefined;
@@ -98,20 +110,41 @@ export class IndexedDbHintCache implements HintCache {
     }
   }
 
-  async save(lane: string, value: CachedHint): Promise<void> {
-    const rec: HintRecord = { generation: value.generation, crs: value.crs, hint: value.hint, savedAt: Date.now() };
-    try {
-      await this.run('readwrite', (s) => s.put(rec, this.key(lane)));
-      this.lastError = undefined;
-      this.saves++;
-    } catch (err) {
-      // Quota, private browsing, a closed database: the lookup goes on without a cache.
-      this.lastError = asError(err);
+  /** Queues `value` to be written (write-behind: returns before the write; flush() waits for it). */
+  save(lane: string, value: CachedHint): Promise<void> {
+    this.pending.set(lane, { generation: value.generation, crs: value.crs, hint: value.hint, savedAt: Date.now() });
+    this.writing ??= this.drain().finally(() => (this.writing = undefined));
+    return Promise.resolve();
+  }
+
+  /** Resolves when every queued hint has been written (or has failed: see lastError). */
+  async flush(): Promise<void> {
+    while (this.writing) await this.writing;
+  }
+
+  private async drain(): Promise<void> {
+    for (;;) {
+      const next = this.pending.entries().next();
+      if (next.done) return;
+      const [lane, rec] = next.value;
+      try {
+        await this.run('readwrite', (s) => s.put(rec, this.key(lane)));
+        this.lastError = undefined;
+        this.saves++;
+      } catch (err) {
+        // Quota, private browsing, a closed database: lookups go on without a cache.
+        this.lastError = asError(err);
+      }
+      // A newer hint of this lane may have been queued meanwhile: only then is it written again.
+      if (this.pending.get(lane) === rec) this.pending.delete(lane);
     }
   }
 
   /** Removes this server's record of `lane`, or of every lane. */
   async clear(lane?: string): Promise<void> {
+    if (lane !== undefined) this.pending.delete(lane);
+    else this.pending.clear();
+    await this.flush();
     if (lane !== undefined) {
       await this.run('readwrite', (s) => s.delete(this.key(lane)));
       return;

@@ -12,7 +12,12 @@ export const WORKER_PROTOCOL = 1;
 export interface WorkerClientOptions {
   /** The lanepir server's public URL. */
   url: string;
-  /** Keep A expanded in memory per lane (default true), or regenerate it for every query pass (less memory, more time). */
+  /**
+   * Keep A expanded in memory per lane (m * n * 4 bytes: 64 MiB at m = 16384),
+   * or regenerate it for every pass of query preparation (the default here:
+   * with queries prepared ahead in idle time a lookup costs the same either
+   * way, and the worker holds a quarter of the memory; see the browser bench).
+   */
   cacheMatrix?: boolean;
   /** Where hints persist: "indexeddb" (default where available) or "none". */
   cache?: 'indexeddb' | 'none';
@@ -24,6 +29,12 @@ export interface WorkerClientOptions {
   hideLanes?: boolean;
   /** Pad a round's key count up to a multiple of this. */
   padTo?: number;
+  /**
+   * After each round, prepare as many queries per lane as it used (fresh
+   * secrets, A s + e) while the worker is idle, so the next round only adds
+   * its columns (default true).
+   */
+  prepareAhead?: boolean;
 }
 
 export type WorkerRequest =

@@ -22,6 +22,9 @@ export type LatestBlock = BlockRef & { chainId: number | null };
 
 export type { AccountResult, StorageResult, Erc20Result, StateResult, StateRead, RoundStats, ReadOptions };
 
+/** Prepared queries kept per lane at most (each is m + n words: 68 KiB at m = 16384). */
+const PREPARE_AHEAD_MAX = 64;
+
 /** Methods the state session answers besides WorkerSession's (lookup, clearCache). */
 export const STATE_METHODS = ['readMany', 'getAccount', 'getStorageAt', 'getErc20Balance', 'latestBlock', 'tokens', 'request'] as const;
 
@@ -39,6 +42,8 @@ export class StateWorkerSession extends WorkerSession {
   private readonly provider: LanepirProvider;
   /** The newest round's stats, put in the report of the call that made it. */
   private round: RoundStats | undefined;
+  /** The background refill of prepared queries, while it runs. */
+  private preparing: Promise<void> | undefined;
 
   constructor(options: WorkerClientOptions) {
     super(options);
@@ -48,7 +53,7 @@ export class StateWorkerSession extends WorkerSession {
       ...(options.hideLanes !== undefined ? { hideLanes: options.hideLanes } : {}),
       ...(options.padTo !== undefined ? { padTo: options.padTo } : {}),
       ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
-      cacheMatrix: options.cacheMatrix ?? true,
+      cacheMatrix: options.cacheMatrix ?? false,
     });
     // No passthrough here: the page's side forwards what lanepir does not answer (4200).
     this.provider = createLanepirProvider({ url: options.url, client: this.state });
@@ -56,6 +61,11 @@ export class StateWorkerSession extends WorkerSession {
 
   override remoteLanes(): RemoteLane[] {
     return [...super.remoteLanes(), ...this.state.remoteLanes()];
+  }
+
+  override async settle(): Promise<void> {
+    while (this.preparing) await this.preparing;
+    await super.settle();
   }
 
   /** The round a call made, if it made one (taken once). */
@@ -68,8 +78,31 @@ export class StateWorkerSession extends WorkerSession {
   private async reading<T>(read: () => Promise<T>): Promise<Answer> {
     const before = this.state.lastRound;
     const value = await read();
-    if (this.state.lastRound !== before) this.round = this.state.lastRound;
+    if (this.state.lastRound !== before) {
+      this.round = this.state.lastRound;
+      if (this.options.prepareAhead !== false && this.round) this.prepareAhead(this.round.queries);
+    }
     return { value };
+  }
+
+  /**
+   * Refills each lane's pool of prepared queries to what the last round used
+   * (at most PREPARE_AHEAD_MAX), once the answer has been posted. The same
+   * work the next round would do first; it costs nothing when it never comes
+   * but the worker's idle CPU. One refill at a time.
+   */
+  private prepareAhead(used: Record<string, number>): void {
+    if (this.preparing) return;
+    this.preparing = (async () => {
+      await new Promise((r) => setTimeout(r, 0)); // after the answer is on its way
+      for (const lane of this.state.remoteLanes()) {
+        const client = lane.pirClient;
+        const want = Math.min(used[lane.lane] ?? 0, PREPARE_AHEAD_MAX);
+        if (client && client.prepared < want) await client.prepare(want - client.prepared);
+      }
+    })()
+      .catch(() => undefined) // a failed refill only means the next round prepares its own
+      .finally(() => (this.preparing = undefined));
   }
 
   override async call(method: string, args: unknown[]): Promise<Answer> {

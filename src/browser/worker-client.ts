@@ -127,6 +127,11 @@ export class LanepirWorker {
     return this.call<PageToken[]>('tokens');
   }
 
+  /** Waits for the worker's background work: hints written to IndexedDB, queries prepared ahead. */
+  async settle(): Promise<void> {
+    await this.call('settle');
+  }
+
   /** Stops the worker; calls in flight fail with ETERMINATED. */
   terminate(): void {
     this.worker.terminate();

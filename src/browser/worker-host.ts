@@ -50,11 +50,16 @@ export class WorkerSession {
     let l = this.lanes.get(name);
     if (!l) {
       l = new RemoteLane(this.options.url, name, this.cache, globalThis.fetch.bind(globalThis), this.options.timeoutMs ?? 30_000, {
-        cacheMatrix: this.options.cacheMatrix ?? true,
+        cacheMatrix: this.options.cacheMatrix ?? false,
       });
       this.lanes.set(name, l);
     }
     return l;
+  }
+
+  /** Resolves when background work is done (IndexedDB writes here; subclasses add theirs). */
+  async settle(): Promise<void> {
+    await this.cache?.flush();
   }
 
   /** The round of keyword lookups the last call made, for its report (StateWorkerSession). */
@@ -80,6 +85,10 @@ export class WorkerSession {
       case 'clearCache':
         await this.cache?.clear();
         return { value: null };
+      case 'settle':
+        // Waits for the work done behind the lookups (hint writes to IndexedDB; queries prepared ahead).
+        await this.settle();
+        return { value: this.cache?.lastError ? this.cache.lastError.message : null };
       default:
         throw new PirClientError(`unknown method ${JSON.stringify(method)}`, 'EPARAMS');
     }

@@ -26,6 +26,9 @@ function counterBlock(block: number): Uint8Array<ArrayBuffer> {
 
 /** A stream of A's rows; keeps the imported key so repeated ranges are cheap. */
 export class MatrixStream {
+  /** The all-zero plaintext, kept: WebCrypto copies its input, so one buffer serves every call (no megabyte of garbage per step). */
+  private zeros = new Uint8Array(0);
+
   private constructor(
     private readonly key: AesKey,
     readonly n: number,
@@ -39,10 +42,11 @@ export class MatrixStream {
   /** Rows [rowStart, rowStart + rowCount) of A, row-major. */
   async rows(rowStart: number, rowCount: number): Promise<Uint32Array> {
     const bytes = rowCount * this.n * 4;
+    if (this.zeros.byteLength < bytes) this.zeros = new Uint8Array(bytes);
     const ks = await globalThis.crypto.subtle.encrypt(
       { name: 'AES-CTR', counter: counterBlock((rowStart * this.n * 4) / BLOCK), length: 128 },
       this.key,
-      new Uint8Array(bytes),
+      this.zeros.subarray(0, bytes),
     );
     return littleEndianWords(new Uint8Array(ks));
   }

@@ -96,6 +96,11 @@ export class RemoteLane {
     return this.client?.generation;
   }
 
+  /** The lane's PirClient as held now (no refresh), e.g. to prepare queries ahead in idle time. */
+  get pirClient(): PirClient | undefined {
+    return this.client;
+  }
+
   // ---- HTTP ----
 
   /** fetch with the time limit; a network failure becomes a PirClientError naming its cause. */
