@@ -56,6 +56,14 @@ interface Prepared {
 
 /** Rows of A generated per step when A is not cached (1 MiB of keystream at n = 1024). */
 const STREAM_ROWS = 256;
+/**
+ * applyDelta without a cached A streams all of it once more than m / this
+ * many columns changed, else asks for each row alone. A WebCrypto call has a
+ * fixed cost of about 0.1 ms in a browser worker, the stream about 4 µs per
+ * row (1 GB/s): one call per row loses from about m / 30 rows (measured in
+ * Chromium, bench/browser.ts; Node's calls are cheaper, and Node keeps A).
+ */
+const STREAM_ALL_FRACTION = 32;
 /** Single-row requests in flight at once in applyDelta. */
 const ROW_REQUESTS = 64;
 
@@ -385,7 +393,7 @@ async function matrixRows(stream: MatrixStream, cached: Uint32Array | undefined,
   const out = new Map<number, Uint32Array>();
   if (cached) {
     for (const c of columns) out.set(c, cached.subarray(c * n, (c + 1) * n));
-  } else if (columns.length > m / 8) {
+  } else if (columns.length > m / STREAM_ALL_FRACTION) {
     // Many columns: streaming all of A in large steps beats one call per row.
     const wanted = new Set(columns);
     for (let c0 = 0; c0 < m; c0 += STREAM_ROWS) {
