@@ -6,6 +6,8 @@
         "native/addon.cc",
         "native/cpu.cc",
         "native/lane.cc",
+        "native/files.cc",
+        "native/files_binding.cc",
         "native/aes.cc",
         "native/keccak.cc",
         "native/answer.cc",

@@ -16,7 +16,7 @@
 //   node dist/bench/eth.js [--json] [--accounts N] [--lookups N] [--data DIR]
 // N = 2,700,000 accounts gives about 10.3 million keys (default). --data DIR
 // reuses a data directory built earlier with
-//   lanepir build --data DIR --block 1000 --eth-synthetic N --synthetic-seed lanepir-bench --shard-size 16777216 --publish
+//   lanepir build --data DIR --block 1000 --eth-synthetic N --synthetic-seed lanepir-bench --publish
 // (the build is then not measured; the incremental block is built into DIR).
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -42,7 +42,6 @@ export interface EthBenchOptions {
 }
 
 export const DEFAULT_ETH_ACCOUNTS = 2_700_000;
-const SHARD_SIZE = 16 * 2 ** 20;
 
 const median = (xs: number[]) => summarize(xs).p50;
 
@@ -60,7 +59,7 @@ export async function runEthBench(opts: EthBenchOptions = {}): Promise<{ figures
     let manifest;
     if (opts.data === undefined) {
       log(`building a synthetic Ethereum state of ${accounts} accounts (~${syn.approximateKeys} keys) ...`);
-      const full = await buildEthState({ data, block: 1000, state: syn.state(), hotManifest: syn.hotManifest, chainId: 1, shardSize: SHARD_SIZE, publish: true });
+      const full = await buildEthState({ data, block: 1000, state: syn.state(), hotManifest: syn.hotManifest, chainId: 1, publish: true }); // default 128 KiB shards: an incremental block rewrites only the shards it touches
       buildMs = performance.now() - t;
       keys = full.stats.keys!;
       manifest = full.manifest;
@@ -79,7 +78,7 @@ export async function runEthBench(opts: EthBenchOptions = {}): Promise<{ figures
     }
 
     log('starting a server on loopback ...');
-    const server = await startServerProcess({ data_dir: data, host: '127.0.0.1', port: 0, admin_host: '127.0.0.1', admin_port: 0, log_level: 'error', shard_size_bytes: SHARD_SIZE });
+    const server = await startServerProcess({ data_dir: data, host: '127.0.0.1', port: 0, admin_host: '127.0.0.1', admin_port: 0, log_level: 'error' });
     try {
       const url = server.publicUrl;
       const holder = syn.holderOf(0);

@@ -18,6 +18,7 @@
 #include "cpu.h"
 #include "errors.h"
 #include "hint.h"
+#include "files_napi.h"
 #include "keccak.h"
 #include "lane.h"
 #include "napi_errors.h"
@@ -26,6 +27,7 @@ using namespace lanepir;
 
 namespace lanepir {
 void InitControl(Napi::Env env, Napi::Object exports);
+void InitFiles(Napi::Env env, Napi::Object exports);
 }
 
 namespace {
@@ -390,6 +392,7 @@ Napi::Value OpenLane(const Napi::CallbackInfo& info) {
     const std::string ms = mode.IsString() ? mode.As<Napi::String>().Utf8Value() : "";
     if (ms == "memory") p.memoryMode = true;
     else if (ms != "mmap") fail("EPARAMS", "options.mode must be 'mmap' or 'memory'");
+    p.expect = identitiesArg(o.Get("expect"), "options.expect");
     auto* w = new OpenWorker(env, std::move(p));
     return queued(w);
   } catch (...) {
@@ -619,6 +622,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("mappingStats", Napi::Function::New(env, MappingStats, "mappingStats"));
   exports.Set("readBandwidth", Napi::Function::New(env, ReadBandwidth, "readBandwidth"));
   InitControl(env, exports);  // cluster control segment (control_binding.cc)
+  InitFiles(env, exports);    // hashFiles (files_binding.cc)
   return exports;
 }
 

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "files.h"
+
 namespace lanepir {
 
 struct LaneParams {
@@ -18,6 +20,9 @@ struct LaneParams {
   uint64_t shardSize = 0;
   uint64_t m = 0;
   bool memoryMode = false;
+  // When given (one per shard): each shard must be exactly this file, the one
+  // the caller validated; otherwise EFILE_CHANGED.
+  std::vector<FileIdentity> expect;
 };
 
 // A contiguous piece of lane memory holding whole entries.

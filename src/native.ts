@@ -11,6 +11,10 @@ export type KernelPath = 'portable' | 'avx2' | 'avx512';
 export type NativeErrorCode =
   | 'EPARAMS' // bad argument or parameter combination
   | 'ESHARD_OPEN' // a shard file could not be opened
+  | 'EFILE_OPEN' // a file to hash could not be opened
+  | 'ENOT_REGULAR' // a FIFO, device, socket or directory where a regular file belongs
+  | 'EFILE_CHANGED' // not the inode that was validated, or written while it was read
+  | 'ECANCELED' // hashing was cancelled
   | 'ESHARD_SIZE' // a shard file has the wrong size
   | 'EMMAP' // mmap/madvise failed
   | 'EIO' // read failed (in-memory mode)
@@ -43,6 +47,23 @@ export interface LaneOpenOptions {
   m: number;
   /** 'mmap' maps the shards read-only; 'memory' reads them into process memory. */
   mode: 'mmap' | 'memory';
+  /** One per shard: each must be exactly this inode (the file that was validated), else EFILE_CHANGED. */
+  expect?: FileIdentity[];
+}
+
+/** Which inode a file is, and its state when it was checked. */
+export interface FileIdentity {
+  dev: bigint;
+  ino: bigint;
+  size: number;
+  mtimeNs: bigint;
+}
+
+export interface HashJob {
+  /** sha256 of each file, 32 bytes each, in order. */
+  promise: Promise<Buffer>;
+  /** Stops the job (its promise rejects with ECANCELED) at the next MiB read. */
+  cancel(): void;
 }
 
 export interface AnswerOptions {
@@ -112,6 +133,13 @@ export interface NativeAddon {
   keccakBatch(prefix: Uint8Array, data: Uint8Array, offsets: Uint32Array): Uint8Array;
   /** Lane memory still held by this process. */
   mappingStats(): MappingStats;
+  /**
+   * sha256 of whole files, off the JS thread on `threads` threads (default 1).
+   * Each file is opened without blocking and must be a regular file
+   * (ENOT_REGULAR), the given inode when `expect` is given, and unchanged
+   * while it is read (EFILE_CHANGED).
+   */
+  hashFiles(paths: string[], options?: { threads?: number; expect?: FileIdentity[] }): HashJob;
   /**
    * Benchmark helper: read every byte of the lane `passes` times (default 1)
    * on `threads` threads (default: all cores), off the JS thread.

@@ -160,4 +160,12 @@ test('a state file with a bad line is refused and nothing is published', async (
   await t.throwsAsync(buildEthDiff({ data, from: '9', block: 10, diff, publish: true }), { code: 'EINPUT', message: /diff.jsonl:2: a deleted account has no balance/ });
   t.deepEqual(fs.readdirSync(generationsDir(data)), ['9']);
   t.is(fs.readlinkSync(path.join(data, 'current')), path.join('generations', '9'));
+  // An existing generation is refused before the state is read (it may take minutes).
+  const untouched = {
+    *[Symbol.iterator](): Generator<AccountLine> {
+      throw new Error('the state was read');
+    },
+  };
+  await t.throwsAsync(buildEthState({ data, block: 9, state: untouched }), { code: 'EEXIST', message: /immutable/ });
+  t.deepEqual(fs.readdirSync(generationsDir(data)), ['9']);
 });

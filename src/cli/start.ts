@@ -3,6 +3,7 @@
 // tokens in the hot manifest, other contracts' storage, about 380,000 keys.
 import fs from 'node:fs';
 import path from 'node:path';
+import { getAddress } from 'viem';
 import { buildEthState } from '../eth/build.js';
 import { isEthGeneration } from '../eth/generation-files.js';
 import { DEFAULT_SYNTHETIC_SEED, EthSynthetic } from '../eth/synthetic.js';
@@ -52,14 +53,14 @@ async function demoHints(data: string, cli: string, url: string, page: boolean):
   }
   if (!demo) return ['Try a private read (any address):', `  ${cli} account --url ${url} 0x0000000000000000000000000000000000000001`, ''];
   const syn = new EthSynthetic(demo.accounts, demo.seed);
-  const holder = syn.holderOf(0);
+  const holder = getAddress(syn.holderOf(0).address);
   const token = syn.tokens[0]!;
   return [
     'Try private reads (the server does not learn which account or token you ask for):',
-    ...(page ? [`  open ${url}/?address=${holder.address}     # in a browser`] : []),
-    `  ${cli} account --url ${url} ${holder.address}`,
-    `  ${cli} erc20 --url ${url} ${token.address} ${holder.address}     # ${token.label}`,
-    `  ${cli} storage --url ${url} ${token.address} 0x${Buffer.from(syn.balanceSlot(0, holder.address)).toString('hex')}     # the same balance, by slot`,
+    ...(page ? [`  open ${url}/?address=${holder}     # in a browser`] : []),
+    `  ${cli} account --url ${url} ${holder}`,
+    `  ${cli} erc20 --url ${url} ${getAddress(token.address)} ${holder}     # ${token.label}`,
+    `  ${cli} storage --url ${url} ${getAddress(token.address)} 0x${Buffer.from(syn.balanceSlot(0, holder)).toString('hex')}     # the same balance, by slot`,
     '',
   ];
 }

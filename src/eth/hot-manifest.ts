@@ -9,7 +9,7 @@ import { type Address } from 'viem';
 import * as z from 'zod';
 import { type Erc20Layout, erc20BalanceSlot } from './erc20.js';
 import { EthError } from './errors.js';
-import { ACCOUNT_KEY_BYTES, ACCOUNT_KEY_TAG, STORAGE_KEY_BYTES, STORAGE_KEY_TAG, parseAddress, parseWord, storageKey, toHex, wordToHex } from './keys.js';
+import { ACCOUNT_KEY_BYTES, ACCOUNT_KEY_TAG, STORAGE_KEY_BYTES, STORAGE_KEY_TAG, parseAddress, parseWord, storageKey, toHex } from './keys.js';
 
 export const HOT_MANIFEST_FILE = 'hot-manifest.json';
 export const HOT_MANIFEST_VERSION = 1;
@@ -160,9 +160,4 @@ export class HotManifest {
     }
     return storageKey(token, erc20BalanceSlot(holder, slot, layout));
   }
-}
-
-/** A balance slot for display (0x + 64 hex). */
-export function slotHex(slot: Uint8Array): `0x${string}` {
-  return wordToHex(slot);
 }

@@ -26,9 +26,10 @@ function sameTag(entry: Uint8Array, tag: Uint8Array): boolean {
 }
 
 /**
- * The 32-byte values of `keys` in the lane of generation `generation` under
- * data directory `data` (undefined where a key is absent). `cache`: a
- * follower's in-memory placement tables (used when it holds this lane's).
+ * The 32-byte values of `keys` in the lane (undefined where a key is
+ * absent). `cache`: the placement tables of the build that follows (a
+ * follower keeps them between blocks): used when it holds this lane's, and
+ * otherwise filled with it.
  */
 export async function readLaneValues(
   info: LaneInfo,
@@ -43,7 +44,12 @@ export async function readLaneValues(
   const d = crs.bucket_choices!;
   const words = hashKeys(hexToBytes(crs.key_seed!), keys);
   let table: KeywordTable | undefined = cache?.tables.peek(cache.data, cache.generation, info.lane);
-  // Scanning costs d * R entry reads per key; the placement index costs one read of m * R hashes.
+  if (!table && cache) {
+    // The incremental build that follows needs the table too: load it once, leave it in the cache.
+    table = await loadPlacement(info, genDir);
+    cache.tables.put(cache.data, cache.generation, info.lane, table);
+  }
+  // Without a cache: scanning costs d * R entry reads per key, the placement index one read of m * R hashes.
   if (!table && keys.length * d * R * KEYWORD_ENTRY_SIZE > m * R * 32) table = await loadPlacement(info, genDir);
   const handle: LaneHandle = await openLane(info, 'mmap');
   try {

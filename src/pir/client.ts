@@ -262,13 +262,18 @@ export class PirClient {
   decodeColumn(answer: Uint8Array, state: QueryState): Uint8Array {
     if (state.used) throw new PirClientError('this query state was already decoded; secrets are single use', 'ESTATE');
     if (this.rewriting) throw new PirClientError('the hint is being updated (applyDelta); decode after it finishes', 'EBUSY');
-    if (state.hintSha256 !== this.params.hint_sha256) throw new PirClientError('query state belongs to another lane or generation', 'ESTATE');
-    const expected = answerBytes(this.params);
+    if (state.hintSha256 !== this.params.hint_sha256) {
+      throw new PirClientError(
+        `the query was made for ${state.generation !== undefined ? `generation ${state.generation}` : 'another hint'}, but the client now holds the hint of ${this.generationId !== undefined ? `generation ${this.generationId}` : 'another one'}; query again`,
+        'ESTATE',
+      );
+    }
+    const expected = answerBytes(state.crs);
     if (answer.byteLength !== expected) {
       throw new PirClientError(`answer has ${answer.byteLength} bytes, expected ${expected}`, 'EANSWER');
     }
     const ans = littleEndianWords(answer);
-    const { n } = this.params;
+    const { n } = state.crs;
     const rows = ans.length;
     const s = state.secret;
     const out = new Uint8Array(rows);

@@ -8,7 +8,7 @@
 // d real queries, every other lane d queries for random columns. The server
 // thus sees the same number and size of requests for a hot key, a cold key
 // and an absent key.
-import { PirClientError } from './client.js';
+import { PirClientError, fetchError } from './errors.js';
 import { answerBytes } from './crs.js';
 import { type KeywordQueries, type KeywordResult, decodeKeyword, dummyQueries, keywordQueries } from './keyword.js';
 import { type HintCache, type HintSource, RemoteLane } from './remote.js';
@@ -75,10 +75,17 @@ export class KeywordReader {
     return [...this.lanes.values()];
   }
 
-  private async info(): Promise<{ generation: string | null; batch_max: number; lanes: Record<string, InfoLane> }> {
-    const res = await this.fetchFn(new URL('/info', this.opts.url), { signal: AbortSignal.timeout(this.opts.timeoutMs ?? 30_000) });
-    if (!res.ok) throw new PirClientError(`${res.url}: HTTP ${res.status}`, `EHTTP_${res.status}`);
-    return (await res.json()) as { generation: string | null; batch_max: number; lanes: Record<string, InfoLane> };
+  private async info(): Promise<{ generation: string | null; block_number?: number; batch_max: number; lanes: Record<string, InfoLane> }> {
+    const url = new URL('/info', this.opts.url);
+    const timeout = this.opts.timeoutMs ?? 30_000;
+    let res: Response;
+    try {
+      res = await this.fetchFn(url, { signal: AbortSignal.timeout(timeout) });
+    } catch (err) {
+      throw fetchError(`GET ${url}`, err, timeout);
+    }
+    if (!res.ok) throw new PirClientError(`GET ${url}: HTTP ${res.status}`, `EHTTP_${res.status}`);
+    return (await res.json()) as { generation: string | null; block_number?: number; batch_max: number; lanes: Record<string, InfoLane> };
   }
 
   /** One key, one lane (a round of one key; hiding applies). */
@@ -152,7 +159,25 @@ export class KeywordReader {
     timings.query = now() - t;
 
     // One POST per batch_max queries, all lanes at once, all pinned to the generation.
-    t = now();
+    try {
+      return await this.send(info, lanes, sessions, perLane, generation, keys, timings);
+    } catch (err) {
+      // Secrets of queries that will not be decoded are wiped now.
+      for (const l of lanes) for (const q of perLane.get(l)!.real) for (const s of q.states) if (!s.used) sessions.get(l)!.client.discard(s);
+      throw err;
+    }
+  }
+
+  private async send(
+    info: { batch_max: number; block_number?: number },
+    lanes: string[],
+    sessions: Map<string, Awaited<ReturnType<RemoteLane['current']>>>,
+    perLane: Map<string, { real: KeywordQueries[]; all: Uint8Array[] }>,
+    generation: string,
+    keys: Record<string, Uint8Array[]>,
+    timings: KeywordRoundResult['timings'],
+  ): Promise<KeywordRoundResult> {
+    let t = now();
     const batchMax = Math.max(1, info.batch_max);
     let bytesSent = 0;
     let bytesReceived = 0;
@@ -194,7 +219,7 @@ export class KeywordReader {
     }
     timings.decode = now() - t;
     for (const l of Object.keys(keys)) results[l] ??= [];
-    if (Number.isNaN(blockNumber)) blockNumber = Number((info as { block_number?: number }).block_number ?? Number.NaN);
+    if (Number.isNaN(blockNumber)) blockNumber = Number(info.block_number ?? Number.NaN);
     return {
       generation,
       blockNumber,

@@ -12,7 +12,8 @@
 // hashing here is the contract the builder (src/store/keyword-*.ts) and every
 // client share.
 import { keccak_256 } from '@noble/hashes/sha3.js';
-import { type PirClient, PirClientError, type QueryState } from './client.js';
+import { type PirClient, type QueryState } from './client.js';
+import { PirClientError } from './errors.js';
 import { type Crs, type KeywordCrs, KEYWORD_ENTRY_SIZE, KEYWORD_TAG_BYTES, KEYWORD_VALUE_BYTES, hexToBytes, isKeywordCrs } from './crs.js';
 
 export const KEYWORD_HASH_BYTES = 32;
@@ -116,7 +117,11 @@ export async function keywordQueries(client: PirClient, key: Uint8Array): Promis
 /** `count` valid queries for uniformly random columns: the padding that hides which lane and how many keys a round needs. */
 export async function dummyQueries(client: PirClient, count: number): Promise<Uint8Array[]> {
   const out: Uint8Array[] = [];
-  for (let k = 0; k < count; k++) out.push((await client.query(randomColumn(client.crs.m))).query);
+  for (let k = 0; k < count; k++) {
+    const { query, state } = await client.query(randomColumn(client.crs.m));
+    client.discard(state); // never decoded: wipe its secret now
+    out.push(query);
+  }
   return out;
 }
 

@@ -340,13 +340,14 @@ export class RemoteLane {
     this.stats.hintBytes += hint.byteLength;
   }
 
-  // ---- lookups ----
+  // ---- several queries at once (keyword lookups) ----
 
   /**
    * Brings the hint to the server's current generation and returns the client
-   * and generation to make queries with, taken together (another lookup may
-   * refresh meanwhile). For callers that build their own queries (keyword
-   * lookups, src/pir/keyword-remote.ts).
+   * to make queries with and its generation, taken together (another lookup
+   * may refresh meanwhile). For callers that build their own queries: keyword
+   * lookups (src/pir/keyword-remote.ts), whose query states then carry the
+   * generation to send them to.
    */
   async current(): Promise<{ client: PirClient; generation: string; hintSource: HintSource; timings: Record<string, number> }> {
     const timings: Record<string, number> = {};
@@ -356,9 +357,9 @@ export class RemoteLane {
   }
 
   /**
-   * Sends 1..batch_max queries in one POST pinned to `generation` and returns
-   * the answers in order (each `answerSize` bytes). A generation the server
-   * no longer holds is an HTTP error (410, EGENERATION_GONE).
+   * Sends 1..batch_max queries in one POST to `generation` and returns the
+   * answers in order (each `answerSize` bytes); the response must name that
+   * generation. A generation the server no longer holds is EGENERATION_GONE.
    */
   async postQueries(generation: string, queries: Uint8Array[], answerSize: number): Promise<{ answers: Uint8Array[]; generation: string; blockNumber: number; bytesSent: number; bytesReceived: number }> {
     const body = new Uint8Array(queries.reduce((n, q) => n + q.byteLength, 0));
@@ -367,16 +368,22 @@ export class RemoteLane {
       body.set(q, at);
       at += q.byteLength;
     }
-    const { res, what } = await this.send(this.path('query', generation), {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/octet-stream' },
-      body,
-    });
+    const post = () => this.send(this.path('query', generation), { method: 'POST', headers: { 'Content-Type': 'application/octet-stream' }, body });
+    let sent: { res: Response; what: string };
+    try {
+      sent = await post();
+    } catch (err) {
+      // A kept-alive connection the server closed while the client was busy making queries fails
+      // before the request is read; sending the same query bytes again reveals nothing new.
+      if ((err as { code?: string }).code !== 'ENETWORK') throw err;
+      sent = await post();
+    }
+    const { res, what } = sent;
     if (!res.ok) throw await httpError(res, what);
     await checkGenerationHeaders(res, what, generation);
     const bytes = await readBody(res, what, answerSize * queries.length, this.timeoutMs);
     if (bytes.byteLength !== answerSize * queries.length) {
-      throw new PirClientError(`${what}: the server sent ${bytes.byteLength} bytes for ${queries.length} queries of ${answerSize}-byte answers`, 'EANSWER');
+      throw new PirClientError(`${what}: ${bytes.byteLength} bytes for ${queries.length} answers of ${answerSize} bytes`, 'EANSWER');
     }
     return {
       answers: queries.map((_, k) => bytes.subarray(k * answerSize, (k + 1) * answerSize)),
@@ -386,6 +393,8 @@ export class RemoteLane {
       bytesReceived: bytes.byteLength,
     };
   }
+
+  // ---- lookups ----
 
   /**
    * Privately retrieves entry `index`. The requests are the same whatever the

@@ -12,14 +12,15 @@ import { answerBytes, hintBytes, queryBytes } from '../pir/crs.js';
 import { littleEndianWords, wordsToLittleEndian } from '../pir/prg.js';
 import { GENERATION_ID, isLaneName, type LaneName } from '../store/layout.js';
 import { isEthGeneration, readHotManifest } from '../eth/generation-files.js';
-import { DeltaGoneError, deltaChain } from './delta.js';
+import { DeltaGoneError } from './delta.js';
+import { DeltaBusyError, type DeltaService } from './deltas.js';
+import { publicLimits, sendTimeouts, whenDone } from './limits.js';
 import { ADMIN_BODY_MAX, adminBodyGuard, adminHostGuard } from './admin-guard.js';
 import { type Routes, corsAndOptions, routesAt } from './cors.js';
 import { FileRangeStream } from './file-range.js';
 import { type PageAssets, pageRouter } from './page.js';
 import { HttpError } from './errors.js';
 import { httpLogger, noteRefusal } from './logging.js';
-import { StoreError } from '../store/errors.js';
 import { type ReloadResult, ReloadError } from './reloader.js';
 import { LaneScheduler, OverloadedError } from './scheduler.js';
 import { type ServerMetrics } from './metrics.js';
@@ -35,11 +36,13 @@ export interface AppContext {
   version: string;
   /** Names this process in X-Lanepir-Worker. */
   workerName: string;
-  /** Reload entry point (cluster mode forwards it to the primary). */
-  reload: (target?: string) => Promise<ReloadResult>;
+  /** Reload entry point (cluster mode forwards it to the primary); `signal` aborts when the caller has gone. */
+  reload: (target?: string, opts?: { signal?: AbortSignal }) => Promise<ReloadResult>;
   /** What GET /admin/generations shows (cluster mode asks the primary). */
   generations: () => Promise<unknown>;
   metrics: ServerMetrics;
+  /** GET /delta's merges and cache (bounded; shared by both listeners). */
+  deltas: DeltaService;
   /** The /metrics exposition (cluster mode aggregates across workers). */
   metricsText: () => Promise<{ contentType: string; body: string }>;
   /** Called first on every request (cluster workers check the published generation). */
@@ -126,7 +129,7 @@ function pinSnapshot(ctx: Ctx, store: SnapshotStore, metrics: ServerMetrics, wan
   // Koa writes the body after the middleware chain returns.
   const unpin = snap.pin();
   metrics.inFlight.inc();
-  ctx.res.once('close', () => {
+  whenDone(ctx.res, () => {
     unpin();
     metrics.inFlight.dec();
   });
@@ -168,29 +171,9 @@ function laneSummary(lane: ServedLane) {
   };
 }
 
-/** Recently served deltas: clients of one server ask for the same few (from, to) pairs. */
-class DeltaCache {
-  private readonly entries = new Map<string, Uint8Array>();
-  constructor(private readonly max = 64) {}
-
-  async get(key: string, make: () => Promise<Uint8Array>): Promise<Uint8Array> {
-    const hit = this.entries.get(key);
-    if (hit) {
-      this.entries.delete(key);
-      this.entries.set(key, hit);
-      return hit;
-    }
-    const value = await make();
-    this.entries.set(key, value);
-    if (this.entries.size > this.max) this.entries.delete(this.entries.keys().next().value!);
-    return value;
-  }
-}
-
 export function publicRouter(app: AppContext): Router {
   const { store, config } = app;
   const router = new Router();
-  const deltas = new DeltaCache();
   /** Each generation's hot manifest, read and checked once. */
   const hotManifests = new WeakMap<Snapshot, ReturnType<typeof readHotManifest>>();
   router.get('/health', (ctx) => {
@@ -303,13 +286,15 @@ export function publicRouter(app: AppContext): Router {
     const lane = laneOf(ctx, snap);
     let delta: Uint8Array;
     try {
-      delta = await deltas.get(`${lane.name}/${from}/${snap.id}`, () => deltaChain(config.data_dir, lane.name, from, snap.id));
+      delta = await app.deltas.delta(snap.generation, lane.name, from);
     } catch (err) {
-      // A missing ancestor, diff or generation directory: the client downloads the hint instead.
-      if (err instanceof DeltaGoneError || err instanceof StoreError) {
-        throw new HttpError(410, err instanceof DeltaGoneError ? err.code : 'EDELTA_GONE', `${err.message}; download the hint of generation ${snap.id} instead`, {
-          current_generation: snap.id,
-        });
+      // Not an ancestor within reach, a diff gone, or larger than the hint: the client downloads the hint instead.
+      if (err instanceof DeltaGoneError) {
+        throw new HttpError(410, err.code, `${err.message}; download the hint of generation ${snap.id} instead`, { current_generation: snap.id });
+      }
+      if (err instanceof DeltaBusyError) {
+        app.metrics.refused.inc({ route: 'delta', reason: 'merges' });
+        throw new HttpError(503, err.code, err.message, {}, { 'Retry-After': '1' });
       }
       throw err;
     }
@@ -421,8 +406,11 @@ export function adminRouter(app: AppContext): Router {
         target = id;
       }
     }
+    // A client that disconnects before the answer abandons the reload: if no other caller wants it, nothing switches.
+    const caller = new AbortController();
+    ctx.res.once('close', () => ctx.res.writableFinished || caller.abort());
     try {
-      ctx.body = await app.reload(target);
+      ctx.body = await app.reload(target, { signal: caller.signal });
     } catch (err) {
       if (err instanceof ReloadError) {
         throw new HttpError(422, err.code, err.message, { current_generation: app.store.current?.id ?? null, ...err.extra });
@@ -442,16 +430,28 @@ export function adminRouter(app: AppContext): Router {
 }
 
 /**
- * A Koa app with the shared middleware and `guards`, serving the given routers
- * (first match wins); a known path with another method is 405, else 404.
+ * A Koa app with the shared middleware, `guards` and `limits`, serving the
+ * given routers (first match wins); a known path with another method is 405,
+ * else 404. Limits run after CORS, so that their refusals carry CORS headers
+ * (a wallet page must be able to read Retry-After).
  */
-function createApp(app: AppContext, routes: Routes[], guards: Koa.Middleware[] = []): Koa {
+function createApp(app: AppContext, routes: Routes[], guards: Koa.Middleware[] = [], limits: Koa.Middleware[] = []): Koa {
   const koa = new Koa();
+  // Errors after the handlers are done: a client gone mid-body or a
+  // connection cut by a send timeout is not the server's fault (debug, no
+  // stack on stderr for each); anything else (a file that fails while it is
+  // streamed) is.
+  koa.on('error', (err: Error & { code?: string }) => {
+    const clientGone = ['ERR_STREAM_PREMATURE_CLOSE', 'ECONNRESET', 'EPIPE', 'ECONNABORTED'].includes(err.code ?? '') || err.code?.startsWith('HPE_');
+    app.logger[clientGone ? 'debug' : 'warn']({ code: err.code, message: err.message }, 'response not completed');
+  });
   koa.use(requestLogger(app));
   koa.use(queryMetrics(app.metrics));
   koa.use(errorMiddleware(app.logger, redactPaths(app.config.data_dir)));
+  koa.use(sendTimeouts(app.config));
   for (const g of guards) koa.use(g);
   koa.use(corsAndOptions(routes, app.config.cors_origins));
+  for (const m of limits) koa.use(m);
   for (const r of routes) koa.use(r.router.routes());
   koa.use((ctx) => {
     const { methods } = routesAt(routes, ctx.path);
@@ -469,7 +469,7 @@ export function createPublicApp(app: AppContext): Koa {
   const routes: Routes[] = [{ router: publicRouter(app), cors: true }];
   if (app.page) routes.push({ router: pageRouter(app.page), cors: true });
   if (app.config.public_admin) routes.push({ router: adminRouter(app), cors: false });
-  return createApp(app, routes);
+  return createApp(app, routes, [], [publicLimits(app.config, app.metrics).middleware]);
 }
 
 /** Operators' listener: admin routes, and the read-only public ones (health, info) too; no CORS at all. */

@@ -8,7 +8,8 @@ import { pino, type Logger } from 'pino';
 import { type Config } from '../config.js';
 import { native } from '../native.js';
 import { type AppContext, createAdminApp, createPublicApp } from './app.js';
-import { Reloader, type ReloadResult, ReloadError } from './reloader.js';
+import { DeltaService } from './deltas.js';
+import { Reloader, type ReloadOptions, type ReloadResult, ReloadError } from './reloader.js';
 import { LaneScheduler } from './scheduler.js';
 import { ServerMetrics } from './metrics.js';
 import { SnapshotStore } from './snapshot.js';
@@ -26,6 +27,8 @@ export interface ServerOptions {
   beforeRequest?: AppContext['beforeRequest'];
   /** Generation to load before listening: undefined = <data>/current, null = none (cluster workers pass the published one). */
   initialGeneration?: string | null;
+  /** filesDigest the cluster primary validated initialGeneration with (confirmed instead of hashed again). */
+  initialDigest?: string;
   metrics?: ServerMetrics;
 }
 
@@ -35,12 +38,13 @@ export interface RunningServer {
   reloader: Reloader;
   logger: Logger;
   metrics: ServerMetrics;
+  deltas: DeltaService;
   publicUrl: string;
   adminUrl: string;
   publicServer: http.Server;
   adminServer: http.Server;
   /** Local reload (not forwarded). */
-  reloadLocal(target?: string): Promise<ReloadResult>;
+  reloadLocal(target?: string, opts?: ReloadOptions): Promise<ReloadResult>;
   /** Stop accepting, wait for in-flight requests (bounded), release every mapping. */
   close(): Promise<void>;
 }
@@ -98,23 +102,31 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   };
   const schedulers = { hot: new LaneScheduler(schedulerOpts), cold: new LaneScheduler(schedulerOpts) };
 
-  const reloadLocal = async (target?: string): Promise<ReloadResult> => {
+  const reloadLocal = async (target?: string, reloadOpts: ReloadOptions = {}): Promise<ReloadResult> => {
     const end = metrics.reloadDuration.startTimer();
     let result: ReloadResult;
     try {
-      result = await reloader.reload(target);
+      result = await reloader.reload(target, reloadOpts);
     } catch (err) {
-      metrics.reloads.inc({ result: 'refused' });
+      metrics.reloads.inc({ result: (err as ReloadError)?.code === 'EABANDONED' ? 'abandoned' : 'refused' });
       throw err;
     }
     end();
     metrics.reloads.inc({ result: result.unchanged ? 'unchanged' : 'ok' });
     logger.info(
-      { old_block: result.old_block_number, new_block: result.new_block_number, duration_ms: result.reload_duration_ms, generation: result.new_generation, unchanged: result.unchanged },
+      {
+        old_block: result.old_block_number,
+        new_block: result.new_block_number,
+        duration_ms: result.reload_duration_ms,
+        generation: result.new_generation,
+        unchanged: result.unchanged,
+        validation: result.validation,
+      },
       'reload',
     );
     return result;
   };
+  const deltas = new DeltaService({ dataDir: config.data_dir, maxConcurrent: config.delta_max_concurrent, maxQueued: config.delta_max_queued, cacheBytes: config.delta_cache_bytes });
   const ctx: AppContext = {
     config,
     store,
@@ -122,6 +134,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     logger,
     version: VERSION,
     metrics,
+    deltas,
     metricsText:
       opts.metricsText ??
       (async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() })),
@@ -154,7 +167,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
 
   if (opts.initialGeneration !== null) {
     try {
-      await reloadLocal(opts.initialGeneration);
+      await reloadLocal(opts.initialGeneration, opts.initialDigest ? { digest: opts.initialDigest } : {});
     } catch (err) {
       // Not fatal: the server starts unready and a later reload makes it ready.
       logger.warn({ err: err instanceof ReloadError ? err.message : err }, 'no generation loaded at start-up');
@@ -184,7 +197,8 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
       await Promise.race([stopped, timeout]);
       for (const s of [publicServer, adminServer]) s.closeAllConnections();
       store.retireAll();
+      await deltas.close();
     })());
 
-  return { config, store, reloader, logger, metrics, publicUrl, adminUrl, publicServer, adminServer, reloadLocal, close };
+  return { config, store, reloader, logger, metrics, deltas, publicUrl, adminUrl, publicServer, adminServer, reloadLocal, close };
 }

@@ -80,7 +80,7 @@ function toMap(updates: Iterable<EntryUpdate> | Map<number, Uint8Array>): Map<nu
 }
 
 /** Runs fn over items with at most `limit` running at once. */
-async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+export async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
     while (next < items.length) await fn(items[next++]!);
@@ -302,7 +302,7 @@ async function buildLaneIncrementally(
   const keywordFields = info.crs.layout === 'keyword' ? { keyword: { keySeed: Buffer.from(info.crs.key_seed!, 'hex'), d: info.crs.bucket_choices! } } : {};
   const crs = laneCrs({ m, entries: newEntries, entrySize: es, seed, hintSha256: hintSha, paramsVersion: info.crs.params_version ?? 1, shardSize, ...keywordFields });
   if (plan.keyword) {
-    await writePlacementIncrementally(genDir, lane, plan.keyword.table, plan.keyword.placementChanged, { dir: fromDir, manifest: parentManifest, slots: oldEntries }, shardSize, files);
+    await writePlacementIncrementally(genDir, lane, plan.keyword.table, plan.keyword.placementChanged, { dir: fromDir, manifest: parentManifest, slots: oldEntries }, shardSize, files, opts.concurrency ?? 8);
   }
   const crsBytes = crsFileBytes(crs);
   const fromCrs = crsPath(fromDir, lane);

@@ -16,6 +16,7 @@ import { KEYWORD_ENTRY_SIZE, KEYWORD_TAG_BYTES, KEYWORD_VALUE_BYTES } from '../p
 import { checkColumns } from '../pir/params.js';
 import { littleEndianWords, wordsToLittleEndian } from '../pir/prg.js';
 import { type BuildOptions, buildLane, manifestKey } from './builder.js';
+import { pool } from './incremental.js';
 import { type EntrySource } from './entries.js';
 import { StoreError } from './errors.js';
 import { fsyncDir, writeNewFile } from './fsutil.js';
@@ -44,7 +45,7 @@ export interface KeywordLaneSpec {
   keySeed?: Uint8Array;
   /** Columns; default from planKeywordLane. Keep it across generations. */
   m?: number;
-  /** Bucket choices d (1..3); default DEFAULT_BUCKET_CHOICES. */
+  /** Bucket choices d (1..3); default from planKeywordLane (3, or 2 for lanes of 1024-row columns). */
   d?: number;
   /** Size the lane for at least this many keys (e.g. a lane that starts empty but will fill). */
   expectedKeys?: number;
@@ -282,11 +283,12 @@ export async function writePlacement(genDir: string, lane: LaneName, table: Keyw
   const perShard = shardSize / KEYWORD_ENTRY_SIZE;
   const shards = shardCount(table.slots, KEYWORD_ENTRY_SIZE, shardSize);
   const bytes = wordsToLittleEndian(table.slotWords);
-  for (let k = 0; k < shards; k++) {
+  const written: { size: number; sha256: string }[] = [];
+  await pool(Array.from({ length: shards }, (_, k) => k), 8, async (k) => {
     const chunk = bytes.subarray(k * perShard * 32, Math.min(table.slots, (k + 1) * perShard) * 32);
-    const file = placementPath(genDir, lane, k);
-    files[manifestKey(genDir, file)] = { size: chunk.length, sha256: await writeNewFile(file, chunk) };
-  }
+    written[k] = { size: chunk.length, sha256: await writeNewFile(placementPath(genDir, lane, k), chunk) };
+  });
+  written.forEach((w, k) => (files[manifestKey(genDir, placementPath(genDir, lane, k))] = w));
   await fsyncDir(dir);
 }
 

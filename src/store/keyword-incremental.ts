@@ -9,6 +9,7 @@ import { KEYWORD_ENTRY_SIZE, KEYWORD_TAG_BYTES, KEYWORD_VALUE_BYTES, hexToBytes 
 import { wordsToLittleEndian } from '../pir/prg.js';
 import fsp from 'node:fs/promises';
 import { manifestKey } from './builder.js';
+import { pool } from './incremental.js';
 import { StoreError } from './errors.js';
 import { fsyncDir, writeNewFile } from './fsutil.js';
 import { type LaneInfo, openLane } from './generation.js';
@@ -183,8 +184,10 @@ export async function writePlacementIncrementally(
   parent: { dir: string; manifest: Manifest; slots: number },
   shardSize: number,
   files: Manifest['files'],
+  concurrency = 8,
 ): Promise<void> {
   const dir = placementDir(genDir, lane);
+  const written = new Map<number, { size: number; sha256: string }>();
   await fsp.mkdir(dir, { recursive: true });
   const perShard = shardSize / KEYWORD_ENTRY_SIZE;
   // Without a table (a carried lane) nothing changed: every file is a link.
@@ -194,7 +197,8 @@ export async function writePlacementIncrementally(
   const touched = new Set<number>();
   for (const s of changed) touched.add(Math.floor(s / perShard));
   const bytes = table ? wordsToLittleEndian(table.slotWords) : new Uint8Array(0);
-  for (let k = 0; k < shards; k++) {
+  // Several files at once: their fsyncs overlap (as for the lane's shards).
+  await pool(Array.from({ length: shards }, (_, k) => k), concurrency, async (k) => {
     const size = placementFileBytes(slots, shardSize, k);
     const file = placementPath(genDir, lane, k);
     const sameSize = k < oldShards && placementFileBytes(parent.slots, shardSize, k) === size;
@@ -203,11 +207,16 @@ export async function writePlacementIncrementally(
       const listed = parent.manifest.files[manifestKey(parent.dir, from)];
       if (!listed) throw new StoreError('EMANIFEST', `generation ${parent.manifest.generation} does not list ${manifestKey(parent.dir, from)}`);
       await fsp.link(from, file);
-      files[manifestKey(genDir, file)] = listed;
+      written.set(k, listed);
     } else {
       const chunk = bytes.subarray(k * perShard * 32, k * perShard * 32 + size);
-      files[manifestKey(genDir, file)] = { size, sha256: await writeNewFile(file, chunk) };
+      written.set(k, { size, sha256: await writeNewFile(file, chunk) });
     }
+  });
+  // Listed in file order, as a full build lists them.
+  for (let k = 0; k < shards; k++) {
+    const file = placementPath(genDir, lane, k);
+    files[manifestKey(genDir, file)] = written.get(k)!;
   }
   await fsyncDir(dir);
 }

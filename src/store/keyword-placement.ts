@@ -27,8 +27,12 @@ export const BUILD_LOAD = 0.85;
 /** An update that leaves the lane fuller than this grows it back to GROWN_LOAD (relocation gets slow near 1). */
 export const MAX_LOAD = 0.95;
 export const GROWN_LOAD = 0.9;
-/** Default d (bucket choices); see planKeywordLane. */
-export const DEFAULT_BUCKET_CHOICES = 2;
+/**
+ * Default d (bucket choices), see planKeywordLane: 3 for lanes of short
+ * columns (fewer than MAX_ROWS rows), 2 for lanes of MAX_ROWS-row columns.
+ */
+export const SHORT_COLUMN_CHOICES = 3;
+export const TALL_COLUMN_CHOICES = 2;
 /** Matrix width of large lanes (as for index lanes: 64 KiB queries). */
 export const KEYWORD_COLUMNS = 16384;
 /** Record rows of a lane below KEYWORD_COLUMNS * MIN_ROWS slots (narrower columns below that). */
@@ -55,8 +59,6 @@ export function planKeywordLane(keys: number, opts: { m?: number; d?: number; lo
   if (!Number.isSafeInteger(keys) || keys < 0) throw new StoreError('EPARAMS', `key count must be a non-negative integer, got ${keys}`);
   const load = opts.load ?? BUILD_LOAD;
   if (!(load > 0 && load <= 1)) throw new StoreError('EPARAMS', `target load must be in (0, 1], got ${load}`);
-  const d = opts.d ?? DEFAULT_BUCKET_CHOICES;
-  if (!Number.isInteger(d) || d < 1 || d > 3) throw new StoreError('EPARAMS', `bucket choices d must be 1, 2 or 3, got ${d}`);
   const slots = Math.max(1, Math.ceil(keys / load));
   let m = opts.m;
   if (m === undefined) {
@@ -65,7 +67,15 @@ export function planKeywordLane(keys: number, opts: { m?: number; d?: number; lo
     else m = Math.min(MAX_COLUMNS_SECURITY, Math.ceil(slots / MAX_ROWS));
   }
   if (!Number.isSafeInteger(m) || m < 1) throw new StoreError('EPARAMS', `m must be a positive integer, got ${m}`);
-  return { m, R: Math.max(1, Math.ceil(slots / m)), d };
+  const R = Math.max(1, Math.ceil(slots / m));
+  // Load: with relocation, d = 2 and d = 3 both fill columns of 64+ rows (bench: keyword). Grinding: a
+  // key whose candidates all hit one column costs an attacker m^d hashes, and once that column is
+  // full each such key costs the lane a record row. Columns of MAX_ROWS rows absorb about a
+  // thousand such keys before growing, so d = 2 suffices; shorter columns get d = 3 (m^3 = 2^42
+  // hashes per key at m = 16384) for one more query per lookup.
+  const d = opts.d ?? (R >= MAX_ROWS ? TALL_COLUMN_CHOICES : SHORT_COLUMN_CHOICES);
+  if (!Number.isInteger(d) || d < 1 || d > 3) throw new StoreError('EPARAMS', `bucket choices d must be 1, 2 or 3, got ${d}`);
+  return { m, R, d };
 }
 
 /** Hash bytes -> words as the table stores them. */
