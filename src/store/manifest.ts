@@ -12,10 +12,13 @@ import { FileChecker, type FileIdentity } from './files.js';
  */
 export const MAX_MANIFEST_BYTES = 256 * 2 ** 20;
 
-/** A file's place in a generation: `<lane>/...`, relative, no `.`/`..` or empty segments. */
+/**
+ * A file's place in a generation (`<lane>/...`, or a generation-wide file such
+ * as `hot-manifest.json` and `eth/...`): relative, no `.`/`..` or empty segments.
+ */
 const fileName = z
   .string()
-  .regex(/^(hot|cold)(\/[A-Za-z0-9_.-]+)+$/, 'file names are <lane>/<path>')
+  .regex(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/, 'file names are relative paths inside the generation')
   .refine((s) => !s.split('/').some((seg) => seg === '.' || seg === '..'), 'file names may not contain . or .. segments');
 
 const laneSummary = z.object({
