@@ -220,6 +220,7 @@ export async function runBrowserBench(opts: BrowserBenchOptions = {}): Promise<{
       w.heap.stop();
       await w.heap.sample();
       const retained = await w.heap.retained();
+      const pageHeap = (await w.page.metrics()).JSHeapUsedSize ?? Number.NaN;
       longest = Math.max(longest, await longestMainTask(w.page));
       const firstSplit = split([first]);
       const m = {
@@ -228,9 +229,10 @@ export async function runBrowserBench(opts: BrowserBenchOptions = {}): Promise<{
         workerPeakHeapMiB: round(w.heap.peak / 2 ** 20, 1),
         workerRetainedMiB: round(retained / 2 ** 20, 1),
         workerIdleHeapMiB: round(idleHeap / 2 ** 20, 1),
+        pageHeapMiB: round(pageHeap / 2 ** 20, 1),
       };
       modes[mode] = m;
-      lines.push(`  A ${mode}: worker heap peak ${fmt(m.workerPeakHeapMiB, 1)} MiB (sampled, garbage included), retained after GC ${fmt(m.workerRetainedMiB, 1)} MiB (idle worker ${fmt(m.workerIdleHeapMiB, 1)} MiB)`);
+      lines.push(`  A ${mode}: worker heap peak ${fmt(m.workerPeakHeapMiB, 1)} MiB (sampled, garbage included), retained after GC ${fmt(m.workerRetainedMiB, 1)} MiB (idle worker ${fmt(m.workerIdleHeapMiB, 1)} MiB); the page's main thread ${fmt(m.pageHeapMiB, 1)} MiB`);
       lines.push(`    first lookup (cold cache): ${fmtSplit(firstSplit)}; downloaded ${mib(first.report.hintBytes)} of hints, sent ${first.report.round!.bytesSent} B, received ${first.report.round!.bytesReceived} B`);
       for (const [k, v] of Object.entries(m.later)) {
         lines.push(`    later, ${k} (${Object.entries(v.queries).map(([l, n]) => `${l} ${n}`).join(', ')} queries): ${fmtSplit(v)}; sent ${v.bytesSent} B, received ${v.bytesReceived} B`);

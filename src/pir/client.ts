@@ -58,12 +58,13 @@ interface Prepared {
 const STREAM_ROWS = 256;
 /**
  * applyDelta without a cached A streams all of it once more than m / this
- * many columns changed, else asks for each row alone. A WebCrypto call has a
- * fixed cost of about 0.1 ms in a browser worker, the stream about 4 µs per
- * row (1 GB/s): one call per row loses from about m / 30 rows (measured in
- * Chromium, bench/browser.ts; Node's calls are cheaper, and Node keeps A).
+ * many columns changed, else asks for each row alone (64 calls in flight).
+ * Measured at m = 16384, n = 1024: one row alone costs about 15 µs in Node
+ * and 10 to 18 µs in Chromium; the whole stream 2 to 6 µs per row in Node
+ * but 10 to 30 µs in Chromium. m / 4 is about even in Node and well on the
+ * side of single rows in a browser.
  */
-const STREAM_ALL_FRACTION = 32;
+const STREAM_ALL_FRACTION = 4;
 /** Single-row requests in flight at once in applyDelta. */
 const ROW_REQUESTS = 64;
 
