@@ -1,10 +1,10 @@
 // All benchmarks in order: kernel, client, server, reload, validate,
-// cluster, incremental, follow, delta, keyword, eth, chain. Prints a
+// cluster, incremental, follow, delta, keyword, eth, browser, chain. Prints a
 // readable report (progress on stderr), or with --json one JSON object with
 // every figure on stdout. Each figure comes with its reference measured in
 // the same run; a target is reported PASS only when measured.
 //
-//   node dist/bench/index.js [--json] [--only kernel,client,server,reload,validate,cluster,incremental,follow,delta,keyword,eth,chain]
+//   node dist/bench/index.js [--json] [--only kernel,client,server,reload,validate,cluster,incremental,follow,delta,keyword,eth,browser,chain]
 //     [--size-mib N]     kernel lane (default 256) and, when given, the large reload lane too
 //     [--reload-mib N]   large (cold) lane for reload, validate and cluster (default 1024)
 //     [--seconds N]      seconds per load run (default 5)
@@ -12,6 +12,7 @@
 //     [--blocks N]       blocks dropped one at a time in follow (default 20)
 //     [--eth-accounts N] accounts of the eth bench's synthetic state (default 2,700,000: ~10.3M keys)
 //     [--keyword-keys N] [--keyword-hot-keys N]   keyword lanes (default 1,000,000 cold, 200,000 hot)
+//     [--browser-accounts N] accounts of the browser bench's state (default 400,000: ~1.5M keys)
 //     [--chain-blocks N] [--chain-accounts N]     chain: measured blocks per size (default 20), synthetic padding accounts (default 100,000)
 import os from 'node:os';
 import path from 'node:path';
@@ -23,6 +24,7 @@ import { runClusterBench } from './cluster.js';
 import { runDeltaBench } from './delta.js';
 import { runFollowBench } from './follow.js';
 import { DEFAULT_ETH_ACCOUNTS, runEthBench } from './eth.js';
+import { DEFAULT_BROWSER_ACCOUNTS, runBrowserBench } from './browser.js';
 import { runIncrementalBench } from './incremental.js';
 import { runKeywordBench } from './keyword.js';
 import { runKernelBench } from './kernel.js';
@@ -31,7 +33,7 @@ import { runServerBench } from './server.js';
 import { runValidateBench } from './validate.js';
 import { type BenchData, HOT_SHAPE, type Log, buildBenchData, fmt } from './util.js';
 
-export const BENCHMARKS = ['kernel', 'client', 'server', 'reload', 'validate', 'cluster', 'incremental', 'follow', 'delta', 'keyword', 'eth', 'chain'] as const;
+export const BENCHMARKS = ['kernel', 'client', 'server', 'reload', 'validate', 'cluster', 'incremental', 'follow', 'delta', 'keyword', 'eth', 'browser', 'chain'] as const;
 export type BenchName = (typeof BENCHMARKS)[number];
 
 export interface BenchArgs {
@@ -46,13 +48,15 @@ export interface BenchArgs {
   /** Keyword bench: keys in the cold and hot keyword lanes. */
   keywordKeys: number;
   keywordHotKeys: number;
+  /** Browser bench: accounts of its synthetic state. */
+  browserAccounts: number;
   /** Chain bench: measured blocks per size, synthetic padding accounts. */
   chainBlocks: number;
   chainAccounts: number;
 }
 
 export function parseArgs(argv: string[]): BenchArgs {
-  const args: BenchArgs = { json: false, only: [...BENCHMARKS], kernelMiB: 256, reloadMiB: 1024, seconds: 5, reloads: 20, blocks: 20, keywordKeys: 1_000_000, keywordHotKeys: 200_000, ethAccounts: DEFAULT_ETH_ACCOUNTS, chainBlocks: 20, chainAccounts: 100_000 };
+  const args: BenchArgs = { json: false, only: [...BENCHMARKS], kernelMiB: 256, reloadMiB: 1024, seconds: 5, reloads: 20, blocks: 20, keywordKeys: 1_000_000, keywordHotKeys: 200_000, ethAccounts: DEFAULT_ETH_ACCOUNTS, browserAccounts: DEFAULT_BROWSER_ACCOUNTS, chainBlocks: 20, chainAccounts: 100_000 };
   let reloadGiven = false;
   const num = (flag: string, v: string | undefined, min: number) => {
     const n = Number(v);
@@ -78,6 +82,7 @@ export function parseArgs(argv: string[]): BenchArgs {
     else if (a === '--reloads') args.reloads = Math.floor(num(a, argv[++i], 2));
     else if (a === '--blocks') args.blocks = Math.floor(num(a, argv[++i], 1));
     else if (a === '--eth-accounts') args.ethAccounts = Math.floor(num(a, argv[++i], 1));
+    else if (a === '--browser-accounts') args.browserAccounts = Math.floor(num(a, argv[++i], 1));
     else if (a === '--keyword-keys') args.keywordKeys = Math.floor(num(a, argv[++i], 1000));
     else if (a === '--keyword-hot-keys') args.keywordHotKeys = Math.floor(num(a, argv[++i], 1000));
     else if (a === '--chain-blocks') args.chainBlocks = Math.floor(num(a, argv[++i], 1));
@@ -183,6 +188,7 @@ export async function runAll(args: BenchArgs): Promise<{ report: Record<string, 
             delta: () => runDeltaBench({ log }),
             keyword: () => runKeywordBench({ keys: args.keywordKeys, hotKeys: args.keywordHotKeys, log }),
             eth: () => runEthBench({ accounts: args.ethAccounts, log }),
+            browser: () => runBrowserBench({ accounts: args.browserAccounts, log }),
             chain: () => runChainBench({ blocks: args.chainBlocks, accounts: args.chainAccounts, log }),
           };
           const result = await runners[name]();

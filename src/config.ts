@@ -60,6 +60,8 @@ export const configSchema = z
         z.array(z.string().regex(/^(\*|https?:\/\/[^/\s*]+)$/, "an origin is '*' or scheme://host[:port] (no path, no trailing slash)")),
       )
       .default(['*']),
+    /** Serve the private-lookup page (GET /, GET /assets/...) on the public listener. */
+    page: bool.default(true),
     /** Also serve the admin routes on the public listener (requires admin_token). */
     public_admin: bool.default(false),
     /** Past generations that stay queryable besides the current one. */

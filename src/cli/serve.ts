@@ -4,6 +4,7 @@ import { pino } from 'pino';
 import { type ConfigInput, loadConfig } from '../config.js';
 import { type PrimaryHandle, PrimaryError, runPrimary } from '../cluster/primary.js';
 import { intOption, reportAndExit } from './errors.js';
+import { PageAssets } from '../server/page.js';
 
 export interface ServeFlags {
   data?: string;
@@ -37,6 +38,8 @@ export function configFromFlags(flags: ServeFlags) {
 
 export async function serveCommand(flags: ServeFlags): Promise<PrimaryHandle> {
   const config = configFromFlags(flags);
+  // Every worker would fail the same way: say so once, before forking any.
+  if (config.page) PageAssets.load();
   // Workers get the token over IPC (primary.ts); they must not inherit it through their environment.
   delete process.env.LANEPIR_ADMIN_TOKEN;
   const logger = pino({ level: config.log_level, base: { role: 'primary' } });

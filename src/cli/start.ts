@@ -30,13 +30,17 @@ async function main(): Promise<void> {
   const server = await serveCommand({ data });
   const bin = path.relative(process.cwd(), path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../../bin/lanepir.js')) || 'bin/lanepir.js';
   const url = server.publicUrl;
-  const lines = ['', `lanepir is serving ${data}`, `  public API  ${url}   (GET /info, /manifest, /crs/:lane, /hint/:lane; POST /query/:lane)`, `  admin API   ${server.adminUrl}   (POST /admin/reload, GET /admin/generations)`, ''];
-  lines.push(...(await demoHints(data, `node ${bin}`, url)));
+  const lines = ['', `lanepir is serving ${data}`, `  public API  ${url}   (GET /info, /manifest, /crs/:lane, /hint/:lane; POST /query/:lane)`, `  admin API   ${server.adminUrl}   (POST /admin/reload, GET /admin/generations)`];
+  // The page is on unless the configuration turned it off: ask the server.
+  const page = await fetch(`${url}/`, { method: 'HEAD' }).then((r) => r.ok, () => false);
+  if (page) lines.push(`  lookup page ${url}/   (private reads in the browser)`);
+  lines.push('');
+  lines.push(...(await demoHints(data, `node ${bin}`, url, page)));
   process.stderr.write(lines.join('\n') + '\n');
 }
 
 /** Ready-to-paste private reads of accounts and balances that exist in the served data. */
-async function demoHints(data: string, cli: string, url: string): Promise<string[]> {
+async function demoHints(data: string, cli: string, url: string, page: boolean): Promise<string[]> {
   const manifest = await resolveGeneration(data).then((g) => readManifest(g.dir)).catch(() => undefined);
   if (!manifest || !isEthGeneration(manifest)) {
     return ['Try a private lookup:', `  ${cli} query --url ${url} --lane hot --index 42`, ''];
@@ -53,6 +57,7 @@ async function demoHints(data: string, cli: string, url: string): Promise<string
   const token = syn.tokens[0]!;
   return [
     'Try private reads (the server does not learn which account or token you ask for):',
+    ...(page ? [`  open ${url}/?address=${holder}     # in a browser`] : []),
     `  ${cli} account --url ${url} ${holder}`,
     `  ${cli} erc20 --url ${url} ${getAddress(token.address)} ${holder}     # ${token.label}`,
     `  ${cli} storage --url ${url} ${getAddress(token.address)} 0x${Buffer.from(syn.balanceSlot(0, holder)).toString('hex')}     # the same balance, by slot`,

@@ -16,7 +16,7 @@ import { type LaneDelta, decodeDelta } from '../pir/delta.js';
 import { type KeywordResult, keywordHash } from '../pir/keyword.js';
 import { DEFAULT_TIMEOUT_MS, type RetryPolicy, httpError, request } from '../pir/http.js';
 import { KeywordReader } from '../pir/keyword-remote.js';
-import { type HintCache } from '../pir/remote.js';
+import { type HintCache, type HintSource, type RemoteLane } from '../pir/remote.js';
 import { type Erc20Layout } from './erc20.js';
 import { EthError } from './errors.js';
 import { type EthLane, HotManifest } from './hot-manifest.js';
@@ -39,6 +39,8 @@ export interface StateClientOptions {
   retry?: RetryPolicy;
   /** A lane's query POSTs in flight at once during a round (default 2). */
   postsInFlight?: number;
+  /** Keep each lane's matrix A expanded in memory (default true), or regenerate it for each round (PirClientOptions.cacheMatrix). */
+  cacheMatrix?: boolean;
 }
 
 /** The block a result is from: the served generation's block. */
@@ -110,6 +112,8 @@ export interface RoundStats {
   bytesReceived: number;
   /** Milliseconds: manifest, hint, query, network, decode, total. */
   timings: Record<string, number>;
+  /** How each lane's hint was brought to the round's generation: memory, cache, delta or download. */
+  hintSources: Record<string, HintSource>;
 }
 
 export interface InfoGeneration {
@@ -147,6 +151,7 @@ export class StateClient {
       ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
       ...(opts.retry !== undefined ? { retry: opts.retry } : {}),
       ...(opts.postsInFlight !== undefined ? { postsInFlight: opts.postsInFlight } : {}),
+      ...(opts.cacheMatrix !== undefined ? { cacheMatrix: opts.cacheMatrix } : {}),
     });
     if (opts.padTo !== undefined && (!Number.isSafeInteger(opts.padTo) || opts.padTo < 1)) throw new EthError('EPARAMS', `padTo must be a positive integer, got ${opts.padTo}`);
   }
@@ -161,6 +166,11 @@ export class StateClient {
       const code = (err as { code?: unknown }).code;
       throw new EthError(typeof code === 'string' ? code : 'ENETWORK', (err as Error).message);
     }
+  }
+
+  /** The lanes' remote clients used so far (their stats count hint and delta bytes). */
+  remoteLanes(): RemoteLane[] {
+    return this.reader.remoteLanes();
   }
 
   /** The server's /info: current generation, its block, the chain id, the generations it serves. */
@@ -295,6 +305,7 @@ export class StateClient {
         bytesSent: round.bytesSent,
         bytesReceived: round.bytesReceived,
         timings: { manifest: manifestMs, ...round.timings, decode: round.timings.decode + decodeMs, total: now() - started },
+        hintSources: round.hintSources,
       };
       return out;
     }

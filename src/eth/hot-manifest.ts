@@ -6,7 +6,7 @@
 // Routing: the storage of a listed contract is hot; every account and all
 // other storage is cold. Browser-safe.
 import { type Address } from 'viem';
-import { z } from 'zod';
+import * as z from 'zod';
 import { type Erc20Layout, erc20BalanceSlot } from './erc20.js';
 import { EthError } from './errors.js';
 import { ACCOUNT_KEY_BYTES, ACCOUNT_KEY_TAG, STORAGE_KEY_BYTES, STORAGE_KEY_TAG, parseAddress, parseWord, storageKey, toHex } from './keys.js';

@@ -18,6 +18,9 @@
 import { numberToHex } from 'viem';
 import { type StateClient, type StateClientOptions, type ReadOptions, StateClient as Client } from './client.js';
 import { EthError } from './errors.js';
+import { ProviderRpcError } from './rpc-error.js';
+
+export { ProviderRpcError } from './rpc-error.js';
 import { parseAddress, parseWord, wordFromBigInt, wordToHex } from './keys.js';
 
 export interface Eip1193RequestArgs {
@@ -34,18 +37,6 @@ export interface LanepirProviderOptions extends StateClientOptions {
   passthrough?: Eip1193Like;
   /** Use this client instead of making one from the options. */
   client?: StateClient;
-}
-
-/** An EIP-1193 error (`code` per EIP-1193 / JSON-RPC). */
-export class ProviderRpcError extends Error {
-  constructor(
-    readonly code: number,
-    message: string,
-    readonly data?: unknown,
-  ) {
-    super(message);
-    this.name = 'ProviderRpcError';
-  }
 }
 
 export const ERC20_BALANCE_OF = '0x70a08231';

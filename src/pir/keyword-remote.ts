@@ -47,6 +47,8 @@ export interface KeywordReaderOptions {
   url: string;
   cache?: HintCache;
   fetch?: typeof fetch;
+  /** Keep each lane's A expanded (default true; PirClientOptions.cacheMatrix). */
+  cacheMatrix?: boolean;
   /** Per-request time limit, retries and waits included (default 30 000 ms). */
   timeoutMs?: number;
   /** How refusals with Retry-After (429/503) are waited out and retried (src/pir/http.ts). */
@@ -92,8 +94,16 @@ export class KeywordReader {
   /** The RemoteLane of a lane (hint, deltas, generation tracking). */
   lane(name: string): RemoteLane {
     let l = this.lanes.get(name);
-    if (!l) this.lanes.set(name, (l = new RemoteLane(this.opts.url, name, this.opts.cache, this.fetchFn, this.opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, this.opts.retry)));
+    if (!l) {
+      const clientOptions = this.opts.cacheMatrix !== undefined ? { cacheMatrix: this.opts.cacheMatrix } : {};
+      this.lanes.set(name, (l = new RemoteLane(this.opts.url, name, this.opts.cache, this.fetchFn, this.opts.timeoutMs ?? DEFAULT_TIMEOUT_MS, this.opts.retry, clientOptions)));
+    }
     return l;
+  }
+
+  /** Every lane used so far (hint byte counts: RemoteLane.stats). */
+  remoteLanes(): RemoteLane[] {
+    return [...this.lanes.values()];
   }
 
   private async info(): Promise<RoundInfo> {

@@ -10,11 +10,11 @@ type AesKey = Awaited<ReturnType<typeof globalThis.crypto.subtle.importKey>>;
 
 async function importKey(seed: Uint8Array): Promise<AesKey> {
   if (seed.length !== 16) throw new RangeError(`A's seed must be 16 bytes, got ${seed.length}`);
-  return globalThis.crypto.subtle.importKey('raw', seed, { name: 'AES-CTR' }, false, ['encrypt']);
+  return globalThis.crypto.subtle.importKey('raw', seed as Uint8Array<ArrayBuffer>, { name: 'AES-CTR' }, false, ['encrypt']);
 }
 
 /** The 16-byte big-endian counter block for block number `block` (< 2^53). */
-function counterBlock(block: number): Uint8Array {
+function counterBlock(block: number): Uint8Array<ArrayBuffer> {
   const ctr = new Uint8Array(BLOCK);
   let v = block;
   for (let i = BLOCK - 1; i >= 0 && v > 0; i--) {
@@ -26,6 +26,9 @@ function counterBlock(block: number): Uint8Array {
 
 /** A stream of A's rows; keeps the imported key so repeated ranges are cheap. */
 export class MatrixStream {
+  /** The all-zero plaintext, kept: WebCrypto copies its input, so one buffer serves every call (no megabyte of garbage per step). */
+  private zeros = new Uint8Array(0);
+
   private constructor(
     private readonly key: AesKey,
     readonly n: number,
@@ -39,10 +42,11 @@ export class MatrixStream {
   /** Rows [rowStart, rowStart + rowCount) of A, row-major. */
   async rows(rowStart: number, rowCount: number): Promise<Uint32Array> {
     const bytes = rowCount * this.n * 4;
+    if (this.zeros.byteLength < bytes) this.zeros = new Uint8Array(bytes);
     const ks = await globalThis.crypto.subtle.encrypt(
       { name: 'AES-CTR', counter: counterBlock((rowStart * this.n * 4) / BLOCK), length: 128 },
       this.key,
-      new Uint8Array(bytes),
+      this.zeros.subarray(0, bytes),
     );
     return littleEndianWords(new Uint8Array(ks));
   }

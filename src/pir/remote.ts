@@ -11,7 +11,7 @@
 // lane is refused for good if it does); every response must name the
 // generation asked for. Whatever the index, the same requests go out: an
 // index outside the lane is reported only after the query round.
-import { PirClient } from './client.js';
+import { PirClient, type PirClientOptions } from './client.js';
 import { type Crs, answerBytes, hintBytes, parseCrs } from './crs.js';
 import { type LaneDelta, decodeDelta, generationBlockNumber, isGenerationId } from './delta.js';
 import { PirClientError } from './errors.js';
@@ -88,6 +88,8 @@ export class RemoteLane {
     private readonly timeoutMs = DEFAULT_TIMEOUT_MS,
     /** How refusals with Retry-After (429/503) are waited out and retried (src/pir/http.ts). */
     private readonly retry?: RetryPolicy,
+    /** How the lane's PirClient works (e.g. cacheMatrix: keep A expanded, or stream it per query). */
+    private readonly clientOptions: Pick<PirClientOptions, 'cacheMatrix'> = {},
   ) {
     retryPolicy(retry); // a bad policy is named now, not at the first refusal
   }
@@ -95,6 +97,11 @@ export class RemoteLane {
   /** The generation this client's hint belongs to. */
   get hintGeneration(): string | undefined {
     return this.client?.generation;
+  }
+
+  /** The lane's PirClient as held now (no refresh), e.g. to prepare queries ahead in idle time. */
+  get pirClient(): PirClient | undefined {
+    return this.client;
   }
 
   // ---- HTTP ----
@@ -283,7 +290,7 @@ export class RemoteLane {
     const seen = this.known.get(cached.generation);
     if (seen && disagreement(crs, seen)) return undefined;
     try {
-      return await PirClient.create(crs, cached.hint, { generation: cached.generation }); // checks the hint's sha256
+      return await PirClient.create(crs, cached.hint, { ...this.clientOptions, generation: cached.generation }); // checks the hint's sha256
     } catch {
       return undefined;
     }
@@ -341,7 +348,7 @@ export class RemoteLane {
   private async download(target: string, crs: Crs): Promise<void> {
     const { res, what } = await this.get(this.path('hint', target), target);
     const hint = await readBody(res, what, hintBytes(crs), this.timeoutMs);
-    this.client = await PirClient.create(crs, hint, { generation: target }); // checks the hint's sha256
+    this.client = await PirClient.create(crs, hint, { ...this.clientOptions, generation: target }); // checks the hint's sha256
     this.stats.downloads++;
     this.stats.hintBytes += hint.byteLength;
   }
@@ -423,7 +430,7 @@ export class RemoteLane {
         const { res, what } = await this.send(this.path('query', generation), {
           method: 'POST',
           headers: { 'Content-Type': 'application/octet-stream' },
-          body: query,
+          body: query as Uint8Array<ArrayBuffer>, // never a shared buffer (lib.dom's BodyInit says so)
         });
         if (res.status === 410 && attempt < 3) {
           // Retired meanwhile: refresh to the current generation and ask again.

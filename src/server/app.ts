@@ -18,6 +18,7 @@ import { publicLimits, sendTimeouts, whenDone } from './limits.js';
 import { ADMIN_BODY_MAX, adminBodyGuard, adminHostGuard } from './admin-guard.js';
 import { type Routes, corsAndOptions, routesAt } from './cors.js';
 import { FileRangeStream } from './file-range.js';
+import { type PageAssets, pageRouter } from './page.js';
 import { HttpError } from './errors.js';
 import { httpLogger, noteRefusal } from './logging.js';
 import { type ReloadResult, ReloadError } from './reloader.js';
@@ -46,6 +47,8 @@ export interface AppContext {
   metricsText: () => Promise<{ contentType: string; body: string }>;
   /** Called first on every request (cluster workers check the published generation). */
   beforeRequest?: () => void;
+  /** The lookup page's files (config page), served on the public listener at GET /. */
+  page?: PageAssets;
 }
 
 type Ctx = RouterContext;
@@ -467,6 +470,7 @@ function createApp(app: AppContext, routes: Routes[], guards: Koa.Middleware[] =
 /** Clients' listener, open to other origins (cors_origins); admin routes only when configured (always behind the token: config validation), never open to other origins. */
 export function createPublicApp(app: AppContext): Koa {
   const routes: Routes[] = [{ router: publicRouter(app), cors: true }];
+  if (app.page) routes.push({ router: pageRouter(app.page), cors: true });
   if (app.config.public_admin) routes.push({ router: adminRouter(app), cors: false });
   return createApp(app, routes, [], [publicLimits(app.config, app.metrics).middleware]);
 }

@@ -13,6 +13,7 @@ import { Reloader, type ReloadOptions, type ReloadResult, ReloadError } from './
 import { LaneScheduler } from './scheduler.js';
 import { ServerMetrics } from './metrics.js';
 import { SnapshotStore } from './snapshot.js';
+import { PageAssets } from './page.js';
 
 export const VERSION = (createRequire(import.meta.url)('../../../package.json') as { version: string }).version;
 
@@ -82,6 +83,8 @@ function listen(server: http.Server, host: string, port: number, listener: 'publ
 
 export async function startServer(config: Config, opts: ServerOptions = {}): Promise<RunningServer> {
   const logger = opts.logger ?? pino({ level: config.log_level });
+  // Before anything is mapped or opened: a missing page is a start-up error naming the fix.
+  const page = config.page ? PageAssets.load() : undefined;
   const store = new SnapshotStore(config.retain_generations);
   const reloader = new Reloader(config, store, (s) => logger.info({ generation: s.id, block: s.blockNumber }, 'released generation'));
   const metrics = opts.metrics ?? new ServerMetrics();
@@ -136,6 +139,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
       opts.metricsText ??
       (async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() })),
     ...(opts.beforeRequest ? { beforeRequest: opts.beforeRequest } : {}),
+    ...(page ? { page } : {}),
     workerName: opts.workerName ?? `pid-${process.pid}`,
     reload: opts.reload ?? reloadLocal,
     // Same shape as the cluster primary's answer (one worker).
