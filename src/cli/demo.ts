@@ -123,6 +123,8 @@ async function main(): Promise<void> {
     cleanups.push(async () => clearInterval(timer));
 
     const cli = `node ${path.relative(process.cwd(), BIN) || BIN}`;
+    // The lookup page is on unless the configuration turned it off.
+    const page = await fetch(`${url}/`, { method: 'HEAD' }).then((r) => r.ok, () => false);
     process.stderr.write(
       [
         '',
@@ -133,6 +135,7 @@ async function main(): Promise<void> {
         `  ${cli} account --url ${url} ${getAddress(holders[1]!)}     # ETH every third transaction`,
         `  ${cli} erc20 --url ${url} ${getAddress(token)} ${getAddress(holders[1]!)}     # LANE token`,
         `  ${cli} erc20 --url ${url} ${getAddress(token)} ${getAddress(holders[2]!)}`,
+        ...(page ? [`  open ${url}/?address=${getAddress(holders[1]!)}     # the lookup page, in a browser`] : []),
         'Ctrl-C stops the node, the follower and the cluster.',
         '',
       ].join('\n'),
