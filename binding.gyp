@@ -8,6 +8,7 @@
         "native/lane.cc",
         "native/aes.cc",
         "native/answer.cc",
+        "native/pool.cc",
         "native/hint.cc",
         "native/control.cc",
         "native/control_binding.cc",

@@ -20,6 +20,7 @@
 #include "hint.h"
 #include "lane.h"
 #include "napi_errors.h"
+#include "pool.h"
 
 using namespace lanepir;
 
@@ -57,12 +58,15 @@ unsigned defaultThreads() {
 
 struct CallOptions {
   unsigned threads = defaultThreads();
-  KernelPath path = bestPath();
+  KernelPath path = KernelPath::Portable;
 };
 
 CallOptions parseCallOptions(const Napi::Value& v) {
   CallOptions co;
-  if (v.IsUndefined() || v.IsNull()) return co;
+  if (v.IsUndefined() || v.IsNull()) {
+    co.path = defaultPath();
+    return co;
+  }
   if (!v.IsObject()) fail("EPARAMS", "options must be an object");
   Napi::Object o = v.As<Napi::Object>();
   co.threads = unsigned(optUint(o, "threads", co.threads, 1, 1024));
@@ -70,6 +74,8 @@ CallOptions parseCallOptions(const Napi::Value& v) {
   if (!p.IsUndefined() && !p.IsNull()) {
     if (!p.IsString()) fail("EPARAMS", "options.path must be a string");
     co.path = resolvePath(p.As<Napi::String>().Utf8Value());
+  } else {
+    co.path = defaultPath();
   }
   return co;
 }
@@ -289,11 +295,18 @@ Napi::Value LaneWrap::Warm(const Napi::CallbackInfo& info) {
 
 class AnswerWorker : public PromiseWorker {
  public:
-  AnswerWorker(Napi::Env env, std::shared_ptr<Lane> lane, std::vector<uint32_t> queries, int K, CallOptions co)
-      : PromiseWorker(env, "lanepir.answer"), lane_(std::move(lane)), queries_(std::move(queries)), K_(K), co_(co) {
+  // The queries are read in place by the kernel threads: the worker holds a
+  // reference to each one's ArrayBuffer until it is done (JS must not write
+  // to them meanwhile; the server never does).
+  AnswerWorker(Napi::Env env, std::shared_ptr<Lane> lane, const std::vector<Napi::Uint32Array>& queries, CallOptions co)
+      : PromiseWorker(env, "lanepir.answer"), lane_(std::move(lane)), K_(int(queries.size())), co_(co) {
+    for (const Napi::Uint32Array& a : queries) {
+      queries_.push_back(a.Data());
+      queryRefs_.push_back(Napi::Persistent(a.ArrayBuffer()));
+    }
     // Result buffers are created here (JS thread) and only exposed on resolve.
     const uint64_t words = lane_->entrySize() * lane_->rows();
-    for (int k = 0; k < K; k++) {
+    for (int k = 0; k < K_; k++) {
       Napi::ArrayBuffer ab = newBuffer(env, words * 4);
       out_.push_back(static_cast<uint32_t*>(ab.Data()));
       refs_.push_back(Napi::Persistent(ab));
@@ -312,7 +325,8 @@ class AnswerWorker : public PromiseWorker {
   }
 
   std::shared_ptr<Lane> lane_;
-  std::vector<uint32_t> queries_;
+  std::vector<const uint32_t*> queries_;
+  std::vector<Napi::Reference<Napi::ArrayBuffer>> queryRefs_;
   int K_;
   CallOptions co_;
   size_t words_ = 0;
@@ -330,7 +344,8 @@ Napi::Value LaneWrap::Answer(const Napi::CallbackInfo& info) {
     if (K < 1 || K > uint32_t(kMaxQueries))
       fail("EPARAMS", "answer takes 1.." + std::to_string(kMaxQueries) + " queries, got " + std::to_string(K));
     const size_t m = size_t(lane->m());
-    std::vector<uint32_t> queries(size_t(K) * m);
+    std::vector<Napi::Uint32Array> queries;
+    queries.reserve(K);
     for (uint32_t k = 0; k < K; k++) {
       Napi::Value v = qs.Get(k);
       if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
@@ -339,10 +354,10 @@ Napi::Value LaneWrap::Answer(const Napi::CallbackInfo& info) {
       if (a.ElementLength() != m)
         fail("EQUERY_SIZE", "query " + std::to_string(k) + " has " + std::to_string(a.ElementLength()) +
                                 " elements, expected m = " + std::to_string(m));
-      std::memcpy(queries.data() + size_t(k) * m, a.Data(), m * 4);  // copied: JS may reuse its arrays
+      queries.push_back(a);
     }
     CallOptions co = parseCallOptions(info.Length() > 1 ? info[1] : env.Undefined());
-    auto* w = new AnswerWorker(env, std::move(lane), std::move(queries), int(K), co);
+    auto* w = new AnswerWorker(env, std::move(lane), queries, co);
     return queued(w);
   } catch (...) {
     return rejectedCurrent(env);
@@ -558,6 +573,14 @@ Napi::Value CpuFeatures(const Napi::CallbackInfo& info) {
   o.Set("avx512vnni", ci.avx512vnni);
   o.Set("avxvnni", ci.avxvnni);
   o.Set("best", pathName(bestPath()));
+  // What kernels use when a call names no path (LANEPIR_KERNEL_PATH, else best); null when the variable names a path this CPU cannot run.
+  try {
+    o.Set("default", pathName(defaultPath()));
+  } catch (const NativeError&) {
+    o.Set("default", env.Null());
+  }
+  o.Set("forced", forcedPathName().empty() ? env.Null() : Napi::String::New(env, forcedPathName()));
+  o.Set("poolThreads", double(KernelPool::shared().threads()));
   Napi::Array paths = Napi::Array::New(env);
   uint32_t i = 0;
   for (KernelPath p : {KernelPath::Portable, KernelPath::Avx2, KernelPath::Avx512})

@@ -15,7 +15,7 @@
 
 #include "cpu.h"
 #include "errors.h"
-#include "threads.h"
+#include "pool.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -223,7 +223,7 @@ double readBandwidth(const Lane& lane, unsigned threads, unsigned passes) {
     sinks[t * 8] = s;
   };
   auto t0 = std::chrono::steady_clock::now();
-  parallelRun(threads, work);
+  KernelPool::shared().run(threads, threads, work);
   auto t1 = std::chrono::steady_clock::now();
   static std::atomic<uint64_t> keep{0};
   for (uint64_t v : sinks) keep.fetch_add(v, std::memory_order_relaxed);
