@@ -9,6 +9,7 @@
         "native/aes.cc",
         "native/answer.cc",
         "native/pool.cc",
+        "native/shard_cache.cc",
         "native/hint.cc",
         "native/control.cc",
         "native/control_binding.cc",

@@ -190,7 +190,7 @@ class LaneWrap : public Napi::ObjectWrap<LaneWrap> {
     m_ = lane_->m();
     rows_ = lane_->rows();
     bytes_ = lane_->bytes();
-    memory_ = lane_->memoryMode();
+    memory_ = lane_->memory();
   }
   // Fallback for a handle that was never released: drop its reference on a
   // thread of its own (a finalizer must not block on an unmap either).
@@ -217,7 +217,7 @@ class LaneWrap : public Napi::ObjectWrap<LaneWrap> {
   Napi::Value GetM(const Napi::CallbackInfo& i) { return Napi::Number::New(i.Env(), double(m_)); }
   Napi::Value GetRows(const Napi::CallbackInfo& i) { return Napi::Number::New(i.Env(), double(rows_)); }
   Napi::Value GetBytes(const Napi::CallbackInfo& i) { return Napi::Number::New(i.Env(), double(bytes_)); }
-  Napi::Value GetMode(const Napi::CallbackInfo& i) { return Napi::String::New(i.Env(), memory_ ? "memory" : "mmap"); }
+  Napi::Value GetMode(const Napi::CallbackInfo& i) { return Napi::String::New(i.Env(), laneMemoryName(memory_)); }
   Napi::Value GetReleased(const Napi::CallbackInfo& i) { return Napi::Boolean::New(i.Env(), !lane_); }
 
   Napi::Value Release(const Napi::CallbackInfo& i);
@@ -228,7 +228,7 @@ class LaneWrap : public Napi::ObjectWrap<LaneWrap> {
 
   std::shared_ptr<Lane> lane_;
   uint64_t entries_ = 0, es_ = 0, m_ = 0, rows_ = 0, bytes_ = 0;
-  bool memory_ = false;
+  LaneMemory memory_ = LaneMemory::Mmap;
 };
 
 LaneWrap* unwrapLane(Napi::Env env, const Napi::Value& v) {
@@ -402,8 +402,20 @@ Napi::Value OpenLane(const Napi::CallbackInfo& info) {
     p.m = toUint(o.Get("m"), "options.m", 1, uint64_t(1) << 32);
     Napi::Value mode = o.Get("mode");
     const std::string ms = mode.IsString() ? mode.As<Napi::String>().Utf8Value() : "";
-    if (ms == "memory") p.memoryMode = true;
-    else if (ms != "mmap") fail("EPARAMS", "options.mode must be 'mmap' or 'memory'");
+    if (ms == "memory") p.memory = LaneMemory::Memory;
+    else if (ms == "cache") p.memory = LaneMemory::Cache;
+    else if (ms != "mmap") fail("EPARAMS", "options.mode must be 'mmap', 'memory' or 'cache'");
+    Napi::Value ids = o.Get("contentIds");
+    if (!ids.IsUndefined() && !ids.IsNull()) {
+      if (!ids.IsArray()) fail("EPARAMS", "options.contentIds must be an array of strings (one per shard)");
+      Napi::Array ia = ids.As<Napi::Array>();
+      if (ia.Length() != p.shards.size()) fail("EPARAMS", "options.contentIds needs one string per shard");
+      for (uint32_t i = 0; i < ia.Length(); i++) {
+        Napi::Value v = ia.Get(i);
+        if (!v.IsString()) fail("EPARAMS", "options.contentIds[" + std::to_string(i) + "] must be a string");
+        p.contentIds.push_back(v.As<Napi::String>().Utf8Value());
+      }
+    }
     auto* w = new OpenWorker(env, std::move(p));
     return queued(w);
   } catch (...) {
@@ -595,6 +607,16 @@ Napi::Value MappingStats(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("lanes", double(s.lanes));
   o.Set("bytes", double(s.bytes));
+  const ShardCache::Stats c = ShardCache::shared().stats();
+  Napi::Object co = Napi::Object::New(env);
+  co.Set("regions", double(c.regions));
+  co.Set("regionBytes", double(c.regionBytes));
+  co.Set("shards", double(c.shards));
+  co.Set("liveBytes", double(c.liveBytes));
+  co.Set("hits", double(c.hits));
+  co.Set("misses", double(c.misses));
+  co.Set("readBytes", double(c.readBytes));
+  o.Set("cache", co);
   return o;
 }
 

@@ -24,8 +24,14 @@ export interface CpuFeatures {
   avx512: boolean; // AVX-512 F+BW(+VL) usable (cpuid and OS state)
   avx512vnni: boolean;
   avxvnni: boolean;
-  /** The path `auto` picks on this machine. */
+  /** The fastest path this CPU runs. */
   best: KernelPath;
+  /** The path kernels use when a call names none: LANEPIR_KERNEL_PATH if set, else `best`; null if that variable names a path this CPU cannot run (kernel calls then fail). */
+  default: KernelPath | null;
+  /** LANEPIR_KERNEL_PATH as set, or null. */
+  forced: string | null;
+  /** Threads of the persistent kernel pool started so far. */
+  poolThreads: number;
   /** All paths this CPU can run, portable first. */
   paths: KernelPath[];
 }
@@ -41,9 +47,18 @@ export interface LaneOpenOptions {
   shardSize: number;
   /** Columns of the SimplePIR matrix (entries per record row). */
   m: number;
-  /** 'mmap' maps the shards read-only; 'memory' reads them into process memory. */
-  mode: 'mmap' | 'memory';
+  /**
+   * Where the lane's bytes live (see LaneMemory): 'mmap' maps the shards
+   * read-only; 'memory' reads them into one huge-page buffer; 'cache' reads
+   * them into huge-page shard buffers shared with every other lane that has
+   * the same shard files (only changed shards are read).
+   */
+  mode: LaneMemory;
+  /** Cache mode: the manifest's sha256 of each shard; a cached buffer is reused only for the same file and checksum. */
+  contentIds?: string[];
 }
+
+export type LaneMemory = 'mmap' | 'memory' | 'cache';
 
 export interface AnswerOptions {
   /** Worker threads for this call (default: all cores). */
@@ -65,7 +80,7 @@ export interface LaneHandle {
   readonly rows: number;
   /** Total bytes of lane data (entries * entrySize). */
   readonly bytes: number;
-  readonly mode: 'mmap' | 'memory';
+  readonly mode: LaneMemory;
   /** True once release() was called (the memory may still be in use by running kernels). */
   readonly released: boolean;
   /**
@@ -90,8 +105,23 @@ export interface LaneHandle {
 export interface MappingStats {
   /** Lanes whose memory is still held (mapped or allocated). */
   lanes: number;
-  /** Bytes of lane data still held. */
+  /** Bytes of lane data still held (by lane: shards shared between lanes count once per lane). */
   bytes: number;
+  /** The shard cache (lanes opened in 'cache' mode). */
+  cache: ShardCacheStats;
+}
+
+export interface ShardCacheStats {
+  /** Huge-page regions mapped, and their bytes (shard slots in use or free). */
+  regions: number;
+  regionBytes: number;
+  /** Shard buffers alive and their bytes: each distinct shard file once, however many lanes share it. */
+  shards: number;
+  liveBytes: number;
+  /** Shards reused from the cache / read from their files, and bytes read, since the process started. */
+  hits: number;
+  misses: number;
+  readBytes: number;
 }
 
 export interface NativeAddon {

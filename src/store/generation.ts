@@ -4,7 +4,7 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { type Crs, parseCrs, hintBytes } from '../pir/crs.js';
-import { native, type LaneHandle } from '../native.js';
+import { native, type LaneHandle, type LaneMemory } from '../native.js';
 import { StoreError } from './errors.js';
 import {
   GENERATION_ID,
@@ -26,6 +26,8 @@ export interface LaneInfo {
   crs: Crs;
   summary: LaneSummary;
   shardPaths: string[];
+  /** The manifest's sha256 of each shard ('' where it lists none): the shard cache reuses a buffer only for the same checksum. */
+  shardSha256: string[];
   hintPath: string;
 }
 
@@ -135,12 +137,14 @@ async function loadLane(dir: string, lane: LaneName, summary: LaneSummary, manif
   if (hintSize < 0) fail('EHINT', `${lane}: hint.bin is missing`);
   if (hintSize !== hintBytes(crs)) fail('EHINT', `${lane}: hint.bin has ${hintSize} bytes, expected ${hintBytes(crs)}`);
   if (manifest.files[`${lane}/hint.bin`]?.sha256 !== crs.hint_sha256) fail('EHINT', `${lane}: manifest and crs.json disagree on the hint checksum`);
-  return { lane, crs, summary, shardPaths, hintPath: hintFile };
+  const shardSha256 = shardPaths.map((_, i) => manifest.files[`${lane}/shards/${shardName(i)}`]?.sha256 ?? '');
+  return { lane, crs, summary, shardPaths, shardSha256, hintPath: hintFile };
 }
 
-/** Opens a lane's data for the kernels (mapped or read into memory). */
-export function openLane(info: LaneInfo, mode: 'mmap' | 'memory'): Promise<LaneHandle> {
+/** Opens a lane's data for the kernels (mapped, read into memory, or through the shard cache). */
+export function openLane(info: LaneInfo, mode: LaneMemory): Promise<LaneHandle> {
   return native.openLane({
+    ...(mode === 'cache' && info.shardSha256 ? { contentIds: info.shardSha256 } : {}),
     shards: info.shardPaths,
     entrySize: info.crs.entry_size,
     entries: info.crs.entries,
