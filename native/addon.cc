@@ -26,6 +26,8 @@ using namespace lanepir;
 
 namespace lanepir {
 void InitControl(Napi::Env env, Napi::Object exports);
+void InitExchange(Napi::Env env, Napi::Object exports);
+std::shared_ptr<Lane> laneFromJs(Napi::Env env, const Napi::Value& v);
 }
 
 namespace {
@@ -237,6 +239,13 @@ LaneWrap* unwrapLane(Napi::Env env, const Napi::Value& v) {
     fail("EPARAMS", "lane must be a LaneHandle returned by openLane()");
   return LaneWrap::Unwrap(v.As<Napi::Object>());
 }
+
+}  // namespace
+
+// For the other binding files (the executor takes lanes from JS).
+std::shared_ptr<Lane> lanepir::laneFromJs(Napi::Env env, const Napi::Value& v) { return unwrapLane(env, v)->liveLane(); }
+
+namespace {
 
 Napi::Value LaneWrap::ReadEntry(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -631,6 +640,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("mappingStats", Napi::Function::New(env, MappingStats, "mappingStats"));
   exports.Set("readBandwidth", Napi::Function::New(env, ReadBandwidth, "readBandwidth"));
   InitControl(env, exports);  // cluster control segment (control_binding.cc)
+  InitExchange(env, exports);  // query exchange and kernel executor (exchange_binding.cc)
   return exports;
 }
 

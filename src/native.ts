@@ -237,3 +237,91 @@ export interface ControlAddon {
 }
 
 export const control: ControlAddon = native as unknown as ControlAddon;
+
+// ---- Query exchange and kernel executor (native/exchange.*, native/executor.*) ----
+
+/** Lanes by index in the exchange. */
+export const EXCHANGE_LANES = ['hot', 'cold'] as const;
+
+export interface ExchangeStats {
+  executor: { pid: number; epoch: number; state: 'none' | 'starting' | 'serving' | 'stopped' | 'unknown'; heartbeatAt: number };
+  /** Passes run and queries answered, per lane (hot, cold). */
+  lanes: { passes: number; answered: number }[];
+  regions: { pid: number; incarnation: number; inKernel: number[]; submitted: number; completed: number }[];
+}
+
+/** Shared memory between the servers that take queries and the executor that answers them. */
+export interface QueryExchange {
+  readonly name: string;
+  readonly regions: number;
+  readonly descriptors: number;
+  readonly dataBytes: number;
+  /** The primary, when a worker exits: drops its queued queries, frees its finished ones. */
+  resetRegion(region: number): void;
+  /** When the executor is gone: queries that were in its pass fail (EEXECUTOR_LOST). Returns how many. */
+  failTaken(): number;
+  stats(): ExchangeStats;
+  unlink(): void;
+  close(): void;
+}
+
+/** (descriptor, result code, batch | epoch << 32 truncated to the batch, pass microseconds) per finished query. */
+export type CompletionWords = Uint32Array;
+
+export interface KernelClient {
+  /** This region's data area (query and answer areas), shared with the executor. */
+  readonly data: Uint8Array;
+  readonly descriptors: number;
+  readonly region: number;
+  submit(descriptor: number, lane: number, generation: string, queryOff: number, queryBytes: number, answerOff: number, answerBytes: number): void;
+  /** Withdraws a query not yet taken into a pass (true); false: it completes as usual. */
+  cancel(descriptor: number): boolean;
+  /** The answer was sent; the descriptor can be reused. */
+  free(descriptor: number): void;
+  /** Queries of the lane queued or in a pass, across every live region. */
+  pending(lane: number): number;
+  executor(): { pid: number; epoch: number; serving: boolean; heartbeatAt: number };
+  /** Keep the process alive while queries are pending (ref) or not (unref, the default). */
+  ref(): void;
+  unref(): void;
+  close(): void;
+}
+
+export interface PassReport {
+  lane: 'hot' | 'cold';
+  batch: number;
+  seconds: number;
+  bytes: number;
+  generation: string;
+}
+
+export interface KernelExecutor {
+  readonly epoch: number;
+  /** Registers a generation's lanes (the executor holds its own references); returns a token for dropGeneration. */
+  setGeneration(generation: string, lanes: { hot?: LaneHandle; cold?: LaneHandle }): number;
+  /** Forgets a generation (only the registration with `token`, when given). */
+  dropGeneration(generation: string, token?: number): boolean;
+  generations(): string[];
+  /** Begin taking queries. */
+  start(): void;
+  /** Lane threads finish their pass and stop. */
+  stop(): void;
+}
+
+export interface ExchangeAddon {
+  /** name null: a private exchange for one process (its executor runs in it too). */
+  exchangeCreate(name: string | null, regions: number, descriptors: number, dataBytes: number): QueryExchange;
+  exchangeOpen(name: string): QueryExchange;
+  KernelClient: new (exchange: QueryExchange, region: number, onComplete: (words: CompletionWords) => void, claimTimeoutMs?: number) => KernelClient;
+  KernelExecutor: new (
+    exchange: QueryExchange,
+    options: { batchMax?: number; windowMs?: number; threads?: number; path?: KernelPath | 'auto' },
+    onPass?: (p: PassReport) => void,
+  ) => KernelExecutor;
+  exchangeLayout: { version: number; headerBytes: number; regionHeaderBytes: number; descriptorBytes: number };
+}
+
+export const exchange: ExchangeAddon = native as unknown as ExchangeAddon;
+
+/** Result codes of finished queries (native/exchange.h resultName). */
+export const EXCHANGE_RESULTS = ['OK', 'EGENERATION_GONE', 'EQUERY_SIZE', 'EEXECUTOR_LOST', 'EKERNEL', 'EBAD_DESCRIPTOR'] as const;
