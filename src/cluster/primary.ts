@@ -14,6 +14,7 @@ import { resolveGeneration } from '../store/generation.js';
 import { readManifest } from '../store/manifest.js';
 import { type LaneName, generationBlock } from '../store/layout.js';
 import { ReloadError, rethrow, validateGeneration } from '../server/reloader.js';
+import { laneMemoryMode } from '../server/lane-memory.js';
 import {
   type ClusterReloadResult,
   type ErrorBody,
@@ -344,7 +345,8 @@ export async function runPrimary(
       reload_duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
       hot_loaded: lanes.includes('hot'),
       cold_loaded: lanes.includes('cold'),
-      mmap_mode: config.use_mmap,
+      mmap_mode: laneMemoryMode(config) === 'mmap',
+      lane_memory: laneMemoryMode(config),
       old_generation: before?.generation ?? null,
       new_generation: id,
       unchanged,

@@ -9,7 +9,6 @@ import getRawBody from 'raw-body';
 import { type Logger } from 'pino';
 import { type Config, configHash } from '../config.js';
 import { answerBytes, hintBytes, queryBytes } from '../pir/crs.js';
-import { littleEndianWords, wordsToLittleEndian } from '../pir/prg.js';
 import { GENERATION_ID, isLaneName, type LaneName } from '../store/layout.js';
 import { DeltaGoneError, deltaChain } from './delta.js';
 import { ADMIN_BODY_MAX, adminBodyGuard, adminHostGuard } from './admin-guard.js';
@@ -19,8 +18,11 @@ import { HttpError } from './errors.js';
 import { httpLogger, noteRefusal } from './logging.js';
 import { StoreError } from '../store/errors.js';
 import { type ReloadResult, ReloadError } from './reloader.js';
-import { LaneScheduler, OverloadedError } from './scheduler.js';
+import { type KernelBackend } from './kernel.js';
+import { readBodyInto } from './body.js';
+import { KernelError, OverloadedError, type KernelResult, type QueryJob } from './scheduler.js';
 import { type ServerMetrics } from './metrics.js';
+import { laneMemoryMode } from './lane-memory.js';
 import { type ServedLane, type Snapshot, type SnapshotStore } from './snapshot.js';
 
 export const PROTOCOL_VERSION = 1;
@@ -28,7 +30,8 @@ export const PROTOCOL_VERSION = 1;
 export interface AppContext {
   config: Config;
   store: SnapshotStore;
-  schedulers: Record<LaneName, LaneScheduler>;
+  /** Where queries are answered (this process's executor, or the cluster's kernel process). */
+  kernel: KernelBackend;
   logger: Logger;
   version: string;
   /** Names this process in X-Lanepir-Worker. */
@@ -203,7 +206,8 @@ export function publicRouter(app: AppContext): Router {
       ready: cur !== undefined,
       generation: cur?.id ?? null,
       block_number: cur?.blockNumber ?? null,
-      mmap_mode: config.use_mmap,
+      mmap_mode: config.use_mmap && laneMemoryMode(config) === 'mmap',
+      lane_memory: laneMemoryMode(config),
       batch_max: config.batch_max,
       lanes: Object.fromEntries((cur?.laneNames ?? []).map((l) => [l, laneSummary(cur!.lanes[l]!)])),
       generations: store.queryable().map((s) => ({
@@ -286,37 +290,48 @@ export function publicRouter(app: AppContext): Router {
     if (declared && Number(declared) > expected) {
       throw new HttpError(413, 'EQUERY_TOO_LARGE', `a ${lane.name} query is ${expected} bytes, got ${declared}`);
     }
-    let body: Buffer;
+    // The body is read straight into this query's area in the shared exchange,
+    // and the answer is sent from its answer area: no copy either way.
+    let job: QueryJob;
     try {
-      body = await getRawBody(ctx.req, { limit: expected, length: declared ? Number(declared) : null });
+      job = app.kernel.open(snap, lane);
+    } catch (err) {
+      if (err instanceof OverloadedError) {
+        throw new HttpError(503, 'EOVERLOADED', `the ${lane.name} lane is at capacity; retry shortly`, {}, { 'Retry-After': '1' });
+      }
+      throw err;
+    }
+    // Freed once the answer is written (or the client went away); a query in a pass is freed when the pass ends.
+    ctx.res.once('close', () => job.dispose());
+    let got: number;
+    try {
+      got = await readBodyInto(ctx.req, job.query, declared ? Number(declared) : null);
     } catch (err) {
       const status = (err as { status?: number }).status;
       if (status === 413) throw new HttpError(413, 'EQUERY_TOO_LARGE', `a ${lane.name} query is ${expected} bytes`);
       throw new HttpError(400, 'EBAD_BODY', `could not read the query body: ${(err as Error).message}`);
     }
-    if (body.length !== expected) {
-      throw new HttpError(400, 'EQUERY_SIZE', `a ${lane.name} query is ${expected} bytes (m = ${lane.info.crs.m} uint32), got ${body.length}`);
+    if (got !== expected) {
+      throw new HttpError(400, 'EQUERY_SIZE', `a ${lane.name} query is ${expected} bytes (m = ${lane.info.crs.m} uint32), got ${got}`);
     }
-    const scheduler = app.schedulers[lane.name];
-    let result;
+    let result: KernelResult;
     try {
-      // The kernel call copies the queries it is given; the body is not reused meanwhile.
-      result = await scheduler.submit(lane, littleEndianWords(new Uint8Array(body.buffer, body.byteOffset, body.length)));
+      result = await job.run();
     } catch (err) {
-      if (err instanceof OverloadedError) {
-        throw new HttpError(503, 'EOVERLOADED', `the ${lane.name} lane is at capacity; retry shortly`, {}, { 'Retry-After': '1' });
-      }
+      const code = err instanceof KernelError ? err.code : undefined;
       // Only possible once every request holding the generation has gone (nobody is left to answer).
-      if ((err as { code?: string }).code === 'ERELEASED') {
+      if (code === 'EGENERATION_GONE') {
         throw new HttpError(410, 'EGENERATION_GONE', `generation ${snap.id} was released`, { current_generation: store.current?.id ?? null });
+      }
+      if (code === 'EEXECUTOR_LOST') {
+        throw new HttpError(503, 'EKERNEL_RESTART', 'the kernel executor restarted during this query; retry', {}, { 'Retry-After': '1' });
       }
       throw err;
     }
     generationHeaders(ctx, snap);
     ctx.set('X-Lanepir-Batch', String(result.batch));
     ctx.type = 'application/octet-stream';
-    const bytes = wordsToLittleEndian(result.answer);
-    ctx.body = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength); // a view, not a copy
+    ctx.body = result.answer; // little-endian words in the shared answer area (a view, not a copy)
   });
   return router;
 }

@@ -8,7 +8,8 @@
 import fsp, { type FileHandle } from 'node:fs/promises';
 import { type Config } from '../config.js';
 import { hintBytes } from '../pir/crs.js';
-import { type LaneHandle } from '../native.js';
+import { type LaneHandle, type LaneMemory } from '../native.js';
+import { laneMemoryMode } from './lane-memory.js';
 import { StoreError } from '../store/errors.js';
 import { type GenerationInfo, loadGeneration, openLane, resolveGeneration } from '../store/generation.js';
 import { LANES, type LaneName, effectiveShardSize } from '../store/layout.js';
@@ -21,6 +22,8 @@ export interface ReloadResult {
   hot_loaded: boolean;
   cold_loaded: boolean;
   mmap_mode: boolean;
+  /** Where the kernel executor holds the lanes (config lane_memory as resolved on this machine). */
+  lane_memory: LaneMemory;
   old_generation: string | null;
   new_generation: string;
   /** True when the requested generation was already served. */
@@ -48,6 +51,8 @@ export class Reloader {
     private readonly config: Config,
     private readonly store: SnapshotStore,
     private readonly onSnapshotClosed: (s: Snapshot) => void = () => {},
+    /** false: snapshots carry no lane memory (a cluster worker: the kernel process holds the lanes). */
+    private readonly openLanes = true,
   ) {}
 
   /** Runs fn after every earlier operation; an identical operation still in progress is joined. */
@@ -87,7 +92,7 @@ export class Reloader {
 
   /** Maps (or reads) a validated generation's lanes into a snapshot that nobody serves yet. */
   private async open(info: GenerationInfo, warm = false): Promise<Snapshot> {
-    const mode = this.config.use_mmap ? 'mmap' : 'memory';
+    const mode = laneMemoryMode(this.config);
     const lanes: Partial<Record<LaneName, ServedLane>> = {};
     const opened: LaneHandle[] = [];
     const hints: FileHandle[] = [];
@@ -100,10 +105,10 @@ export class Reloader {
         hints.push(hint);
         const st = await hint.stat();
         if (!st.isFile() || st.size !== hintBytes(l.crs)) throw new StoreError('EHINT', `${name}: hint.bin changed since it was validated`);
-        const handle = await openLane(l, mode);
-        opened.push(handle);
-        lanes[name] = { name, info: l, handle, hint };
-        if (warm) await handle.warm();
+        const handle = this.openLanes ? await openLane(l, mode) : undefined;
+        if (handle) opened.push(handle);
+        lanes[name] = { name, info: l, ...(handle ? { handle } : {}), hint };
+        if (warm && handle && mode === 'mmap') await handle.warm();
       }
     } catch (err) {
       await Promise.all([...opened.map((h) => h.release()), ...hints.map((h) => h.close().catch(() => {}))]);
@@ -158,6 +163,7 @@ export class Reloader {
       hot_loaded: next.lanes.hot !== undefined,
       cold_loaded: next.lanes.cold !== undefined,
       mmap_mode: next.mode === 'mmap',
+      lane_memory: next.mode,
       old_generation: old?.id ?? null,
       new_generation: next.id,
       unchanged,

@@ -8,10 +8,13 @@ import { pino, type Logger } from 'pino';
 import { type Config } from '../config.js';
 import { native } from '../native.js';
 import { type AppContext, createAdminApp, createPublicApp } from './app.js';
+import { type KernelBackend, LocalKernel, RemoteKernel } from './kernel.js';
+import { laneMemoryMode } from './lane-memory.js';
 import { Reloader, type ReloadResult, ReloadError } from './reloader.js';
-import { LaneScheduler } from './scheduler.js';
 import { ServerMetrics } from './metrics.js';
-import { SnapshotStore } from './snapshot.js';
+import { type Snapshot, SnapshotStore } from './snapshot.js';
+import { loadGeneration, resolveGeneration } from '../store/generation.js';
+import { type PassReport } from '../native.js';
 
 export const VERSION = (createRequire(import.meta.url)('../../../package.json') as { version: string }).version;
 
@@ -26,6 +29,12 @@ export interface ServerOptions {
   /** Generation to load before listening: undefined = <data>/current, null = none (cluster workers pass the published one). */
   initialGeneration?: string | null;
   metrics?: ServerMetrics;
+  /**
+   * The cluster's query exchange and this worker's region in it: queries go to
+   * the kernel process, and this process maps no lane memory. Without it the
+   * server runs its own executor.
+   */
+  exchange?: { name: string; region: number };
 }
 
 export interface RunningServer {
@@ -34,6 +43,7 @@ export interface RunningServer {
   reloader: Reloader;
   logger: Logger;
   metrics: ServerMetrics;
+  kernel: KernelBackend;
   publicUrl: string;
   adminUrl: string;
   publicServer: http.Server;
@@ -79,21 +89,28 @@ function listen(server: http.Server, host: string, port: number, listener: 'publ
 export async function startServer(config: Config, opts: ServerOptions = {}): Promise<RunningServer> {
   const logger = opts.logger ?? pino({ level: config.log_level });
   const store = new SnapshotStore(config.retain_generations);
-  const reloader = new Reloader(config, store, (s) => logger.info({ generation: s.id, block: s.blockNumber }, 'released generation'));
   const metrics = opts.metrics ?? new ServerMetrics();
-  const schedulerOpts = {
-    batchMax: config.batch_max,
-    windowMs: config.batch_window_ms,
-    maxPending: config.max_pending_per_lane,
-    threads: config.kernel_threads,
-    onPass: (lane: { name: string; handle: { bytes: number } }, batch: number, seconds: number) => {
-      metrics.batchSize.observe({ lane: lane.name }, batch);
-      metrics.kernelBytes.inc({ lane: lane.name }, lane.handle.bytes);
-      metrics.kernelSeconds.inc({ lane: lane.name }, seconds);
-      if (seconds > 0) metrics.kernelGbps.set({ lane: lane.name }, lane.handle.bytes / seconds / 1e9);
-    },
+  const onPass = (p: PassReport) => {
+    metrics.batchSize.observe({ lane: p.lane }, p.batch);
+    metrics.kernelBytes.inc({ lane: p.lane }, p.bytes);
+    metrics.kernelSeconds.inc({ lane: p.lane }, p.seconds);
+    if (p.seconds > 0) metrics.kernelGbps.set({ lane: p.lane }, p.bytes / p.seconds / 1e9);
   };
-  const schedulers = { hot: new LaneScheduler(schedulerOpts), cold: new LaneScheduler(schedulerOpts) };
+  const onAreasFull = (need: number, size: number) =>
+    logger.warn({ query_bytes: need, area_bytes: size }, 'a query and its answer take over half of this process\'s query areas: raise exchange_mib');
+  let kernel: KernelBackend;
+  if (opts.exchange) {
+    kernel = new RemoteKernel(config, opts.exchange.name, opts.exchange.region, { onAreasFull });
+  } else {
+    // The areas are sized from the generation served first (when there is one).
+    const first = opts.initialGeneration === null ? undefined : await resolveGeneration(config.data_dir, opts.initialGeneration).then((g) => loadGeneration(g.dir), () => undefined);
+    kernel = new LocalKernel(config, first, { onPass, onAreasFull });
+  }
+  const onClosed = (s: Snapshot) => {
+    kernel.snapshotClosed(s);
+    logger.info({ generation: s.id, block: s.blockNumber }, 'released generation');
+  };
+  const reloader = new Reloader(config, store, onClosed, !opts.exchange);
 
   const reloadLocal = async (target?: string): Promise<ReloadResult> => {
     const end = metrics.reloadDuration.startTimer();
@@ -115,7 +132,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   const ctx: AppContext = {
     config,
     store,
-    schedulers,
+    kernel,
     logger,
     version: VERSION,
     metrics,
@@ -144,6 +161,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
             held_complete: true,
           },
         ],
+        executor: { ...kernel.describe(), lane_memory: laneMemoryMode(config) },
         mappings: native.mappingStats(),
       })),
   };
@@ -168,6 +186,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     // Leave nothing open behind a failed start (the public listener may be up already).
     for (const s of [publicServer, adminServer]) if (s.listening) s.close();
     store.retireAll();
+    kernel.close();
     throw err;
   }
 
@@ -180,7 +199,8 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
       await Promise.race([stopped, timeout]);
       for (const s of [publicServer, adminServer]) s.closeAllConnections();
       store.retireAll();
+      kernel.close();
     })());
 
-  return { config, store, reloader, logger, metrics, publicUrl, adminUrl, publicServer, adminServer, reloadLocal, close };
+  return { config, store, reloader, logger, metrics, kernel, publicUrl, adminUrl, publicServer, adminServer, reloadLocal, close };
 }
