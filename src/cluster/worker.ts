@@ -1,6 +1,6 @@
-// A cluster worker: a full lanepir server (its own mappings of the shard
-// files, which share the page cache with the other workers) whose reloads
-// are orchestrated by the primary. It serves the generation published in the
+// A cluster worker: a full lanepir server whose queries are answered by the
+// kernel process (through its region of the shared query exchange; it maps
+// no lane memory) and whose reloads are orchestrated by the primary. It serves the generation published in the
 // control segment, checks the segment's publish count on every request (so a
 // lost message cannot leave it behind), and records what it holds in its slot.
 import crypto from 'node:crypto';
@@ -136,6 +136,8 @@ export async function runWorker(): Promise<void> {
     logger,
     workerName,
     metrics,
+    // Queries go to the kernel process through this worker's region of the exchange; no lane is mapped here.
+    exchange: { name: process.env.LANEPIR_EXCHANGE!, region: slot },
     // Map the published generation before accepting connections.
     initialGeneration: published?.generation ?? null,
     beforeRequest: () => {
