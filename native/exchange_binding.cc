@@ -536,7 +536,8 @@ class ExecutorWrap : public Napi::ObjectWrap<ExecutorWrap> {
     try {
       if (!i[0].IsString()) fail("EPARAMS", "generation must be a string");
       const uint64_t token = i.Length() > 1 && !i[1].IsUndefined() ? numArg(i[1], "token", 0, uint64_t(1) << 53) : 0;
-      return Napi::Boolean::New(i.Env(), live().dropGeneration(i[0].As<Napi::String>().Utf8Value(), token));
+      if (!ex_) return Napi::Boolean::New(i.Env(), false);  // stopped: it holds nothing any more
+      return Napi::Boolean::New(i.Env(), ex_->dropGeneration(i[0].As<Napi::String>().Utf8Value(), token));
     } catch (...) {
       throwCurrent(i.Env());
       return i.Env().Undefined();

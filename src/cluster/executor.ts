@@ -82,8 +82,8 @@ export async function runExecutor(): Promise<void> {
   const shutdown = () => {
     if (stopping) return;
     stopping = true;
-    executor.stop();
     for (const id of [...held.keys()]) release(id);
+    executor.stop();
     x.close();
     process.exit(0);
   };

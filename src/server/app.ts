@@ -319,6 +319,8 @@ export function publicRouter(app: AppContext): Router {
       result = await job.run();
     } catch (err) {
       const code = err instanceof KernelError ? err.code : undefined;
+      // The client went away while the query waited for its pass: nobody to answer.
+      if (code === 'EABORTED') return;
       // Only possible once every request holding the generation has gone (nobody is left to answer).
       if (code === 'EGENERATION_GONE') {
         throw new HttpError(410, 'EGENERATION_GONE', `generation ${snap.id} was released`, { current_generation: store.current?.id ?? null });
