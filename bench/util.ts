@@ -377,8 +377,10 @@ export async function startClusterProcess(opts: { data: string; workers: number;
     try {
       // Ready when every worker is (the first answers before the others listen).
       const r = await httpRequest(`${adminUrl}/admin/generations`, { timeoutMs: 2_000 });
-      const workers = r.status === 200 ? (parseJson(r).workers as { ready: boolean }[]) : [];
-      if (workers.length === opts.workers && workers.every((w) => w.ready)) break;
+      const body = r.status === 200 ? parseJson(r) : undefined;
+      const workers = (body?.workers ?? []) as { ready: boolean }[];
+      // ...and the kernel process takes queries.
+      if (workers.length === opts.workers && workers.every((w) => w.ready) && body?.executor?.serving) break;
     } catch {
       // not listening yet
     }

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { native, errorCode, type KernelPath, type LaneHandle, type LaneMemory } from '../src/native.js';
+import { run } from './helpers.js';
 
 // ---------- helpers ----------
 
@@ -470,4 +471,48 @@ test.serial('cache mode: a buffer is reused only for the same checksum (content 
   t.is(errorCode(await t.throwsAsync(native.openLane({ ...opts, contentIds: ['x'] }))), 'EPARAMS');
   await a.release();
   await b.release();
+});
+
+test('LANEPIR_KERNEL_PATH forces the kernel path: the forced AVX2 path answers and builds hints exactly like the portable one', async (t) => {
+  const forced = native.cpuFeatures().avx2 ? 'avx2' : 'portable'; // a machine without AVX2 still checks the mechanism
+  const es = 32, m = 256;
+  const l = writeShards(randomBytes(es * 5000, 111), es, m, es * 700);
+  const queries = [randomQuery(m, 112), randomQuery(m, 113), randomQuery(m, 114)];
+  const seed = new Uint8Array(16).fill(7);
+  const script = `
+    const { native } = await import(${JSON.stringify(path.resolve('dist/src/native.js'))});
+    const [shards, m, es, entries, queries] = JSON.parse(process.argv[1]);
+    const lane = await native.openLane({ shards, entrySize: es, entries, shardSize: es * 700, m, mode: 'cache' });
+    let bad = null, answers = [], hint = new Uint32Array(0);
+    try {
+      answers = await lane.answer(queries.map((q) => Uint32Array.from(q)));
+      hint = await native.hint(lane, new Uint8Array(16).fill(7), 64, { threads: 2 });
+    } catch (e) { bad = e.code; }
+    const f = native.cpuFeatures();
+    process.stdout.write(JSON.stringify({ default: f.default, forced: f.forced, bad, answers: answers.map((a) => Buffer.from(a.buffer).toString('hex')), hint: Buffer.from(hint.buffer).toString('hex') }));
+    await lane.release();
+  `;
+  const arg = JSON.stringify([l.shards, m, es, l.entries, queries.map((q) => Array.from(q))]);
+  const child = (kernelPath: string, env: Record<string, string> = {}) =>
+    run(process.execPath, ['--input-type=module', '-e', script, arg], { env: { ...process.env, LANEPIR_KERNEL_PATH: kernelPath, ...env } });
+  const lane = await open(l, 'mmap');
+  const portable = await lane.answer(queries, { path: 'portable' });
+  const hint = await native.hint(lane, seed, 64, { path: 'portable', threads: 1 });
+  await lane.release();
+  // With and without the VNNI flavour (AVX-VNNI machines run vpdpwssd on the AVX2 path).
+  for (const env of [{}, { LANEPIR_NO_VNNI: '1' }]) {
+    const r = await child(forced, env);
+    t.is(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as { default: string; forced: string; bad: string | null; answers: string[]; hint: string };
+    t.is(out.default, forced);
+    t.is(out.forced, forced);
+    t.is(out.bad, null);
+    t.deepEqual(out.answers, portable.map((a) => Buffer.from(a.buffer).toString('hex')), `${forced} ${JSON.stringify(env)} answers == portable`);
+    t.is(out.hint, Buffer.from(hint.buffer).toString('hex'), `${forced} ${JSON.stringify(env)} hint == portable`);
+  }
+  // A path that does not exist fails every kernel call that relies on the default (it is never silently replaced).
+  const wrong = await child('sse9');
+  t.is(wrong.code, 0, wrong.stderr);
+  t.like(JSON.parse(wrong.stdout), { default: null, forced: 'sse9' });
+  t.regex(wrong.stdout, /"bad":"EPARAMS"/);
 });
