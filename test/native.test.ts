@@ -500,7 +500,7 @@ test('LANEPIR_KERNEL_PATH forces the kernel path: the forced AVX2 path answers a
   const hint = await native.hint(lane, seed, 64, { path: 'portable', threads: 1 });
   await lane.release();
   // With and without the VNNI flavour (AVX-VNNI machines run vpdpwssd on the AVX2 path).
-  for (const env of [{}, { LANEPIR_NO_VNNI: '1' }]) {
+  for (const env of [{}, { LANEPIR_NO_VNNI: '1' }] as Record<string, string>[]) {
     const r = await child(forced, env);
     t.is(r.code, 0, r.stderr);
     const out = JSON.parse(r.stdout) as { default: string; forced: string; bad: string | null; answers: string[]; hint: string };
