@@ -162,7 +162,7 @@ std::shared_ptr<Lane> Lane::open(const LaneParams& p) {
     const uint64_t step = lane->segs_[0].count;
     lane->segEntries_ = step;
     for (size_t i = 0; i < lane->segs_.size(); i++)
-      if (lane->segs_[i].firstEntry != i * step || (i + 1 < lane->segs_.size() && lane->segs_[i].count != step))
+      if (lane->segs_[i].firstEntry != i * step || (i + 1 < lane->segs_.size() ? lane->segs_[i].count != step : lane->segs_[i].count > step))
         lane->evenSegments_ = false;
   } else {
     uint64_t first = 0;

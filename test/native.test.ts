@@ -457,6 +457,26 @@ test.serial('cache mode: a child generation reuses its parent\'s unchanged shard
   t.is(c3.regionBytes, c0.regionBytes, 'regions are unmapped when their last shard goes');
 });
 
+test.serial('cache mode: uneven segments (a lone first shard, the rest coalesced) are found by search, never by stride', async (t) => {
+  // The child's shard 0 is its parent's (slot 0 of the parent's region); shards 1 and 2 are
+  // new and land side by side in that region's free slots: segments of 1 and 2 shards.
+  const es = 32, m = 16, shardSize = es * 64;
+  const parent = writeShards(randomBytes(es * 192, 96), es, m, shardSize);
+  const child = childLane(parent, [1, 2], 97);
+  const a = await open(parent, 'cache');
+  const b = await open(child, 'cache');
+  const queries = [randomQuery(m, 98)];
+  for (const [lane, l] of [[a, parent], [b, child]] as const) {
+    for (const threads of [1, 3]) {
+      const got = await lane.answer(queries, { threads });
+      sameWords(t, got[0]!, refAnswer(l, queries[0]!), `threads=${threads}`);
+    }
+    for (const i of [0, 63, 64, 130, 191]) t.deepEqual(lane.readEntry(i), l.data.subarray(i * es, (i + 1) * es), `entry ${i}`);
+  }
+  await a.release();
+  await b.release();
+});
+
 test.serial('cache mode: a buffer is reused only for the same checksum (content ids)', async (t) => {
   const es = 32, m = 64, shardSize = es * 50;
   const l = writeShards(randomBytes(es * 200, 95), es, m, shardSize);

@@ -23,6 +23,18 @@ export interface KernelBackend {
   close(): void;
 }
 
+/** Backends still open: their native threads are stopped before the process exits (process.exit() runs no cleanup hooks). */
+const open = new Set<KernelBackend>();
+let exitHook = false;
+function track(b: KernelBackend): void {
+  open.add(b);
+  if (exitHook) return;
+  exitHook = true;
+  process.once('exit', () => {
+    for (const k of [...open]) k.close();
+  });
+}
+
 function laneJob(queue: KernelQueue, snap: Snapshot, lane: ServedLane): QueryJob {
   const c = lane.info.crs;
   return queue.open(lane.name, snap.id, c.m * 4, c.entry_size * c.R * 4);
@@ -49,6 +61,7 @@ export class LocalKernel implements KernelBackend {
     this.client = new exchange.KernelClient(this.exchange, 0, (w) => queue!.onComplete(w));
     this.queue = queue = new KernelQueue(this.client, { maxPending: config.max_pending_per_lane, onAreasFull: hooks.onAreasFull });
     this.executor.start();
+    track(this);
   }
 
   open(snap: Snapshot, lane: ServedLane): QueryJob {
@@ -72,6 +85,7 @@ export class LocalKernel implements KernelBackend {
   }
 
   close(): void {
+    if (!open.delete(this)) return;
     this.queue.close();
     this.executor.stop();
     this.exchange.close();
@@ -89,6 +103,7 @@ export class RemoteKernel implements KernelBackend {
     let queue: KernelQueue | undefined;
     this.client = new exchange.KernelClient(this.exchange, region, (w) => queue!.onComplete(w));
     this.queue = queue = new KernelQueue(this.client, { maxPending: config.max_pending_per_lane, onAreasFull: hooks.onAreasFull });
+    track(this);
   }
 
   open(snap: Snapshot, lane: ServedLane): QueryJob {
@@ -103,6 +118,7 @@ export class RemoteKernel implements KernelBackend {
   }
 
   close(): void {
+    if (!open.delete(this)) return;
     this.queue.close();
     this.exchange.close();
   }
