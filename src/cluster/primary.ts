@@ -612,8 +612,17 @@ export async function runPrimary(
         if (ack?.t === 'x-prepared' && !ack.ok) return { pid, prepared: false, error: `${ack.error.code}: ${ack.error.message}` };
         return { pid, prepared: false, error: st.worker.isDead() ? 'the kernel process exited during the reload' : `no answer within ${config.prepare_timeout_ms} ms` };
       })();
+      // A generation every worker still holds (a swap back) needs no prepare round trip through their
+      // event loops, which are busy serving queries: a worker serves it from its store as soon as it
+      // sees the publish (on its next request, or the switch message).
       const prepared = await Promise.all(
         live.map(async (w) => {
+          if (heldByAll) {
+            const c = confirmations.get(w)!;
+            c.prepared = true;
+            c.prepare_ms = 0;
+            return 'ok';
+          }
           const t0 = performance.now();
           const ack = await request(w, { t: 'prepare', id: rid, generation: id }, config.prepare_timeout_ms);
           const c = confirmations.get(w)!;

@@ -216,6 +216,12 @@ export async function runWorker(): Promise<void> {
         const already = server!.store.current?.id === msg.generation && lastSwitch?.id === msg.generation && lastSwitch.publishCount === seenCount;
         const snap = already ? server!.store.current : server!.reloader.commit(msg.generation);
         if (snap && !already) noteSwitch(msg.generation);
+        if (!snap) {
+          // Not open here (the primary skips the prepare for a generation every worker lists, and this one
+          // only had it draining): open it now, as for a publish noticed on a request.
+          seenCount = -1;
+          followSegment();
+        }
         send({
           t: 'switched',
           id: msg.id,
