@@ -360,6 +360,8 @@ export async function runPrimary(
   // ---- the kernel process ----
   let executorBackoff = 50;
   let executorFailedStarts = 0;
+  /** Generations the serving kernel process has mapped (acknowledged prepares, less what x-hold released). */
+  const executorHeld = new Set<string>();
   let executorSeq = 0;
   const executorUpWaiters: (() => void)[] = [];
   let lastHold = '';
@@ -428,6 +430,7 @@ export async function runPrimary(
     const key = [...ids].sort().join(',');
     if (key === lastHold) return;
     lastHold = key;
+    for (const g of [...executorHeld]) if (!ids.has(g)) executorHeld.delete(g);
     sendExecutor(st, { t: 'x-hold', generations: [...ids] });
   };
 
@@ -466,8 +469,10 @@ export async function runPrimary(
       ),
     );
     if (executor !== st || st.worker.isDead()) return;
+    executorHeld.clear();
     for (const { id, ack } of results) {
-      if (!(ack?.t === 'x-prepared' && ack.ok)) {
+      if (ack?.t === 'x-prepared' && ack.ok) executorHeld.add(id);
+      else {
         logger.error({ generation: id, err: ack?.t === 'x-prepared' && !ack.ok ? ack.error.message : 'no answer' }, 'the kernel process could not map a held generation; its queries fail with 410');
       }
     }
@@ -502,6 +507,7 @@ export async function runPrimary(
 
   const onExecutorExit = (st: ExecutorState, code: number | null, signal: string | null) => {
     if (executor === st) executor = undefined;
+    executorHeld.clear();
     for (const resolve of st.acks.values()) resolve(undefined);
     st.acks.clear();
     // Queries that were in its pass fail now (the workers answer 503, retry); queued ones wait for the next one.
@@ -605,10 +611,15 @@ export async function runPrimary(
           return { pid: 0, prepared: false, error: `the kernel process is not serving (restarting) after ${config.prepare_timeout_ms} ms` };
         }
         const st = executor;
+        const pid = st.worker.process.pid ?? 0;
+        // Already mapped there (a swap back): no round trip.
+        if (executorHeld.has(id)) return { pid, prepared: true, prepare_ms: 0 };
         const t0 = performance.now();
         const ack = await requestExecutor(st, { t: 'x-prepare', id: rid, generation: id, dir: genDir }, config.prepare_timeout_ms);
-        const pid = st.worker.process.pid ?? 0;
-        if (ack?.t === 'x-prepared' && ack.ok) return { pid, prepared: true, prepare_ms: Math.round((performance.now() - t0) * 1000) / 1000 };
+        if (ack?.t === 'x-prepared' && ack.ok) {
+          if (executor === st) executorHeld.add(id);
+          return { pid, prepared: true, prepare_ms: Math.round((performance.now() - t0) * 1000) / 1000 };
+        }
         if (ack?.t === 'x-prepared' && !ack.ok) return { pid, prepared: false, error: `${ack.error.code}: ${ack.error.message}` };
         return { pid, prepared: false, error: st.worker.isDead() ? 'the kernel process exited during the reload' : `no answer within ${config.prepare_timeout_ms} ms` };
       })();
