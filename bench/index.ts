@@ -1,29 +1,35 @@
-// All benchmarks in order: kernel, client, server, reload, cluster,
-// incremental, follow. Prints a
+// All benchmarks in order: kernel, client, server, reload, validate,
+// cluster, incremental, follow, delta, keyword, eth. Prints a
 // readable report (progress on stderr), or with --json one JSON object with
 // every figure on stdout. Each figure comes with its reference measured in
 // the same run; a target is reported PASS only when measured.
 //
-//   node dist/bench/index.js [--json] [--only kernel,client,server,reload,cluster,incremental,follow]
+//   node dist/bench/index.js [--json] [--only kernel,client,server,reload,validate,cluster,incremental,follow,delta,keyword,eth]
 //     [--size-mib N]     kernel lane (default 256) and, when given, the large reload lane too
-//     [--reload-mib N]   large (cold) lane for reload and cluster (default 1024)
+//     [--reload-mib N]   large (cold) lane for reload, validate and cluster (default 1024)
 //     [--seconds N]      seconds per load run (default 5)
 //     [--reloads N]      measured reloads per case (default 20)
 //     [--blocks N]       blocks dropped one at a time in follow (default 20)
+//     [--eth-accounts N] accounts of the eth bench's synthetic state (default 2,700,000: ~10.3M keys)
+//     [--keyword-keys N] [--keyword-hot-keys N]   keyword lanes (default 1,000,000 cold, 200,000 hot)
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { native } from '../src/native.js';
 import { runClientBench } from './client.js';
 import { runClusterBench } from './cluster.js';
+import { runDeltaBench } from './delta.js';
 import { runFollowBench } from './follow.js';
+import { DEFAULT_ETH_ACCOUNTS, runEthBench } from './eth.js';
 import { runIncrementalBench } from './incremental.js';
+import { runKeywordBench } from './keyword.js';
 import { runKernelBench } from './kernel.js';
 import { runReloadBench } from './reload.js';
 import { runServerBench } from './server.js';
+import { runValidateBench } from './validate.js';
 import { type BenchData, HOT_SHAPE, type Log, buildBenchData, fmt } from './util.js';
 
-export const BENCHMARKS = ['kernel', 'client', 'server', 'reload', 'cluster', 'incremental', 'follow'] as const;
+export const BENCHMARKS = ['kernel', 'client', 'server', 'reload', 'validate', 'cluster', 'incremental', 'follow', 'delta', 'keyword', 'eth'] as const;
 export type BenchName = (typeof BENCHMARKS)[number];
 
 export interface BenchArgs {
@@ -34,10 +40,14 @@ export interface BenchArgs {
   seconds: number;
   reloads: number;
   blocks: number;
+  ethAccounts: number;
+  /** Keyword bench: keys in the cold and hot keyword lanes. */
+  keywordKeys: number;
+  keywordHotKeys: number;
 }
 
 export function parseArgs(argv: string[]): BenchArgs {
-  const args: BenchArgs = { json: false, only: [...BENCHMARKS], kernelMiB: 256, reloadMiB: 1024, seconds: 5, reloads: 20, blocks: 20 };
+  const args: BenchArgs = { json: false, only: [...BENCHMARKS], kernelMiB: 256, reloadMiB: 1024, seconds: 5, reloads: 20, blocks: 20, keywordKeys: 1_000_000, keywordHotKeys: 200_000, ethAccounts: DEFAULT_ETH_ACCOUNTS };
   let reloadGiven = false;
   const num = (flag: string, v: string | undefined, min: number) => {
     const n = Number(v);
@@ -62,6 +72,9 @@ export function parseArgs(argv: string[]): BenchArgs {
     } else if (a === '--seconds') args.seconds = num(a, argv[++i], 1);
     else if (a === '--reloads') args.reloads = Math.floor(num(a, argv[++i], 2));
     else if (a === '--blocks') args.blocks = Math.floor(num(a, argv[++i], 1));
+    else if (a === '--eth-accounts') args.ethAccounts = Math.floor(num(a, argv[++i], 1));
+    else if (a === '--keyword-keys') args.keywordKeys = Math.floor(num(a, argv[++i], 1000));
+    else if (a === '--keyword-hot-keys') args.keywordHotKeys = Math.floor(num(a, argv[++i], 1000));
     else throw new Error(`unknown argument ${a}`);
   }
   return args;
@@ -152,18 +165,19 @@ export async function runAll(args: BenchArgs): Promise<{ report: Record<string, 
           // The kernel bench prints its own text report; in --json mode it stays quiet.
           figures = await runKernelBench({ sizeMiB: args.kernelMiB, json: args.json, print: !args.json });
         } else {
-          const result =
-            name === 'client'
-              ? await runClientBench({ data: await data.hot(), log })
-              : name === 'server'
-                ? await runServerBench({ data: await data.hot(), seconds: args.seconds, log })
-                : name === 'reload'
-                  ? await runReloadBench({ data: await data.reload(), reloads: args.reloads, log })
-                  : name === 'cluster'
-                    ? await runClusterBench({ data: await data.reload(), reloads: args.reloads, seconds: args.seconds, log })
-                    : name === 'incremental'
-                      ? await runIncrementalBench({ log })
-                      : await runFollowBench({ blocks: args.blocks, reloads: args.reloads, log });
+          const runners: Record<Exclude<BenchName, 'kernel'>, () => Promise<{ figures: Record<string, unknown>; lines: string[] }>> = {
+            client: async () => runClientBench({ data: await data.hot(), log }),
+            server: async () => runServerBench({ data: await data.hot(), seconds: args.seconds, log }),
+            reload: async () => runReloadBench({ data: await data.reload(), reloads: args.reloads, log }),
+            validate: async () => runValidateBench({ data: await data.reload(), log }),
+            cluster: async () => runClusterBench({ data: await data.reload(), reloads: args.reloads, seconds: args.seconds, log }),
+            incremental: () => runIncrementalBench({ log }),
+            follow: () => runFollowBench({ blocks: args.blocks, reloads: args.reloads, log }),
+            delta: () => runDeltaBench({ log }),
+            keyword: () => runKeywordBench({ keys: args.keywordKeys, hotKeys: args.keywordHotKeys, log }),
+            eth: () => runEthBench({ accounts: args.ethAccounts, log }),
+          };
+          const result = await runners[name]();
           figures = result.figures;
           for (const line of result.lines) out(line);
         }

@@ -18,6 +18,8 @@
 #include "cpu.h"
 #include "errors.h"
 #include "hint.h"
+#include "files_napi.h"
+#include "keccak.h"
 #include "lane.h"
 #include "napi_errors.h"
 #include "pool.h"
@@ -28,6 +30,7 @@ namespace lanepir {
 void InitControl(Napi::Env env, Napi::Object exports);
 void InitExchange(Napi::Env env, Napi::Object exports);
 std::shared_ptr<Lane> laneFromJs(Napi::Env env, const Napi::Value& v);
+void InitFiles(Napi::Env env, Napi::Object exports);
 }
 
 namespace {
@@ -425,6 +428,7 @@ Napi::Value OpenLane(const Napi::CallbackInfo& info) {
         p.contentIds.push_back(v.As<Napi::String>().Utf8Value());
       }
     }
+    p.expect = identitiesArg(o.Get("expect"), "options.expect");
     auto* w = new OpenWorker(env, std::move(p));
     return queued(w);
   } catch (...) {
@@ -550,6 +554,37 @@ Napi::Value ExpandA(const Napi::CallbackInfo& info) {
   }
 }
 
+// keccakBatch(prefix, data, offsets): keccak256(prefix || data[offsets[i] .. offsets[i+1]))
+// for every key, 32 bytes each, back to back. Synchronous: callers pass a few
+// thousand short keys at a time (microseconds each).
+Napi::Value KeccakBatch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  try {
+    auto bytesArg = [](const Napi::Value& v, const char* what) {
+      if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+        fail("EPARAMS", std::string(what) + " must be a Uint8Array");
+      return v.As<Napi::Uint8Array>();
+    };
+    Napi::Uint8Array prefix = bytesArg(info[0], "prefix");
+    Napi::Uint8Array data = bytesArg(info[1], "data");
+    if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
+      fail("EPARAMS", "offsets must be a Uint32Array");
+    Napi::Uint32Array offsets = info[2].As<Napi::Uint32Array>();
+    const size_t count = offsets.ElementLength() == 0 ? 0 : offsets.ElementLength() - 1;
+    for (size_t i = 0; i < count; i++) {
+      if (offsets[i] > offsets[i + 1] || offsets[i + 1] > data.ElementLength()) fail("EPARAMS", "offsets must ascend within data");
+    }
+    Napi::ArrayBuffer ab = newBuffer(env, uint64_t(count) * 32);
+    uint8_t* out = static_cast<uint8_t*>(ab.Data());
+    for (size_t i = 0; i < count; i++) {
+      keccak256(prefix.Data(), prefix.ElementLength(), data.Data() + offsets[i], offsets[i + 1] - offsets[i], out + 32 * i);
+    }
+    return Napi::Uint8Array::New(env, count * 32, ab, 0);
+  } catch (...) {
+    rethrowCoded(env);
+  }
+}
+
 class BandwidthWorker : public PromiseWorker {
  public:
   BandwidthWorker(Napi::Env env, std::shared_ptr<Lane> lane, unsigned threads, unsigned passes)
@@ -637,10 +672,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("openLane", Napi::Function::New(env, OpenLane, "openLane"));
   exports.Set("hint", Napi::Function::New(env, Hint, "hint"));
   exports.Set("expandA", Napi::Function::New(env, ExpandA, "expandA"));
+  exports.Set("keccakBatch", Napi::Function::New(env, KeccakBatch, "keccakBatch"));
   exports.Set("mappingStats", Napi::Function::New(env, MappingStats, "mappingStats"));
   exports.Set("readBandwidth", Napi::Function::New(env, ReadBandwidth, "readBandwidth"));
   InitControl(env, exports);  // cluster control segment (control_binding.cc)
   InitExchange(env, exports);  // query exchange and kernel executor (exchange_binding.cc)
+  InitFiles(env, exports);     // hashFiles (files_binding.cc)
   return exports;
 }
 

@@ -9,7 +9,8 @@
 //     region header (4096 B): owner pid, incarnation, the completion futex
 //                    word its waiter thread sleeps on, queries in the kernel
 //                    per lane (back-pressure)
-//     descriptors:   `descriptors` x 128 B, one per query in flight
+//     descriptors:   `descriptors` x 128 B, one per request in flight (1..16
+//                    queries back to back, answered in the same pass)
 //     data:          `dataBytes` for query and answer areas (the worker
 //                    allocates them; the executor only reads queries and
 //                    writes answers inside this region, bounds-checked)
@@ -82,7 +83,7 @@ struct RegionHeader {
   XU64 incarnation;  // 8: bumped whenever the region is reset
   XU32 doneSeq;      // 16: bumped after the executor finishes descriptors here (futex word)
   XU32 waiting;      // 20: the owner's waiter thread sleeps (or is about to)
-  XU64 inKernel[kExchangeLanes];  // 24: queries QUEUED or TAKEN, per lane
+  XU64 inKernel[kExchangeLanes];  // 24: queries in descriptors QUEUED or TAKEN, per lane
   XU64 submitted;    // 40 (stats)
   XU64 completed;    // 48 (stats)
   XU64 ticket;       // 56: last submit ticket
@@ -90,7 +91,7 @@ struct RegionHeader {
 
 struct Desc {
   XU64 state;        // 0
-  XU64 lane;         // 8
+  XU64 lane;         // 8: lane (low 32 bits) | queries in this descriptor (high 32, 1..16)
   XU64 gen[kGenWords];  // 16 .. 48
   XU64 queryOff;     // 48: from the data area start
   XU64 queryBytes;   // 56
@@ -163,4 +164,11 @@ class Exchange {
   uint64_t regionBytes_ = 0, dataBytes_ = 0, dataOffset_ = 0;
 };
 
+}  // namespace lanepir
+
+namespace lanepir {
+// The lane and query count packed in a descriptor's lane word.
+inline uint64_t packLane(int lane, uint32_t count) { return uint64_t(uint32_t(lane)) | (uint64_t(count) << 32); }
+inline int descLane(uint64_t w) { return int(uint32_t(w)); }
+inline uint32_t descCount(uint64_t w) { return uint32_t(w >> 32); }
 }  // namespace lanepir

@@ -253,8 +253,8 @@ class ClientWrap : public Napi::ObjectWrap<ClientWrap> {
         uint64_t s = kDone;
         if (ds->state.load(std::memory_order_acquire) != kDone) continue;
         if (!ds->state.compare_exchange_strong(s, kDelivered, std::memory_order_acq_rel)) continue;
-        const uint64_t lane = ds->lane.load(std::memory_order_relaxed);
-        if (lane < uint64_t(kExchangeLanes)) rh->inKernel[lane].fetch_sub(1);
+        const uint64_t lw = ds->lane.load(std::memory_order_relaxed);
+        if (descLane(lw) >= 0 && descLane(lw) < kExchangeLanes) rh->inKernel[descLane(lw)].fetch_sub(descCount(lw));
         rh->completed.fetch_add(1, std::memory_order_relaxed);
         const uint64_t us = ds->passNs.load(std::memory_order_relaxed) / 1000;
         c->words.insert(c->words.end(), {d, uint32_t(ds->result.load(std::memory_order_relaxed)),
@@ -319,11 +319,12 @@ class ClientWrap : public Napi::ObjectWrap<ClientWrap> {
   Napi::Value Descriptors(const Napi::CallbackInfo& i) { return Napi::Number::New(i.Env(), x_->descriptors()); }
   Napi::Value Region(const Napi::CallbackInfo& i) { return Napi::Number::New(i.Env(), region_); }
 
-  // submit(d, lane, generation, queryOff, queryBytes, answerOff, answerBytes)
+  // submit(d, lane, generation, queryOff, queryBytes, answerOff, answerBytes, count = 1)
   Napi::Value Submit(const Napi::CallbackInfo& i) {
     try {
       Desc* ds = descArg(i[0]);
       const int lane = laneArg(i[1]);
+      const uint32_t count = i.Length() > 7 && !i[7].IsUndefined() ? uint32_t(numArg(i[7], "count", 1, 16)) : 1;
       if (!i[2].IsString()) fail("EPARAMS", "generation must be a string");
       const uint64_t limit = x_->dataBytes();
       const uint64_t qo = numArg(i[3], "queryOff", 0, limit), qb = numArg(i[4], "queryBytes", 0, limit);
@@ -331,7 +332,7 @@ class ClientWrap : public Napi::ObjectWrap<ClientWrap> {
       if (ds->state.load() != kFree) fail("EPARAMS", "descriptor is in use");
       RegionHeader* rh = x_->region(region_);
       storeGen(ds->gen, i[2].As<Napi::String>().Utf8Value());
-      ds->lane.store(uint64_t(lane), std::memory_order_relaxed);
+      ds->lane.store(packLane(lane, count), std::memory_order_relaxed);
       ds->queryOff.store(qo, std::memory_order_relaxed);
       ds->queryBytes.store(qb, std::memory_order_relaxed);
       ds->answerOff.store(ao, std::memory_order_relaxed);
@@ -339,7 +340,7 @@ class ClientWrap : public Napi::ObjectWrap<ClientWrap> {
       ds->result.store(0, std::memory_order_relaxed);
       ds->ticket.store(rh->ticket.fetch_add(1, std::memory_order_relaxed) + 1, std::memory_order_relaxed);
       ds->submitNs.store(monotonicNs(), std::memory_order_relaxed);
-      rh->inKernel[lane].fetch_add(1);
+      rh->inKernel[lane].fetch_add(count);
       rh->submitted.fetch_add(1, std::memory_order_relaxed);
       ds->state.store(kQueued, std::memory_order_release);
       LaneBell& bell = x_->header()->bells[lane];
@@ -358,8 +359,8 @@ class ClientWrap : public Napi::ObjectWrap<ClientWrap> {
       Desc* ds = descArg(i[0]);
       uint64_t s = kQueued;
       if (!ds->state.compare_exchange_strong(s, kFree, std::memory_order_acq_rel)) return Napi::Boolean::New(i.Env(), false);
-      const uint64_t lane = ds->lane.load(std::memory_order_relaxed);
-      if (lane < uint64_t(kExchangeLanes)) x_->region(region_)->inKernel[lane].fetch_sub(1);
+      const uint64_t lw = ds->lane.load(std::memory_order_relaxed);
+      if (descLane(lw) >= 0 && descLane(lw) < kExchangeLanes) x_->region(region_)->inKernel[descLane(lw)].fetch_sub(descCount(lw));
       return Napi::Boolean::New(i.Env(), true);
     } catch (...) {
       throwCurrent(i.Env());

@@ -107,8 +107,9 @@ void Executor::scan(int lane, std::vector<Cand>& out) const {
     for (uint32_t d = 0; d < D; d++) {
       Desc* ds = x_->desc(r, d);
       if (ds->state.load(std::memory_order_acquire) != kQueued) continue;
-      if (ds->lane.load(std::memory_order_relaxed) != uint64_t(lane)) continue;
-      out.push_back({r, d, ds->submitNs.load(std::memory_order_relaxed), ds->ticket.load(std::memory_order_relaxed), loadGen(ds->gen)});
+      const uint64_t lw = ds->lane.load(std::memory_order_relaxed);
+      if (descLane(lw) != lane) continue;
+      out.push_back({r, d, descCount(lw), ds->submitNs.load(std::memory_order_relaxed), ds->ticket.load(std::memory_order_relaxed), loadGen(ds->gen)});
     }
   }
   std::sort(out.begin(), out.end(), [](const Cand& a, const Cand& b) {
@@ -140,7 +141,9 @@ void Executor::laneLoop(int lane) {
     // An idle lane waits up to the window (from the oldest query's arrival) for company.
     while (idle && opts_.windowNs > 0 && !cands.empty() && !stopping_.load()) {
       const std::string& g = cands[0].gen;
-      const size_t same = size_t(std::count_if(cands.begin(), cands.end(), [&](const Cand& c) { return c.gen == g; }));
+      uint64_t same = 0;
+      for (const Cand& c : cands)
+        if (c.gen == g) same += c.count;
       if (same >= opts_.batchMax) break;
       const uint64_t now = monotonicNs(), deadline = cands[0].submitNs + opts_.windowNs;
       if (now >= deadline) break;
@@ -150,16 +153,21 @@ void Executor::laneLoop(int lane) {
     }
     if (cands.empty()) continue;
     idle = false;
-    // The pass: the oldest query's generation, up to batchMax of its queries, oldest first.
+    // The pass: the oldest query's generation, whole requests of it oldest first, up to
+    // batchMax queries (the first always fits: a request carries at most batchMax).
     const std::string gen = cands[0].gen;
     taken.clear();
+    uint64_t queries = 0;
     for (const Cand& c : cands) {
-      if (taken.size() >= opts_.batchMax) break;
       if (c.gen != gen) continue;
+      if (queries + std::max<uint32_t>(c.count, 1) > opts_.batchMax && !taken.empty()) break;
       Desc* ds = x_->desc(c.region, c.d);
       uint64_t s = kQueued;
       ds->reserved.store(epoch_, std::memory_order_relaxed);
-      if (ds->state.compare_exchange_strong(s, kTaken, std::memory_order_acq_rel)) taken.push_back(c);  // fails if cancelled
+      if (ds->state.compare_exchange_strong(s, kTaken, std::memory_order_acq_rel)) {  // fails if cancelled
+        taken.push_back(c);
+        queries += std::max<uint32_t>(c.count, 1);
+      }
     }
     if (!taken.empty()) runPass(lane, gen, taken);
   }
@@ -176,7 +184,7 @@ void Executor::runPass(int lane, const std::string& gen, std::vector<Cand>& take
   std::vector<uint64_t> result(n, kOk);
   std::vector<const uint32_t*> qs;
   std::vector<uint32_t*> outs;
-  std::vector<size_t> inPass;
+  std::vector<size_t> inPass;  // descriptors whose queries are in the pass
   if (!L) {
     std::fill(result.begin(), result.end(), uint64_t(kGenerationGone));
   } else {
@@ -185,15 +193,19 @@ void Executor::runPass(int lane, const std::string& gen, std::vector<Cand>& take
       Desc* ds = x_->desc(taken[i].region, taken[i].d);
       const uint64_t qo = ds->queryOff.load(std::memory_order_relaxed), qb = ds->queryBytes.load(std::memory_order_relaxed);
       const uint64_t ao = ds->answerOff.load(std::memory_order_relaxed), ab = ds->answerBytes.load(std::memory_order_relaxed);
+      const uint64_t count = taken[i].count;
       // Areas must lie inside the worker's own data area, 4-byte aligned, and must not overlap.
-      if (qo > limit || qb > limit - qo || ao > limit || ab > limit - ao || qo % 4 || ao % 4 || (qo < ao + ab && ao < qo + qb)) {
+      if (qo > limit || qb > limit - qo || ao > limit || ab > limit - ao || qo % 4 || ao % 4 || (qo < ao + ab && ao < qo + qb) ||
+          count < 1 || count > kMaxQueries || qs.size() + count > size_t(kMaxQueries)) {
         result[i] = kBadDescriptor;
-      } else if (qb != qBytes || ab != aBytes) {
+      } else if (qb != count * qBytes || ab != count * aBytes) {
         result[i] = kQuerySize;
       } else {
         uint8_t* data = x_->data(taken[i].region);
-        qs.push_back(reinterpret_cast<const uint32_t*>(data + qo));
-        outs.push_back(reinterpret_cast<uint32_t*>(data + ao));
+        for (uint64_t j = 0; j < count; j++) {
+          qs.push_back(reinterpret_cast<const uint32_t*>(data + qo + j * qBytes));
+          outs.push_back(reinterpret_cast<uint32_t*>(data + ao + j * aBytes));
+        }
         inPass.push_back(i);
       }
     }
@@ -207,7 +219,7 @@ void Executor::runPass(int lane, const std::string& gen, std::vector<Cand>& take
     }
   }
   const uint64_t passNs = monotonicNs() - t0;
-  const uint64_t K = inPass.size();
+  const uint64_t K = qs.size();
   std::vector<uint32_t> regions;
   for (size_t i = 0; i < n; i++) {
     Desc* ds = x_->desc(taken[i].region, taken[i].d);

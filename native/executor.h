@@ -61,7 +61,7 @@ class Executor {
  private:
   void laneLoop(int lane);
   struct Cand {
-    uint32_t region, d;
+    uint32_t region, d, count;
     uint64_t submitNs, ticket;
     std::string gen;
   };

@@ -67,6 +67,7 @@ std::shared_ptr<Lane> Lane::open(const LaneParams& p) {
     fail("EPARAMS", "shardSize " + std::to_string(p.shardSize) + " is not a multiple of entrySize " +
                         std::to_string(p.entrySize));
   if (p.shards.empty()) fail("EPARAMS", "no shard files given");
+  if (!p.expect.empty() && p.expect.size() != p.shards.size()) fail("EPARAMS", "expect needs one identity per shard");
   if (p.entries > (uint64_t(1) << 48) / p.entrySize) fail("EPARAMS", "lane too large");
   const uint64_t total = p.entries * p.entrySize;
   const uint64_t expectShards = (total + p.shardSize - 1) / p.shardSize;
@@ -86,12 +87,9 @@ std::shared_ptr<Lane> Lane::open(const LaneParams& p) {
   uint64_t sum = 0;
   for (size_t i = 0; i < p.shards.size(); i++) {
     const std::string& name = p.shards[i];
-    int fd = ::open(name.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) fail("ESHARD_OPEN", "cannot open shard " + name + ": " + sysErr(errno));
-    fds[i].fd = fd;
+    // Never blocks on a FIFO or device; regular files only; the validated inode when given.
     struct stat st;
-    if (::fstat(fd, &st) != 0) fail("ESHARD_OPEN", "cannot stat shard " + name + ": " + sysErr(errno));
-    if (!S_ISREG(st.st_mode)) fail("ESHARD_OPEN", "shard " + name + " is not a regular file");
+    fds[i].fd = openRegular(name, "shard", "ESHARD_OPEN", &st, p.expect.empty() ? nullptr : &p.expect[i]);
     sts[i] = st;
     sizes[i] = uint64_t(st.st_size);
     const bool last = i + 1 == p.shards.size();

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "files.h"
 #include "shard_cache.h"
 
 namespace lanepir {
@@ -30,6 +31,9 @@ struct LaneParams {
   // Cache mode: the manifest's sha256 of each shard (or empty): a cached
   // buffer is reused only for the same file identity and the same checksum.
   std::vector<std::string> contentIds;
+  // When given (one per shard): each shard must be exactly this file, the one
+  // the caller validated; otherwise EFILE_CHANGED.
+  std::vector<FileIdentity> expect;
 };
 
 const char* laneMemoryName(LaneMemory m);

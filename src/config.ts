@@ -8,9 +8,16 @@ import path from 'node:path';
 import { z } from 'zod';
 import { readSecretFile } from './secret-file.js';
 import { isLoopbackHost } from './server/admin-guard.js';
+import { isAddressOrRange } from './server/client-address.js';
 
 const port = z.coerce.number().int().min(0).max(65535);
 const nonNegInt = z.coerce.number().int().min(0);
+/** Addresses or CIDR ranges: a JSON array, or a comma-separated string (environment, flags). */
+const addressList = z
+  .union([z.array(z.string()), z.string().transform((v) => v.split(',').map((x) => x.trim()).filter((x) => x !== ''))])
+  .superRefine((list, ctx) => {
+    for (const entry of list) if (!isAddressOrRange(entry)) ctx.addIssue({ code: 'custom', message: `${JSON.stringify(entry)} is not an IP address or CIDR range` });
+  });
 const bool = z.union([z.boolean(), z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1')]);
 
 export const configSchema = z
@@ -82,9 +89,33 @@ export const configSchema = z
     shutdown_timeout_ms: z.coerce.number().int().min(0).default(10_000),
     /** How long each worker may take to map and warm a generation during a cluster reload, ms. */
     prepare_timeout_ms: z.coerce.number().int().min(100).default(60_000),
+    /** Time limit of each disk step of a reload (resolve, read manifest and crs, check files, map a lane), ms. */
+    reload_step_timeout_ms: z.coerce.number().int().min(100).default(30_000),
+    /** Time limit for checksumming a generation's new files before it is first served, ms. */
+    validate_timeout_ms: z.coerce.number().int().min(100).default(600_000),
+    /** Threads that checksum a new generation; 0 = half the cores. */
+    validate_threads: nonNegInt.max(256).default(0),
     /** Worker processes (cluster mode); 0 = available parallelism. */
     workers: nonNegInt.default(0),
     log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    // Abuse controls (src/server/limits.ts, src/server/deltas.ts; docs/OPERATIONS.md).
+    /** Requests in progress per client address on the public port, cheap routes aside; more answer 429. 0 = no cap. */
+    max_requests_per_client: nonNegInt.default(32),
+    /** Requests in progress per expensive route on the public port; more answer 503. 0 = no cap. */
+    max_concurrent_queries: nonNegInt.default(256),
+    max_concurrent_hints: nonNegInt.default(128),
+    max_concurrent_deltas: nonNegInt.default(128),
+    /** Proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client; none by default. */
+    trusted_proxies: addressList.default([]),
+    /** A response whose connection takes no bytes for this long is abandoned (connection reset), ms; 0 = never. */
+    send_idle_timeout_ms: nonNegInt.default(30_000),
+    /** The longest a response may take, from the request to its last byte, ms; 0 = no limit. */
+    send_timeout_ms: nonNegInt.default(300_000),
+    /** Delta merges running at once per process (worker threads), and waiting for one; a request needing one more answers 503. */
+    delta_max_concurrent: z.coerce.number().int().min(1).max(64).default(2),
+    delta_max_queued: nonNegInt.default(32),
+    /** Bytes of merged deltas (and refusals) each process keeps. */
+    delta_cache_bytes: nonNegInt.default(32 * 2 ** 20),
   })
   .strict()
   .refine((c) => !c.public_admin || c.admin_token !== undefined, {

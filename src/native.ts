@@ -11,6 +11,10 @@ export type KernelPath = 'portable' | 'avx2' | 'avx512';
 export type NativeErrorCode =
   | 'EPARAMS' // bad argument or parameter combination
   | 'ESHARD_OPEN' // a shard file could not be opened
+  | 'EFILE_OPEN' // a file to hash could not be opened
+  | 'ENOT_REGULAR' // a FIFO, device, socket or directory where a regular file belongs
+  | 'EFILE_CHANGED' // not the inode that was validated, or written while it was read
+  | 'ECANCELED' // hashing was cancelled
   | 'ESHARD_SIZE' // a shard file has the wrong size
   | 'EMMAP' // mmap/madvise failed
   | 'EIO' // read failed (in-memory mode)
@@ -56,6 +60,23 @@ export interface LaneOpenOptions {
   mode: LaneMemory;
   /** Cache mode: the manifest's sha256 of each shard; a cached buffer is reused only for the same file and checksum. */
   contentIds?: string[];
+  /** One per shard: each must be exactly this inode (the file that was validated), else EFILE_CHANGED. */
+  expect?: FileIdentity[];
+}
+
+/** Which inode a file is, and its state when it was checked. */
+export interface FileIdentity {
+  dev: bigint;
+  ino: bigint;
+  size: number;
+  mtimeNs: bigint;
+}
+
+export interface HashJob {
+  /** sha256 of each file, 32 bytes each, in order. */
+  promise: Promise<Buffer>;
+  /** Stops the job (its promise rejects with ECANCELED) at the next MiB read. */
+  cancel(): void;
 }
 
 export type LaneMemory = 'mmap' | 'memory' | 'cache';
@@ -135,8 +156,20 @@ export interface NativeAddon {
   hint(lane: LaneHandle, seed: Uint8Array, n: number, options?: HintOptions): Promise<Uint32Array>;
   /** Rows [rowStart, rowStart + rowCount) of A (row-major, n words each), generated in C++. */
   expandA(seed: Uint8Array, rowStart: number, rowCount: number, n: number): Uint32Array;
+  /**
+   * keccak256(prefix || key) for every key: key i is data[offsets[i] .. offsets[i+1]);
+   * 32 bytes per key, back to back (Ethereum's Keccak-256; the builder hashes keyword-lane keys with it).
+   */
+  keccakBatch(prefix: Uint8Array, data: Uint8Array, offsets: Uint32Array): Uint8Array;
   /** Lane memory still held by this process. */
   mappingStats(): MappingStats;
+  /**
+   * sha256 of whole files, off the JS thread on `threads` threads (default 1).
+   * Each file is opened without blocking and must be a regular file
+   * (ENOT_REGULAR), the given inode when `expect` is given, and unchanged
+   * while it is read (EFILE_CHANGED).
+   */
+  hashFiles(paths: string[], options?: { threads?: number; expect?: FileIdentity[] }): HashJob;
   /**
    * Benchmark helper: read every byte of the lane `passes` times (default 1)
    * on `threads` threads (default: all cores), off the JS thread.
@@ -273,7 +306,8 @@ export interface KernelClient {
   readonly data: Uint8Array;
   readonly descriptors: number;
   readonly region: number;
-  submit(descriptor: number, lane: number, generation: string, queryOff: number, queryBytes: number, answerOff: number, answerBytes: number): void;
+  /** A request of `count` queries (1..16, default 1) whose areas hold them back to back; answered in one pass. */
+  submit(descriptor: number, lane: number, generation: string, queryOff: number, queryBytes: number, answerOff: number, answerBytes: number, count?: number): void;
   /** Withdraws a query not yet taken into a pass (true); false: it completes as usual. */
   cancel(descriptor: number): boolean;
   /** The answer was sent; the descriptor can be reused. */

@@ -7,11 +7,15 @@ import path from 'node:path';
 import { PirClient } from '../src/pir/client.js';
 import { type LaneDelta, DeltaError, decodeDelta, encodeDelta, mergeDeltas } from '../src/pir/delta.js';
 import { littleEndianWords, wordsToLittleEndian } from '../src/pir/prg.js';
-import { deltaChain } from '../src/server/delta.js';
+import { deltaChain, readChainIndex } from '../src/server/delta.js';
+import { DeltaService } from '../src/server/deltas.js';
+import { readManifest } from '../src/store/manifest.js';
+import { DeltaTooLargeError, mergeEncodedDeltas } from '../src/server/delta-merge.js';
 import { buildGeneration } from '../src/store/builder.js';
 import { RawFileSource } from '../src/store/entries.js';
 import { type LaneInfo, loadGeneration, openLane, readEntry } from '../src/store/generation.js';
 import { buildIncremental } from '../src/store/incremental.js';
+import { diffHistoryPath, diffPath } from '../src/store/incremental.js';
 import { generationDir, hintPath } from '../src/store/layout.js';
 import { verifyGeneration } from '../src/store/verify.js';
 import { rmrf, tempDir } from './helpers.js';
@@ -279,4 +283,138 @@ test('merging: the same entry changed twice keeps the first old and the last new
   t.throws(() => mergeDeltas([s2, s1]), { message: /does not continue/ });
   const s2bad = mk('2', '3', h[1]!, h[2]!, [[5, [7, 0, 0, 0], [8, 0, 0, 0]]]);
   t.throws(() => mergeDeltas([s1, s2bad]), { message: /entry 5 byte 0/ });
+});
+
+/** The recorded diffs of generations from+1..to (oldest first), as the server reads them. */
+function recordedSteps(data: string, from: number, to: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (let g = from + 1; g <= to; g++) {
+    const own = diffPath(generationDir(data, g), 'hot');
+    const carried = diffHistoryPath(generationDir(data, to), 'hot', String(g));
+    out.push(fs.readFileSync(g === to || !fs.existsSync(carried) ? own : carried));
+  }
+  return out;
+}
+
+test('the streaming merge is byte for byte encodeDelta(mergeDeltas(decoded steps)), growth and reverts included', async (t) => {
+  const root = tempDir();
+  t.teardown(() => rmrf(root));
+  const { data } = await buildChain(root, 16);
+  for (const [from, to] of [[0, 1], [0, 16], [3, 7], [4, 5], [11, 14], [2, 16], [12, 13]] as const) {
+    const steps = recordedSteps(data, from, to);
+    const reference = encodeDelta(mergeDeltas(steps.map((s) => decodeDelta(s))));
+    t.deepEqual(mergeEncodedDeltas(steps), reference, `${from} -> ${to}`);
+    t.deepEqual(await deltaChain(data, 'hot', String(from), String(to)), reference, `deltaChain ${from} -> ${to}`);
+  }
+  // Random chains whose steps rewrite each other's bytes, es not a multiple of 8.
+  for (const es of [1, 5, 32]) {
+    let cur = new Uint8Array(300 * es);
+    crypto.randomFillSync(cur);
+    const steps: LaneDelta[] = [];
+    const states = [cur];
+    const sha = () => crypto.randomBytes(32).toString('hex');
+    let hint = sha();
+    for (let s = 0; s < 6; s++) {
+      const indices = [...new Set(Array.from({ length: 40 }, () => crypto.randomInt(300)))].sort((a, b) => a - b);
+      const next = cur.slice();
+      const oldValues = new Uint8Array(indices.length * es);
+      const newValues = new Uint8Array(indices.length * es);
+      indices.forEach((i, k) => {
+        oldValues.set(cur.subarray(i * es, (i + 1) * es), k * es);
+        // Bytes change at random, or go back to what they were two steps earlier (reverts).
+        for (let b = 0; b < es; b++) if (crypto.randomInt(3) > 0) next[i * es + b] = crypto.randomInt(2) === 0 ? states[Math.max(0, s - 1)]![i * es + b]! : crypto.randomInt(256);
+        newValues.set(next.subarray(i * es, (i + 1) * es), k * es);
+      });
+      const to = sha();
+      steps.push({ ...randomDelta(String(s), String(s + 1), es, 300, 0), seed: Buffer.alloc(16, 7), fromHintSha256: hint, toHintSha256: to, indices, oldValues, newValues });
+      hint = to;
+      cur = next;
+      states.push(cur);
+    }
+    const encoded = steps.map((d) => encodeDelta(d));
+    for (let a = 0; a < steps.length; a++) {
+      for (let b = a + 1; b <= steps.length; b++) {
+        const part = encoded.slice(a, b);
+        t.deepEqual(mergeEncodedDeltas(part), encodeDelta(mergeDeltas(part.map((x) => decodeDelta(x)))), `es ${es}, steps ${a}..${b}`);
+      }
+    }
+  }
+});
+
+test('the streaming merge refuses what mergeDeltas and decodeDelta refuse, and stops at its byte limit', async (t) => {
+  const root = tempDir();
+  t.teardown(() => rmrf(root));
+  const { data } = await buildChain(root, 6);
+  const steps = recordedSteps(data, 0, 6);
+  const full = mergeEncodedDeltas(steps);
+  t.deepEqual(mergeEncodedDeltas(steps, full.byteLength), full);
+  const err = t.throws(() => mergeEncodedDeltas(steps, full.byteLength - 1), { instanceOf: DeltaTooLargeError });
+  t.is((err as DeltaTooLargeError).code, 'EDELTA_TOO_LARGE');
+  t.throws(() => mergeEncodedDeltas([]), { instanceOf: DeltaError });
+  // Out of order, a step missing, truncated, trailing bytes, bad magic.
+  t.throws(() => mergeEncodedDeltas([steps[1]!, steps[0]!]), { message: /does not continue/ });
+  t.throws(() => mergeEncodedDeltas([steps[0]!, steps[2]!]), { message: /does not continue/ });
+  t.throws(() => mergeEncodedDeltas([steps[0]!, steps[1]!.subarray(0, steps[1]!.length - 1)]), { instanceOf: DeltaError });
+  t.throws(() => mergeEncodedDeltas([steps[0]!, Uint8Array.from([...steps[1]!, 0])]), { message: /trailing/ });
+  const bad = steps[0]!.slice();
+  bad[0] = 0x58;
+  t.throws(() => mergeEncodedDeltas([bad, steps[1]!]), { message: /magic/ });
+  // A step whose change does not start from the value the previous one left.
+  const a = randomDelta('1', '2', 4, 100, 0);
+  const h = ['a', 'b', 'c'].map((c) => c.repeat(64));
+  const s1 = encodeDelta({ ...a, fromHintSha256: h[0]!, toHintSha256: h[1]!, indices: [5], oldValues: Uint8Array.from([1, 2, 3, 4]), newValues: Uint8Array.from([9, 2, 3, 4]) });
+  const s2 = encodeDelta({ ...a, from: '2', to: '3', fromHintSha256: h[1]!, toHintSha256: h[2]!, indices: [5], oldValues: Uint8Array.from([7, 0, 0, 0]), newValues: Uint8Array.from([8, 0, 0, 0]) });
+  t.throws(() => mergeEncodedDeltas([s1, s2]), { message: /entry 5 byte 0/ });
+});
+
+test('the chain index follows diff headers back to where a budget in bytes or in steps ends it', async (t) => {
+  const root = tempDir();
+  t.teardown(() => rmrf(root));
+  const { data } = await buildChain(root, 8);
+  const toDir = generationDir(data, 8);
+  const manifest = await readManifest(toDir);
+  const target = { dataDir: data, to: '8', toDir, lane: 'hot' as const, parent: manifest.parent, summary: manifest.lanes.hot! };
+  const all = await readChainIndex(target);
+  t.deepEqual([...all.ancestors], [['7', 1], ['6', 2], ['5', 3], ['4', 4], ['3', 5], ['2', 6], ['1', 7], ['0', 8]]);
+  t.regex(all.end, /generation 0 is gone|diff of generation 0/);
+  const steps = await readChainIndex(target, Number.MAX_SAFE_INTEGER, 3);
+  t.deepEqual([...steps.ancestors.keys()], ['7', '6', '5']);
+  t.regex(steps.end, /at most 3 generations/);
+  const twoSteps = all.steps[0]!.bytes + all.steps[1]!.bytes;
+  const bytes = await readChainIndex(target, twoSteps);
+  t.deepEqual([...bytes.ancestors.keys()], ['7', '6']);
+  t.regex(bytes.end, new RegExp(`more than ${twoSteps} bytes`));
+  // A full build has no chain.
+  const first = await readManifest(generationDir(data, 0));
+  t.is((await readChainIndex({ ...target, to: '0', toDir: generationDir(data, 0), parent: first.parent, summary: first.lanes.hot! })).ancestors.size, 0);
+});
+
+test('DeltaService: merges on threads started on demand and stopped when idle; answers equal deltaChain; refusals and busy slots', async (t) => {
+  const root = tempDir();
+  t.teardown(() => rmrf(root));
+  const { data } = await buildChain(root, 6);
+  // Idle threads stop after 2 s: long enough that a loaded machine does not stop one between the checks below.
+  const service = new DeltaService({ dataDir: data, maxConcurrent: 1, maxQueued: 1, cacheBytes: 1 << 20, threadIdleMs: 2000 });
+  t.teardown(() => service.close());
+  const target = await loadGeneration(generationDir(data, 6));
+  t.is(service.threads, 0);
+  const expected = await deltaChain(data, 'hot', '2', '6');
+  const merged = await service.delta(target, 'hot', '2');
+  t.is(service.threads, 1);
+  t.deepEqual(merged, expected);
+  // The same pair again: from the cache, no merge.
+  const merges = service.counts.merges;
+  await service.delta(target, 'hot', '2');
+  t.is(service.counts.merges, merges);
+  await t.throwsAsync(service.delta(target, 'hot', '7'), { code: 'EDELTA_GONE' } as never);
+  await t.throwsAsync(service.delta(target, 'cold', '2'), { code: 'EDELTA_GONE' } as never);
+  // One merge running, one waiting, the third refused at once; the first two are answered.
+  const [a, b, c] = [service.delta(target, 'hot', '0'), service.delta(target, 'hot', '1'), service.delta(target, 'hot', '3')];
+  await t.throwsAsync(c, { code: 'EDELTA_BUSY' } as never);
+  t.deepEqual(await a, await deltaChain(data, 'hot', '0', '6'));
+  t.deepEqual(await b, await deltaChain(data, 'hot', '1', '6'));
+  // Idle threads are stopped; the next merge starts one again.
+  for (let i = 0; i < 300 && service.threads > 0; i++) await new Promise((r) => setTimeout(r, 20));
+  t.is(service.threads, 0);
+  t.deepEqual(await service.delta(target, 'hot', '3'), await deltaChain(data, 'hot', '3', '6'));
 });

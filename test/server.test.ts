@@ -212,7 +212,10 @@ test('bad input gets the right 4xx and the server keeps serving', async (t) => {
     if (code) t.is(body.code, code);
   };
   await expectError(await post('/query/hot', new Uint8Array(100)), 400, 'EQUERY_SIZE');
-  await expectError(await post('/query/hot', new Uint8Array(HOT.m * 4 + 4)), 413, 'EQUERY_TOO_LARGE');
+  // Several queries may share a request (up to batch_max, 16): a body that is not whole queries is refused, more than 16 too.
+  await expectError(await post('/query/hot', new Uint8Array(HOT.m * 4 + 4)), 400, 'EQUERY_SIZE');
+  await expectError(await post('/query/hot', new Uint8Array(17 * HOT.m * 4)), 413, 'EQUERY_TOO_LARGE');
+  await expectError(await post('/query/hot', new Uint8Array(0)), 400, 'EQUERY_SIZE');
   await expectError(await post('/query/hot', new Uint8Array(64 * 1024 * 1024)), 413);
   await expectError(await post('/query/hot', 'garbage', 'text/plain'), 415);
   await expectError(await post('/query/warm', new Uint8Array(HOT.m * 4)), 404, 'EUNKNOWN_LANE');

@@ -12,8 +12,9 @@ import { chooseLaneParams } from '../store/lane-params.js';
 import { DEFAULT_SHARD_SIZE, GENERATION_ID, LANES, type LaneName, generationDir, generationsDir } from '../store/layout.js';
 import { stderrProgress } from '../store/progress.js';
 import { UsageError, intOption } from './errors.js';
+import { type EthBuildFlags, ethBuildCommand, isEthBuild } from './eth-build.js';
 
-export interface BuildFlags {
+export interface BuildFlags extends Partial<Omit<EthBuildFlags, 'data' | 'block'>> {
   data: string;
   block: string;
   hotSynthetic?: string;
@@ -73,6 +74,15 @@ function formatNote(file: string): (d: DetectedFormat) => void {
 }
 
 export async function buildCommand(flags: BuildFlags): Promise<void> {
+  // Ethereum state (src/cli/eth-build.ts): keyword lanes from accounts and storage.
+  const laneFlags = (['hotSynthetic', 'hotEntries', 'coldSynthetic', 'coldEntries', 'entrySize', 'm', 'hotUpdates', 'coldUpdates'] as const).filter((k) => flags[k] !== undefined);
+  if (isEthBuild(flags)) {
+    if (laneFlags.length > 0) throw new UsageError(`--state, --state-diff and --eth-synthetic build both lanes from Ethereum state; they cannot be combined with ${laneFlags.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`).join(', ')}`);
+    return ethBuildCommand(flags);
+  }
+  for (const [flag, v] of [['--hot-manifest', flags.hotManifest], ['--block-hash', flags.blockHash], ['--chain-id', flags.chainId], ['--synthetic-seed', flags.syntheticSeed], ['--synthetic-diff-keys', flags.syntheticDiffKeys]] as const) {
+    if (v !== undefined) throw new UsageError(`${flag} applies to builds from Ethereum state (--state, --state-diff or --eth-synthetic)`);
+  }
   if (flags.fromGeneration !== undefined) return incrementalCommand(flags);
   if (flags.hotUpdates !== undefined || flags.coldUpdates !== undefined) throw new UsageError('--hot-updates and --cold-updates need --from-generation');
   const block = intOption('--block', flags.block)!;

@@ -9,6 +9,7 @@ import { followCommand } from './follow.js';
 import { publishCommand, pruneCommand, reloadCommand } from './ops.js';
 import { queryCommand } from './query.js';
 import { serveCommand } from './serve.js';
+import { accountCommand, erc20Command, storageCommand } from './eth.js';
 
 const pkg = createRequire(import.meta.url)('../../../package.json') as { version: string };
 
@@ -47,6 +48,14 @@ export function program(): Command {
     .option('--from-generation <id>', 'build incrementally from generation ID: unchanged shards are hard links, the hint is updated (see --hot-updates)')
     .option('--hot-updates <file>', 'with --from-generation: changed hot entries, JSON Lines {"index": 5, "value": "0x..."} or binary records of u64 LE index + entry')
     .option('--cold-updates <file>', 'with --from-generation: changed cold entries (as --hot-updates)')
+    .option('--state <file>', 'Ethereum state, JSON Lines of accounts {"address", "balance", "nonce", "code_size", "storage"}: keyword lanes hot and cold')
+    .option('--state-diff <file>', 'with --from-generation: the accounts and slots that changed (same shape; "deleted": true removes an account, a zero slot value removes the slot)')
+    .option('--eth-synthetic <accounts>', 'a synthetic Ethereum state of ACCOUNTS accounts (~3.8 keys each) with 13 tokens in a generated hot manifest; with --from-generation: its diff for this block')
+    .option('--synthetic-seed <seed>', 'seed of --eth-synthetic (default lanepir-eth-synthetic)')
+    .option('--synthetic-diff-keys <n>', 'keys a synthetic block diff changes (default 2000)')
+    .option('--hot-manifest <file>', 'hot-contract manifest {"version": 1, "contracts": [...]}: their storage goes to the hot lane (default: none; with --from-generation: the parent\'s)')
+    .option('--block-hash <hash>', 'the block\'s hash (0x + 64 hex), carried in the manifest and /info')
+    .option('--chain-id <id>', 'the chain id, carried in the manifest and /info (kept by later generations)')
     .option('--threads <n>', 'threads for the hint kernel (default: all cores)')
     .option('--fresh-seed', 'do not keep the previous generation\'s seed and m (bumps params_version)')
     .option('--format <format>', 'jsonl or binary: the format of the entry and update files (default: detected from the content; a .jsonl/.ndjson/.json or .bin name must agree)')
@@ -106,6 +115,35 @@ export function program(): Command {
     .option('--cache-dir <dir>', 'where crs and hints are cached (default ~/.cache/lanepir)')
     .action(run(queryCommand));
 
+  const ethRead = (cmd: Command) =>
+    cmd
+      .requiredOption('--url <url>', 'server URL, e.g. http://127.0.0.1:3000')
+      .option('--block <n>', 'fail unless the server serves this block')
+      .option('--no-hide-lanes', 'query only the lanes the read needs (tells the server whether it is a hot-manifest token)')
+      .option('--pad-to <k>', 'pad the round to a multiple of K keys')
+      .option('--cache-dir <dir>', 'where crs and hints are cached (default ~/.cache/lanepir)')
+      .option('--json', 'print the result as JSON');
+
+  ethRead(cli.command('account').description('privately read an account: balance, nonce, code size').argument('<address>', 'account address (0x + 40 hex)')).action(
+    run((address: string, flags) => accountCommand(address, flags)),
+  );
+  ethRead(
+    cli
+      .command('storage')
+      .description('privately read a storage slot of a contract')
+      .argument('<address>', 'contract address')
+      .argument('<slot>', 'slot: 0x hex (up to 32 bytes) or decimal'),
+  ).action(run((address: string, slot: string, flags) => storageCommand(address, slot, flags)));
+  ethRead(
+    cli
+      .command('erc20')
+      .description('privately read an ERC-20 balance (the balance slot from the server\'s hot manifest, or --slot)')
+      .argument('<token>', 'token contract address')
+      .argument('<holder>', 'holder address')
+      .option('--slot <n>', 'the balance mapping\'s slot, for a token the manifest does not describe')
+      .option('--layout <layout>', 'solidity (default) or vyper, with --slot'),
+  ).action(run((token: string, holder: string, flags) => erc20Command(token, holder, flags)));
+
   cli
     .command('publish')
     .description('point DIR/current at generation N, atomically')
@@ -141,7 +179,7 @@ export function program(): Command {
       .command('follow')
       .description('watch a directory of per-block update files (<block>.jsonl) and roll each block into the server')
       .requiredOption('--data <dir>', 'data directory (DIR/current is the starting point)')
-      .requiredOption('--updates-dir <dir>', 'where the block source drops <block>.jsonl files (write them via rename)')
+      .requiredOption('--updates-dir <dir>', 'where the block source drops <block>.jsonl files (write them via rename); Ethereum data: state diffs (as --state-diff)')
       .option('--debounce-ms <ms>', 'quiet time before building a burst of blocks', '200')
       .option('--poll-ms <ms>', 'rescan interval in case file events are lost', '1000')
       .option('--retain <n>', 'newest generations kept on disk (besides those a server holds)', '32')

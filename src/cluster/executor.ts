@@ -15,7 +15,8 @@ import fs from 'node:fs';
 import { type LaneHandle, type PassReport, exchange, native } from '../native.js';
 import { laneMemoryMode } from '../server/lane-memory.js';
 import { ServerMetrics } from '../server/metrics.js';
-import { loadGeneration, openLane } from '../store/generation.js';
+import { openLane } from '../store/generation.js';
+import { Validator } from '../server/validator.js';
 import { LANES } from '../store/layout.js';
 import { type ExecutorMessage, type PrimaryToExecutor } from './messages.js';
 
@@ -40,13 +41,15 @@ export async function runExecutor(): Promise<void> {
   const held = new Map<string, { handles: LaneHandle[]; token: number }>();
   const preparing = new Map<string, Promise<void>>();
 
-  const prepare = (id: string, dir: string): Promise<void> => {
+  const validator = new Validator(config);
+  const prepare = (id: string, dir: string, digest: string | undefined): Promise<void> => {
     if (held.has(id)) return Promise.resolve();
     let p = preparing.get(id);
     if (p) return p;
     p = (async () => {
-      // The primary validated the generation; its structure is read again here for the shard list.
-      const info = await loadGeneration(dir);
+      // The files must be the ones the primary hashed (confirmed by its digest), or are hashed here;
+      // the lanes are then opened on exactly those inodes.
+      const { info } = digest ? await validator.confirm(dir, [], digest) : await validator.validate(dir, []);
       if (info.id !== id) throw Object.assign(new Error(`${dir} holds generation ${info.id}, not ${id}`), { code: 'EMANIFEST' });
       const handles: LaneHandle[] = [];
       const lanes: { hot?: LaneHandle; cold?: LaneHandle } = {};
@@ -93,7 +96,7 @@ export async function runExecutor(): Promise<void> {
     switch (msg?.t) {
       case 'x-prepare': {
         const started = performance.now();
-        prepare(msg.generation, msg.dir).then(
+        prepare(msg.generation, msg.dir, msg.digest).then(
           () => send({ t: 'x-prepared', id: msg.id, ok: true, ms: performance.now() - started }),
           (err: Error & { code?: string }) => {
             logger.error({ generation: msg.generation, err: err.message }, 'could not map a generation');

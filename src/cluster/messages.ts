@@ -16,6 +16,10 @@ export type WorkerMessage =
   /** Sent just before a worker exits because it could not start; `listen` marks a listener that could not be opened. */
   | { t: 'start-failed'; code: string; message: string; listen: boolean }
   | { t: 'reload'; id: string; target?: string }
+  /** The HTTP caller of reload `id` went away: if nobody else wants that reload, it must not switch. */
+  | { t: 'reload-abandon'; id: string }
+  /** The filesDigest the primary validated `generation` with (a worker maps it without hashing again). */
+  | { t: 'digest?'; id: string; generation: string }
   | { t: 'generations'; id: string }
   | { t: 'metrics'; id: string }
   | { t: 'prepared'; id: string; ok: true; ms: number }
@@ -29,7 +33,9 @@ export type PrimaryMessage =
   | { t: 'reload-result'; id: string; ok: false; error: ErrorBody }
   | { t: 'generations-result'; id: string; data: unknown }
   | { t: 'metrics-result'; id: string; contentType: string; body: string }
-  | { t: 'prepare'; id: string; generation: string }
+  | { t: 'digest'; id: string; generation: string; digest: string | null }
+  /** `digest`: the primary's filesDigest of the generation; without it the worker validates in full. */
+  | { t: 'prepare'; id: string; generation: string; digest?: string }
   | { t: 'switch'; id: string; generation: string }
   | { t: 'abort'; id: string; generation: string }
   | { t: 'shutdown' };
@@ -68,7 +74,8 @@ export type ExecutorMessage =
 
 /** Primary -> kernel process. */
 export type PrimaryToExecutor =
-  | { t: 'x-prepare'; id: string; generation: string; dir: string }
+  /** `digest`: filesDigest of the primary's validation; the kernel process confirms it (or validates fully without one). */
+  | { t: 'x-prepare'; id: string; generation: string; dir: string; digest?: string }
   /** Every generation some worker may still query: the others are released. */
   | { t: 'x-hold'; generations: string[] }
   /** Take queries (after the held generations are mapped). */

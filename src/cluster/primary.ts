@@ -1,10 +1,12 @@
 // The cluster primary: forks the workers and the kernel process, owns the
 // control segment and the query exchange, and orchestrates reloads. A reload
-// is validated here, prepared by the kernel process (which maps the lanes)
-// and by every live worker, and only when all of them are ready is it
-// published in the segment: that single store switches the whole server.
-// The kernel process holds every generation some worker may still query;
-// the primary tells it which ones those are (x-hold) as workers let go.
+// is validated here (structure and every file's sha256, once), prepared by
+// the kernel process (which maps the lanes) and by every live worker, each
+// confirming it sees the files the primary hashed, and only when all of them
+// are ready is it published in the segment: that single store switches the
+// whole server. A reload all of whose callers went away stops before the
+// publish. The kernel process holds every generation some worker may still
+// query; the primary tells it which ones those are (x-hold) as workers let go.
 import cluster, { type Worker } from 'node:cluster';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,8 +17,12 @@ import { type ControlSegment, type QueryExchange, control, exchange as exchangeA
 import { type GenerationInfo, resolveGeneration } from '../store/generation.js';
 import { readManifest } from '../store/manifest.js';
 import { type LaneName, generationBlock, generationDir } from '../store/layout.js';
-import { ReloadError, rethrow, validateGeneration } from '../server/reloader.js';
 import { exchangeSizing, laneMemoryMode } from '../server/lane-memory.js';
+import { SerialRunner, runStep } from '../server/bounded.js';
+import { ReloadError, abandonedError, rethrow } from '../server/reload-error.js';
+import { Validator } from '../server/validator.js';
+import { type ValidationStats } from '../store/checksums.js';
+import { failpointDelay } from './failpoints.js';
 import {
   type ClusterReloadResult,
   type ErrorBody,
@@ -69,6 +75,8 @@ interface WorkerState {
   startError?: { code: string; message: string; listen: boolean };
   /** Waiters for this worker's acknowledgements, by correlation id. */
   acks: Map<string, (msg: WorkerMessage | undefined) => void>;
+  /** Reloads this worker forwarded, still running: aborted when their HTTP caller goes away. */
+  callers: Map<string, AbortController>;
 }
 
 class PrimaryMetrics {
@@ -109,6 +117,7 @@ interface ExecutorState {
   startError?: { code: string; message: string };
 }
 
+
 export interface PrimaryHandle {
   publicUrl: string;
   adminUrl: string;
@@ -117,7 +126,7 @@ export interface PrimaryHandle {
   exchange: QueryExchange;
   /** The kernel process's pid (undefined while it is being replaced). */
   executorPid(): number | undefined;
-  reload(target?: string): Promise<ClusterReloadResult>;
+  reload(target?: string, opts?: { signal?: AbortSignal }): Promise<ClusterReloadResult>;
   /** Drain every worker, remove the segment. */
   shutdown(): Promise<void>;
   /** Kill the workers and remove the segment now (a second signal). */
@@ -186,13 +195,22 @@ export async function runPrimary(
   let executor: ExecutorState | undefined;
   let executorFork: NodeJS.Timeout | undefined;
   let holdTimer: NodeJS.Timeout | undefined;
+  const validator = new Validator(config);
+  /** Generations validated before (what a swap back to one needs: no disk access), with the digest workers confirm. */
+  const validated = new Map<string, { dir: string; blockNumber: number; lanes: LaneName[]; digest?: string }>();
+  const remember = (id: string, v: { dir: string; blockNumber: number; lanes: LaneName[]; digest?: string }) => {
+    validated.delete(id);
+    validated.set(id, v);
+    if (validated.size > 64) validated.delete(validated.keys().next().value!);
+  };
 
   // Publish what <data>/current points at, if it is sound; workers map it before listening.
   let firstInfo: GenerationInfo | undefined;
   try {
-    const { dir } = await resolveGeneration(config.data_dir);
-    const info = await validateGeneration(config, dir, []);
+    const { dir } = await runStep('resolving the generation', config.reload_step_timeout_ms, undefined, () => resolveGeneration(config.data_dir));
+    const { info, digest } = await validator.validate(dir, []);
     firstInfo = info;
+    remember(info.id, { dir: info.dir, blockNumber: info.blockNumber, lanes: Object.keys(info.lanes) as LaneName[], digest });
     segment.publish({ generation: info.id, blockNumber: info.blockNumber, dir: info.dir });
     servedLanes = Object.keys(info.lanes) as LaneName[];
     metrics.publishedGeneration.set(generationBlock(info.id));
@@ -228,6 +246,7 @@ export async function runPrimary(
       startedAt: Date.now(),
       forkedOn: readPublishedSafe()?.generation ?? null,
       acks: new Map(),
+      callers: new Map(),
     };
     workers.set(slot, state);
     worker.on('message', (msg: WorkerMessage) => onMessage(state, msg));
@@ -247,6 +266,9 @@ export async function runPrimary(
       if (exited) return;
       exited = true;
       if (workers.get(slot) === state) workers.delete(slot);
+      // Its HTTP callers are gone with it.
+      for (const caller of state.callers.values()) caller.abort();
+      state.callers.clear();
       metrics.workers.set(workers.size);
       // A worker that dies mid-reload is dropped from it.
       for (const resolve of state.acks.values()) resolve(undefined);
@@ -463,7 +485,12 @@ export async function runPrimary(
     const ids = heldGenerations(false)!;
     const results = await Promise.all(
       [...ids].map((id) =>
-        requestExecutor(st, { t: 'x-prepare', id: `x${++executorSeq}`, generation: id, dir: generationDir(config.data_dir, id) }, config.prepare_timeout_ms).then(
+        requestExecutor(
+          st,
+          // With the digest of the primary's validation, when it still has it: confirmed there, not hashed again.
+          { t: 'x-prepare', id: `x${++executorSeq}`, generation: id, dir: generationDir(config.data_dir, id), ...(validated.get(id)?.digest ? { digest: validated.get(id)!.digest! } : {}) },
+          config.prepare_timeout_ms,
+        ).then(
           (ack) => ({ id, ack }),
         ),
       ),
@@ -530,29 +557,16 @@ export async function runPrimary(
     executorFork = setTimeout(forkExecutor, executorBackoff);
   };
 
-  // ---- reloads (serialized; a request for the target in progress joins it) ----
-  let chain: Promise<unknown> = Promise.resolve();
-  let inProgress: { target: string | undefined; promise: Promise<ClusterReloadResult> } | undefined;
+  // ---- reloads (serialized; a request for the target in progress joins it; abandoned when all its callers are gone) ----
+  const runner = new SerialRunner(abandonedError);
   let reloadSeq = 0;
   /** The generation a reload is validating or preparing: workers may be mapping it, so it is held. */
   let reloading: string | null = null;
-  /** Generations validated before (what a swap back to one needs: no disk access). */
-  const validated = new Map<string, { dir: string; blockNumber: number; lanes: LaneName[] }>();
 
-  const reload = (target?: string): Promise<ClusterReloadResult> => {
-    if (inProgress && inProgress.target === target) return inProgress.promise;
-    const promise = chain.then(() => orchestrate(target));
-    const entry = { target, promise };
-    inProgress = entry;
-    chain = promise.catch(() => {});
-    const clear = () => {
-      if (inProgress === entry) inProgress = undefined;
-    };
-    promise.then(clear, clear);
-    return promise;
-  };
+  const reload = (target?: string, opts: { signal?: AbortSignal } = {}): Promise<ClusterReloadResult> =>
+    runner.run(`reload:${target ?? ''}`, (signal) => orchestrate(target, signal), opts.signal);
 
-  const orchestrate = async (target: string | undefined): Promise<ClusterReloadResult> => {
+  const orchestrate = async (target: string | undefined, signal: AbortSignal): Promise<ClusterReloadResult> => {
     const started = performance.now();
     const endTimer = metrics.reloadDuration.startTimer();
     const before = segment.readPublished();
@@ -560,6 +574,7 @@ export async function runPrimary(
     const confirmations = new Map<WorkerState, WorkerConfirmation>(
       live.map((w) => [w, { worker: w.name, pid: w.worker.process.pid ?? 0, slot: w.slot, prepared: false, switched: false }]),
     );
+    let validation: ValidationStats | null = null;
     let executorConfirmation: ExecutorConfirmation | null = null;
     const base = (id: string, block: number, lanes: LaneName[], unchanged: boolean, publishToSwitch: number | null): ClusterReloadResult => ({
       old_block_number: before?.blockNumber ?? null,
@@ -575,9 +590,11 @@ export async function runPrimary(
       workers: [...confirmations.values()],
       executor: executorConfirmation,
       publish_to_switch_ms: publishToSwitch,
+      validation,
     });
     try {
-      const { id, dir } = await resolveGeneration(config.data_dir, target).catch(rethrow);
+      await failpointDelay('reload-stall', signal);
+      const { id, dir } = await runStep('resolving the generation', config.reload_step_timeout_ms, signal, () => resolveGeneration(config.data_dir, target)).catch(rethrow);
       reloading = id;
       if (before?.generation === id) {
         for (const [w, c] of confirmations) {
@@ -590,14 +607,17 @@ export async function runPrimary(
       // validated when it was first loaded: only its manifest is needed.
       const heldByAll = live.length > 0 && live.every((w) => readSlot(w.slot)?.held.some((h) => h.generation === id));
       let info = heldByAll ? validated.get(id) : undefined;
-      if (!info) {
-        const full = heldByAll
-          ? await readManifest(dir).then((m) => ({ dir, blockNumber: m.block_number, lanes: m.lanes }), rethrow)
-          : await validateGeneration(config, dir, servedLanes);
-        info = { dir: full.dir, blockNumber: full.blockNumber, lanes: Object.keys(full.lanes) as LaneName[] };
-        validated.set(id, info);
-        if (validated.size > 64) validated.delete(validated.keys().next().value!);
+      if (!info && heldByAll) {
+        // Every worker has it open already (prepare answers from memory): only the manifest is needed.
+        const m = await runStep('reading the manifest', config.reload_step_timeout_ms, signal, () => readManifest(dir)).catch(rethrow);
+        info = { dir, blockNumber: m.block_number, lanes: Object.keys(m.lanes) as LaneName[] };
+      } else if (!info) {
+        const v = await validator.validate(dir, servedLanes, signal);
+        validation = v.validation;
+        info = { dir: v.info.dir, blockNumber: v.info.blockNumber, lanes: Object.keys(v.info.lanes) as LaneName[], digest: v.digest };
       }
+      remember(id, info);
+      const digest = info.digest;
       const lanes = info.lanes;
       const missing = servedLanes.find((l) => !lanes.includes(l));
       if (missing) throw new ReloadError('ELANE_MISSING', `generation ${id} has no ${missing} lane, which is being served`);
@@ -615,7 +635,7 @@ export async function runPrimary(
         // Already mapped there (a swap back): no round trip.
         if (executorHeld.has(id)) return { pid, prepared: true, prepare_ms: 0 };
         const t0 = performance.now();
-        const ack = await requestExecutor(st, { t: 'x-prepare', id: rid, generation: id, dir: genDir }, config.prepare_timeout_ms);
+        const ack = await requestExecutor(st, { t: 'x-prepare', id: rid, generation: id, dir: genDir, ...(digest ? { digest } : {}) }, config.prepare_timeout_ms);
         if (ack?.t === 'x-prepared' && ack.ok) {
           if (executor === st) executorHeld.add(id);
           return { pid, prepared: true, prepare_ms: Math.round((performance.now() - t0) * 1000) / 1000 };
@@ -635,7 +655,7 @@ export async function runPrimary(
             return 'ok';
           }
           const t0 = performance.now();
-          const ack = await request(w, { t: 'prepare', id: rid, generation: id }, config.prepare_timeout_ms);
+          const ack = await request(w, { t: 'prepare', id: rid, generation: id, ...(digest ? { digest } : {}) }, config.prepare_timeout_ms);
           const c = confirmations.get(w)!;
           if (ack === undefined) {
             if (!w.worker.isDead()) c.error = `no answer within ${config.prepare_timeout_ms} ms`;
@@ -666,6 +686,12 @@ export async function runPrimary(
         throw new ReloadError('EPREPARE', `${failed.length} worker(s) could not prepare generation ${id}; nobody switched (${first.worker}: ${first.error})`, {
           workers: [...confirmations.values()],
         });
+      }
+
+      // Every caller went away meanwhile: nobody switches.
+      if (signal.aborted) {
+        for (const w of live) send(w, { t: 'abort', id: rid, generation: id });
+        throw signal.reason;
       }
 
       // 2. The switch: one store in the shared segment.
@@ -703,13 +729,21 @@ export async function runPrimary(
       sendHold();
       const result = base(id, info.blockNumber, lanes, false, lastSwitch);
       logger.info(
-        { old_block: result.old_block_number, new_block: result.new_block_number, duration_ms: result.reload_duration_ms, publish_to_switch_ms: lastSwitch, generation: id },
+        {
+          old_block: result.old_block_number,
+          new_block: result.new_block_number,
+          duration_ms: result.reload_duration_ms,
+          publish_to_switch_ms: lastSwitch,
+          generation: id,
+          validation,
+        },
         'reload',
       );
       return result;
     } catch (err) {
-      metrics.reloads.inc({ result: 'refused' });
-      logger.warn({ err: (err as Error).message }, 'reload refused');
+      const abandoned = (err as ReloadError)?.code === 'EABANDONED';
+      metrics.reloads.inc({ result: abandoned ? 'abandoned' : 'refused' });
+      logger.warn({ err: (err as Error).message }, abandoned ? 'reload abandoned' : 'reload refused');
       throw err;
     } finally {
       reloading = null;
@@ -722,7 +756,8 @@ export async function runPrimary(
     if (!published || published.generation === null || published.generation === serving) return;
     const id = published.generation;
     const rid = `c${++reloadSeq}`;
-    const prepared = await request(w, { t: 'prepare', id: rid, generation: id }, config.prepare_timeout_ms);
+    const digest = validated.get(id)?.digest;
+    const prepared = await request(w, { t: 'prepare', id: rid, generation: id, ...(digest ? { digest } : {}) }, config.prepare_timeout_ms);
     if (prepared?.t === 'prepared' && prepared.ok) await request(w, { t: 'switch', id: rid, generation: id }, SWITCH_TIMEOUT_MS);
     else logger.error({ worker: w.name, generation: id }, 'worker could not catch up with the published generation');
   };
@@ -812,11 +847,21 @@ export async function runPrimary(
         resolve?.(msg);
         break;
       }
-      case 'reload':
-        reload(msg.target).then(
-          (result) => send(w, { t: 'reload-result', id: msg.id, ok: true, result }),
-          (err) => send(w, { t: 'reload-result', id: msg.id, ok: false, error: errorBody(err) }),
+      case 'reload': {
+        const caller = new AbortController();
+        w.callers.set(msg.id, caller);
+        const done = () => w.callers.delete(msg.id);
+        reload(msg.target, { signal: caller.signal }).then(
+          (result) => (done(), send(w, { t: 'reload-result', id: msg.id, ok: true, result })),
+          (err) => (done(), send(w, { t: 'reload-result', id: msg.id, ok: false, error: errorBody(err) })),
         );
+        break;
+      }
+      case 'reload-abandon':
+        w.callers.get(msg.id)?.abort();
+        break;
+      case 'digest?':
+        send(w, { t: 'digest', id: msg.id, generation: msg.generation, digest: validated.get(msg.generation)?.digest ?? null });
         break;
       case 'generations':
         void generations().then((data) => send(w, { t: 'generations-result', id: msg.id, data }));

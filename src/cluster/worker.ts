@@ -53,6 +53,20 @@ function fetchSecrets(): Promise<{ adminToken: string | null }> {
   });
 }
 
+/** The filesDigest the primary validated `generation` with (null: it has none, and this worker validates in full). */
+function fetchDigest(generation: string): Promise<string | null> {
+  return new Promise((resolve) => {
+    const id = crypto.randomUUID();
+    const on = (msg: PrimaryMessage) => {
+      if (msg?.t !== 'digest' || msg.id !== id) return;
+      process.off('message', on);
+      resolve(msg.digest);
+    };
+    process.on('message', on);
+    process.send?.({ t: 'digest?', id, generation } satisfies WorkerMessage);
+  });
+}
+
 export async function runWorker(): Promise<void> {
   const { adminToken } = await fetchSecrets();
   const config = { ...(JSON.parse(process.env.LANEPIR_CONFIG_JSON!) as Config), ...(adminToken ? { admin_token: adminToken } : {}) };
@@ -132,6 +146,8 @@ export async function runWorker(): Promise<void> {
   };
 
   const published = segment.readPublished();
+  // The primary hashed the published generation: this worker confirms it sees the same files instead of hashing again.
+  const initialDigest = published?.generation ? await fetchDigest(published.generation) : null;
   server = await startServer(config, {
     logger,
     workerName,
@@ -140,12 +156,19 @@ export async function runWorker(): Promise<void> {
     exchange: { name: process.env.LANEPIR_EXCHANGE!, region: slot },
     // Map the published generation before accepting connections.
     initialGeneration: published?.generation ?? null,
+    ...(initialDigest ? { initialDigest } : {}),
     beforeRequest: () => {
       requests++;
       followSegment();
     },
-    reload: async (target) => {
-      const msg = await ask<Extract<PrimaryMessage, { t: 'reload-result' }>>((id) => ({ t: 'reload', id, ...(target !== undefined ? { target } : {}) }));
+    reload: async (target, opts) => {
+      const msg = await ask<Extract<PrimaryMessage, { t: 'reload-result' }>>((id) => {
+        // The HTTP caller went away: tell the primary, which drops the reload if nobody else wants it.
+        const abandon = () => send({ t: 'reload-abandon', id });
+        if (opts?.signal?.aborted) queueMicrotask(abandon);
+        else opts?.signal?.addEventListener('abort', abandon, { once: true });
+        return { t: 'reload', id, ...(target !== undefined ? { target } : {}) };
+      });
       if (msg.ok) return msg.result;
       const e = msg.error;
       if (e.status === 422) throw new ReloadError(e.code, e.message, e.extra);
@@ -188,7 +211,7 @@ export async function runWorker(): Promise<void> {
         const started = performance.now();
         const failpoint = failpointActive('prepare', slot);
         preparing.add(msg.id);
-        (failpoint ? Promise.reject(failpoint) : server!.reloader.prepare(msg.generation)).then(
+        (failpoint ? Promise.reject(failpoint) : server!.reloader.prepare(msg.generation, msg.digest ? { digest: msg.digest } : {})).then(
           () => {
             preparing.delete(msg.id);
             // The primary gave up on this reload while it was being prepared: drop it.

@@ -30,6 +30,12 @@ export interface FollowOptions {
   pollMs?: number;
   /** Generations kept on disk besides those a server holds. */
   retain?: number;
+  /**
+   * Builds block `block` as generation `id` from `parent` and the block file's
+   * text (default: index-lane update files, src/follow/updates.ts). Ethereum
+   * state diffs plug in here (src/eth/follow.ts). Returns the keys changed.
+   */
+  buildBlock?: (args: { data: string; block: number; id: string; parent: string; text: string; file: string }) => Promise<{ changes: number }>;
 }
 
 interface State {
@@ -156,14 +162,19 @@ export class Follower extends EventEmitter {
       const parent = block === headBlock + 1 ? this.head : (await chainOf(this.opts.data, this.head)).get(block - 1);
       try {
         if (!parent) throw new Error(`no generation of block ${block - 1} in the chain of ${this.head}: cannot rebuild block ${block}`);
-        const parentInfo = await loadGeneration(generationDir(this.opts.data, parent));
-        const entrySizes = Object.fromEntries(Object.values(parentInfo.lanes).map((l) => [l.lane, l.crs.entry_size])) as Partial<Record<LaneName, number>>;
-        const updates = await parseUpdates(bytes, name, entrySizes);
         const id = await freeGenerationId(this.opts.data, block);
         const started = performance.now();
-        await buildIncremental({ data: this.opts.data, block, id, from: parent, updates });
+        let changes: number;
+        if (this.opts.buildBlock) {
+          ({ changes } = await this.opts.buildBlock({ data: this.opts.data, block, id, parent, text: Buffer.from(bytes).toString('utf8'), file: name }));
+        } else {
+          const parentInfo = await loadGeneration(generationDir(this.opts.data, parent));
+          const entrySizes = Object.fromEntries(Object.values(parentInfo.lanes).map((l) => [l.lane, l.crs.entry_size])) as Partial<Record<LaneName, number>>;
+          const updates = await parseUpdates(bytes, name, entrySizes);
+          await buildIncremental({ data: this.opts.data, block, id, from: parent, updates });
+          changes = Object.values(updates).reduce((n, m) => n + m.size, 0);
+        }
         const ms = performance.now() - started;
-        const changes = Object.values(updates).reduce((n, m) => n + m.size, 0);
         if (block <= headBlock) this.opts.logger.warn({ block, generation: id, parent, replaced_head: this.head }, 'reorg: rebuilt block from its ancestor');
         this.opts.logger.info({ block, generation: id, parent, changes, build_ms: Math.round(ms) }, 'built generation');
         this.emit('built', { generation: id, block, parent, ms, changes });

@@ -247,6 +247,43 @@ export class PirClient {
   }
 
   /**
+   * Decodes every record row of the queried column: entry_size * R bytes,
+   * record row r's entry at offset r * entry_size. A SimplePIR answer is the
+   * whole column; keyword lanes read all of it (a column is a bucket).
+   */
+  decodeColumn(answer: Uint8Array, state: QueryState): Uint8Array {
+    if (state.used) throw new PirClientError('this query state was already decoded; secrets are single use', 'ESTATE');
+    if (this.rewriting) throw new PirClientError('the hint is being updated (applyDelta); decode after it finishes', 'EBUSY');
+    if (state.hintSha256 !== this.params.hint_sha256) {
+      throw new PirClientError(
+        `the query was made for ${state.generation !== undefined ? `generation ${state.generation}` : 'another hint'}, but the client now holds the hint of ${this.generationId !== undefined ? `generation ${this.generationId}` : 'another one'}; query again`,
+        'ESTATE',
+      );
+    }
+    const expected = answerBytes(state.crs);
+    if (answer.byteLength !== expected) {
+      throw new PirClientError(`answer has ${answer.byteLength} bytes, expected ${expected}`, 'EANSWER');
+    }
+    const ans = littleEndianWords(answer);
+    const { n } = state.crs;
+    const rows = ans.length;
+    const s = state.secret;
+    const out = new Uint8Array(rows);
+    const correction = Math.imul(PLAIN_MODULUS / 2, state.querySum);
+    for (let t = 0; t < rows; t++) {
+      let hs = 0;
+      const off = t * n;
+      const h = this.hint;
+      for (let j = 0; j < n; j++) hs = (hs + Math.imul(h[off + j]!, s[j]!)) | 0;
+      const v = (ans[t]! - correction - hs) | 0; // signed 32-bit
+      out[t] = (Math.round(v / DELTA) + PLAIN_MODULUS / 2) & (PLAIN_MODULUS - 1);
+    }
+    state.used = true;
+    s.fill(0);
+    return out;
+  }
+
+  /**
    * Brings the hint to a later generation of the lane: `delta` is the server's
    * delta (GET /delta, docs/FORMAT.md) from this client's generation to the
    * one `newCrs` describes. Each changed byte costs n multiply-adds with row

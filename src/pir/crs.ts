@@ -22,7 +22,28 @@ export interface Crs {
   hint_sha256: string;
   /** Bumped when the lane's (seed, m) change, i.e. when a cached hint can no longer be updated. */
   params_version?: number;
+  /** How entries are addressed: "index" (entry numbers; also when absent) or "keyword" (keys placed by hash, docs/FORMAT.md). */
+  layout?: LaneLayout;
+  /** Keyword lanes: the key hash's seed, 32 hex digits (16 bytes), kept across generations. */
+  key_seed?: string;
+  /** Keyword lanes: d, the number of candidate columns of a key (1, 2 or 3). */
+  bucket_choices?: number;
   [extra: string]: unknown;
+}
+
+export type LaneLayout = 'index' | 'keyword';
+
+/** A keyword lane's crs: the fields a keyword lookup needs are present and valid. */
+export type KeywordCrs = Crs & { layout: 'keyword'; key_seed: string; bucket_choices: 1 | 2 | 3 };
+
+/** Bytes of a keyword-lane entry: tag (8) || value (32). */
+export const KEYWORD_ENTRY_SIZE = 40;
+export const KEYWORD_TAG_BYTES = 8;
+export const KEYWORD_VALUE_BYTES = 32;
+export const MAX_BUCKET_CHOICES = 3;
+
+export function isKeywordCrs(crs: Crs): crs is KeywordCrs {
+  return crs.layout === 'keyword';
 }
 
 const HEX32 = /^[0-9a-f]{32}$/;
@@ -55,6 +76,19 @@ export function parseCrs(value: unknown): Crs {
   if (typeof o.seed !== 'string' || !HEX32.test(o.seed)) throw new ParamsError('crs.seed must be 32 lowercase hex digits');
   if (typeof o.hint_sha256 !== 'string' || !HEX64.test(o.hint_sha256)) throw new ParamsError('crs.hint_sha256 must be 64 lowercase hex digits');
   if (o.params_version !== undefined) int(o, 'params_version', 0);
+  if (o.layout !== undefined && o.layout !== 'index' && o.layout !== 'keyword') {
+    throw new ParamsError(`crs.layout must be "index" or "keyword", got ${JSON.stringify(o.layout)}`);
+  }
+  if (o.layout === 'keyword') {
+    if (typeof o.key_seed !== 'string' || !HEX32.test(o.key_seed)) throw new ParamsError('crs.key_seed must be 32 lowercase hex digits');
+    const d = int(o, 'bucket_choices', 1);
+    if (d > MAX_BUCKET_CHOICES) throw new ParamsError(`crs.bucket_choices must be 1, 2 or 3, got ${d}`);
+    if (entrySize !== KEYWORD_ENTRY_SIZE) throw new ParamsError(`a keyword lane's entry_size is ${KEYWORD_ENTRY_SIZE}, got ${entrySize}`);
+    // Every column is a bucket of R slots: the lane is whole record rows.
+    if (entries !== m * R) throw new ParamsError(`a keyword lane has m * R entries (${m * R}), got ${entries}`);
+  } else if (o.key_seed !== undefined || o.bucket_choices !== undefined) {
+    throw new ParamsError('crs.key_seed and crs.bucket_choices belong to keyword lanes (layout "keyword")');
+  }
   return o as Crs;
 }
 

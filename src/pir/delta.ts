@@ -172,8 +172,19 @@ export function encodeDelta(d: LaneDelta): Uint8Array {
   return out;
 }
 
-/** Parses and checks a delta. Unchanged bytes decode as old = new = 0. */
-export function decodeDelta(bytes: Uint8Array): LaneDelta {
+/** A delta's header: everything but the changed entries (which start at `recordsOffset`). */
+export interface DeltaHeader extends Omit<LaneDelta, 'indices' | 'oldValues' | 'newValues'> {
+  /** Changed entries recorded. */
+  count: number;
+  /** Byte offset of the first changed-entry record. */
+  recordsOffset: number;
+}
+
+/**
+ * Parses and checks a delta's header (and zero row): what decodeDelta checks
+ * before the changed entries. `bytes` may end anywhere after the header.
+ */
+export function decodeDeltaHeader(bytes: Uint8Array): DeltaHeader {
   if (bytes.byteLength < DELTA_HEADER_BYTES) throw new DeltaError(`delta has ${bytes.byteLength} bytes, shorter than its ${DELTA_HEADER_BYTES}-byte header`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (String.fromCharCode(...bytes.subarray(0, 4)) !== DELTA_MAGIC) throw new DeltaError('not a lanepir delta (bad magic)');
@@ -186,7 +197,6 @@ export function decodeDelta(bytes: Uint8Array): LaneDelta {
   const n = view.getUint32(16, true);
   const count = view.getUint32(20, true);
   if (es < 1 || m < 1 || n < 1) throw new DeltaError('delta entry size, m and n must be positive');
-  const maskBytes = Math.ceil(es / 8);
   let off = DELTA_HEADER_BYTES;
   const ids: string[] = [];
   for (let k = 0; k < 2; k++) {
@@ -202,6 +212,32 @@ export function decodeDelta(bytes: Uint8Array): LaneDelta {
     for (let j = 0; j < n; j++) zeroRow[j] = view.getUint32(off + 4 * j, true);
     off += 4 * n;
   }
+  const h: DeltaHeader = {
+    entrySize: es,
+    m,
+    n,
+    seed: bytes.slice(24, 40),
+    from: ids[0]!,
+    to: ids[1]!,
+    fromEntries: getU64(view, 40),
+    toEntries: getU64(view, 48),
+    fromHintSha256: bytesToHex(bytes.subarray(56, 88)),
+    toHintSha256: bytesToHex(bytes.subarray(88, 120)),
+    count,
+    recordsOffset: off,
+    ...(zeroRow ? { zeroRow } : {}),
+  };
+  // The header's part of checkDelta (no changed entries yet).
+  checkDelta({ ...h, indices: [], oldValues: new Uint8Array(0), newValues: new Uint8Array(0) });
+  return h;
+}
+
+/** Parses and checks a delta. Unchanged bytes decode as old = new = 0. */
+export function decodeDelta(bytes: Uint8Array): LaneDelta {
+  const header = decodeDeltaHeader(bytes);
+  const { entrySize: es, count } = header;
+  const maskBytes = Math.ceil(es / 8);
+  let off = header.recordsOffset;
   // Each record takes at least 1 + maskBytes bytes: bound count before allocating.
   if (count > (bytes.byteLength - off) / (1 + maskBytes)) throw new DeltaError(`delta claims ${count} changed entries but is too short for them`);
   const indices = new Array<number>(count);
@@ -234,22 +270,8 @@ export function decodeDelta(bytes: Uint8Array): LaneDelta {
     if (es % 8 !== 0 && bytes[maskAt + maskBytes - 1]! >> es % 8 !== 0) throw new DeltaError(`record ${k}: mask bits beyond the entry size`);
   }
   if (off !== bytes.byteLength) throw new DeltaError(`delta has ${bytes.byteLength - off} trailing bytes`);
-  const d: LaneDelta = {
-    entrySize: es,
-    m,
-    n,
-    seed: bytes.slice(24, 40),
-    from: ids[0]!,
-    to: ids[1]!,
-    fromEntries: getU64(view, 40),
-    toEntries: getU64(view, 48),
-    fromHintSha256: bytesToHex(bytes.subarray(56, 88)),
-    toHintSha256: bytesToHex(bytes.subarray(88, 120)),
-    indices,
-    oldValues,
-    newValues,
-    ...(zeroRow ? { zeroRow } : {}),
-  };
+  const { count: _count, recordsOffset: _offset, ...fields } = header;
+  const d: LaneDelta = { ...fields, indices, oldValues, newValues };
   checkDelta(d);
   return d;
 }

@@ -333,6 +333,60 @@ export class RemoteLane {
     this.stats.hintBytes += hint.byteLength;
   }
 
+  // ---- several queries at once (keyword lookups) ----
+
+  /**
+   * Brings the hint to the server's current generation and returns the client
+   * to make queries with and its generation, taken together (another lookup
+   * may refresh meanwhile). For callers that build their own queries: keyword
+   * lookups (src/pir/keyword-remote.ts), whose query states then carry the
+   * generation to send them to.
+   */
+  async current(): Promise<{ client: PirClient; generation: string; hintSource: HintSource; timings: Record<string, number> }> {
+    const timings: Record<string, number> = {};
+    const hintSource = await this.refresh(timings);
+    const client = this.client!;
+    return { client, generation: client.generation!, hintSource, timings };
+  }
+
+  /**
+   * Sends 1..batch_max queries in one POST to `generation` and returns the
+   * answers in order (each `answerSize` bytes); the response must name that
+   * generation. A generation the server no longer holds is EGENERATION_GONE.
+   */
+  async postQueries(generation: string, queries: Uint8Array[], answerSize: number): Promise<{ answers: Uint8Array[]; generation: string; blockNumber: number; bytesSent: number; bytesReceived: number }> {
+    const body = new Uint8Array(queries.reduce((n, q) => n + q.byteLength, 0));
+    let at = 0;
+    for (const q of queries) {
+      body.set(q, at);
+      at += q.byteLength;
+    }
+    const post = () => this.send(this.path('query', generation), { method: 'POST', headers: { 'Content-Type': 'application/octet-stream' }, body });
+    let sent: { res: Response; what: string };
+    try {
+      sent = await post();
+    } catch (err) {
+      // A kept-alive connection the server closed while the client was busy making queries fails
+      // before the request is read; sending the same query bytes again reveals nothing new.
+      if ((err as { code?: string }).code !== 'ENETWORK') throw err;
+      sent = await post();
+    }
+    const { res, what } = sent;
+    if (!res.ok) throw await httpError(res, what);
+    await checkGenerationHeaders(res, what, generation);
+    const bytes = await readBody(res, what, answerSize * queries.length, this.timeoutMs);
+    if (bytes.byteLength !== answerSize * queries.length) {
+      throw new PirClientError(`${what}: ${bytes.byteLength} bytes for ${queries.length} answers of ${answerSize} bytes`, 'EANSWER');
+    }
+    return {
+      answers: queries.map((_, k) => bytes.subarray(k * answerSize, (k + 1) * answerSize)),
+      generation,
+      blockNumber: generationBlockNumber(generation),
+      bytesSent: body.byteLength,
+      bytesReceived: bytes.byteLength,
+    };
+  }
+
   // ---- lookups ----
 
   /**

@@ -10,19 +10,21 @@ import { type Logger } from 'pino';
 import { type Config, configHash } from '../config.js';
 import { answerBytes, hintBytes, queryBytes } from '../pir/crs.js';
 import { GENERATION_ID, isLaneName, type LaneName } from '../store/layout.js';
-import { DeltaGoneError, deltaChain } from './delta.js';
+import { isEthGeneration, readHotManifest } from '../eth/generation-files.js';
+import { DeltaGoneError } from './delta.js';
+import { DeltaBusyError, type DeltaService } from './deltas.js';
+import { publicLimits, sendTimeouts, whenDone } from './limits.js';
 import { ADMIN_BODY_MAX, adminBodyGuard, adminHostGuard } from './admin-guard.js';
 import { type Routes, corsAndOptions, routesAt } from './cors.js';
 import { FileRangeStream } from './file-range.js';
 import { HttpError } from './errors.js';
 import { httpLogger, noteRefusal } from './logging.js';
-import { StoreError } from '../store/errors.js';
 import { type ReloadResult, ReloadError } from './reloader.js';
 import { type KernelBackend } from './kernel.js';
 import { readBodyInto } from './body.js';
 import { KernelError, OverloadedError, type KernelResult, type QueryJob } from './scheduler.js';
-import { type ServerMetrics } from './metrics.js';
 import { laneMemoryMode } from './lane-memory.js';
+import { type ServerMetrics } from './metrics.js';
 import { type ServedLane, type Snapshot, type SnapshotStore } from './snapshot.js';
 
 export const PROTOCOL_VERSION = 1;
@@ -36,11 +38,13 @@ export interface AppContext {
   version: string;
   /** Names this process in X-Lanepir-Worker. */
   workerName: string;
-  /** Reload entry point (cluster mode forwards it to the primary). */
-  reload: (target?: string) => Promise<ReloadResult>;
+  /** Reload entry point (cluster mode forwards it to the primary); `signal` aborts when the caller has gone. */
+  reload: (target?: string, opts?: { signal?: AbortSignal }) => Promise<ReloadResult>;
   /** What GET /admin/generations shows (cluster mode asks the primary). */
   generations: () => Promise<unknown>;
   metrics: ServerMetrics;
+  /** GET /delta's merges and cache (bounded; shared by both listeners). */
+  deltas: DeltaService;
   /** The /metrics exposition (cluster mode aggregates across workers). */
   metricsText: () => Promise<{ contentType: string; body: string }>;
   /** Called first on every request (cluster workers check the published generation). */
@@ -125,7 +129,7 @@ function pinSnapshot(ctx: Ctx, store: SnapshotStore, metrics: ServerMetrics, wan
   // Koa writes the body after the middleware chain returns.
   const unpin = snap.pin();
   metrics.inFlight.inc();
-  ctx.res.once('close', () => {
+  whenDone(ctx.res, () => {
     unpin();
     metrics.inFlight.dec();
   });
@@ -162,32 +166,16 @@ function laneSummary(lane: ServedLane) {
     hint_sha256: c.hint_sha256,
     query_bytes: queryBytes(c),
     answer_bytes: answerBytes(c),
+    layout: c.layout ?? 'index',
+    ...(c.layout === 'keyword' ? { key_seed: c.key_seed, bucket_choices: c.bucket_choices } : {}),
   };
-}
-
-/** Recently served deltas: clients of one server ask for the same few (from, to) pairs. */
-class DeltaCache {
-  private readonly entries = new Map<string, Uint8Array>();
-  constructor(private readonly max = 64) {}
-
-  async get(key: string, make: () => Promise<Uint8Array>): Promise<Uint8Array> {
-    const hit = this.entries.get(key);
-    if (hit) {
-      this.entries.delete(key);
-      this.entries.set(key, hit);
-      return hit;
-    }
-    const value = await make();
-    this.entries.set(key, value);
-    if (this.entries.size > this.max) this.entries.delete(this.entries.keys().next().value!);
-    return value;
-  }
 }
 
 export function publicRouter(app: AppContext): Router {
   const { store, config } = app;
   const router = new Router();
-  const deltas = new DeltaCache();
+  /** Each generation's hot manifest, read and checked once. */
+  const hotManifests = new WeakMap<Snapshot, ReturnType<typeof readHotManifest>>();
   router.get('/health', (ctx) => {
     ctx.body = { status: 'ok' };
   });
@@ -206,13 +194,16 @@ export function publicRouter(app: AppContext): Router {
       ready: cur !== undefined,
       generation: cur?.id ?? null,
       block_number: cur?.blockNumber ?? null,
-      mmap_mode: config.use_mmap && laneMemoryMode(config) === 'mmap',
+      block_hash: cur?.generation.manifest.block_hash ?? null,
+      chain_id: cur?.generation.manifest.chain_id ?? null,
+      mmap_mode: laneMemoryMode(config) === 'mmap',
       lane_memory: laneMemoryMode(config),
       batch_max: config.batch_max,
       lanes: Object.fromEntries((cur?.laneNames ?? []).map((l) => [l, laneSummary(cur!.lanes[l]!)])),
       generations: store.queryable().map((s) => ({
         generation: s.id,
         block_number: s.blockNumber,
+        block_hash: s.generation.manifest.block_hash ?? null,
         current: s === cur,
         lanes: Object.fromEntries(
           s.laneNames.map((l) => [l, { params_version: s.lanes[l]!.info.crs.params_version ?? 1, hint_sha256: s.lanes[l]!.info.crs.hint_sha256 }]),
@@ -226,6 +217,39 @@ export function publicRouter(app: AppContext): Router {
     generationHeaders(ctx, snap);
     ctx.set('Cache-Control', ctx.query.generation ? 'public, max-age=31536000, immutable' : 'no-cache');
     ctx.body = lane.info.crs;
+  });
+  router.get('/manifest', async (ctx) => {
+    const snap = pinSnapshot(ctx, store, app.metrics);
+    if (!isEthGeneration(snap.generation.manifest)) {
+      throw new HttpError(404, 'ENO_HOT_MANIFEST', `generation ${snap.id} carries no hot manifest (it was not built from Ethereum state)`);
+    }
+    let served = hotManifests.get(snap);
+    if (!served) {
+      served = readHotManifest(snap.generation.dir, snap.generation.manifest);
+      hotManifests.set(snap, served);
+      served.catch(() => hotManifests.delete(snap)); // a failed read is retried, never cached
+    }
+    let file: Awaited<typeof served>;
+    try {
+      file = await served;
+    } catch (err) {
+      app.logger.error({ generation: snap.id, err: (err as Error).message }, 'hot manifest unreadable');
+      throw new HttpError(500, 'EHOT_MANIFEST', `the hot manifest of generation ${snap.id} failed its checks`);
+    }
+    generationHeaders(ctx, snap);
+    // The block this manifest is of, so a client knows a generation's block from one cacheable response.
+    const { block_hash: blockHash, chain_id: chainId } = snap.generation.manifest;
+    if (blockHash) ctx.set('X-Lanepir-Block-Hash', blockHash);
+    if (chainId != null) ctx.set('X-Lanepir-Chain-Id', String(chainId));
+    const etag = `"${file.sha256}"`;
+    ctx.set('ETag', etag);
+    ctx.set('Cache-Control', ctx.query.generation ? 'public, max-age=31536000, immutable' : 'no-cache');
+    if (ctx.get('If-None-Match') === etag) {
+      ctx.status = 304;
+      return;
+    }
+    ctx.type = 'application/json';
+    ctx.body = file.bytes;
   });
   router.get('/hint/:lane', async (ctx) => {
     const snap = pinSnapshot(ctx, store, app.metrics);
@@ -263,13 +287,15 @@ export function publicRouter(app: AppContext): Router {
     const lane = laneOf(ctx, snap);
     let delta: Uint8Array;
     try {
-      delta = await deltas.get(`${lane.name}/${from}/${snap.id}`, () => deltaChain(config.data_dir, lane.name, from, snap.id));
+      delta = await app.deltas.delta(snap.generation, lane.name, from);
     } catch (err) {
-      // A missing ancestor, diff or generation directory: the client downloads the hint instead.
-      if (err instanceof DeltaGoneError || err instanceof StoreError) {
-        throw new HttpError(410, err instanceof DeltaGoneError ? err.code : 'EDELTA_GONE', `${err.message}; download the hint of generation ${snap.id} instead`, {
-          current_generation: snap.id,
-        });
+      // Not an ancestor within reach, a diff gone, or larger than the hint: the client downloads the hint instead.
+      if (err instanceof DeltaGoneError) {
+        throw new HttpError(410, err.code, `${err.message}; download the hint of generation ${snap.id} instead`, { current_generation: snap.id });
+      }
+      if (err instanceof DeltaBusyError) {
+        app.metrics.refused.inc({ route: 'delta', reason: 'merges' });
+        throw new HttpError(503, err.code, err.message, {}, { 'Retry-After': '1' });
       }
       throw err;
     }
@@ -281,45 +307,69 @@ export function publicRouter(app: AppContext): Router {
   router.post('/query/:lane', async (ctx) => {
     const snap = pinSnapshot(ctx, store, app.metrics);
     const lane = laneOf(ctx, snap);
+    // One request carries 1..batch_max queries back to back, answered in one pass on one generation.
     const expected = queryBytes(lane.info.crs);
+    const limit = expected * config.batch_max;
     const type = ctx.get('Content-Type');
     if (type && !type.startsWith('application/octet-stream')) {
       throw new HttpError(415, 'EBAD_CONTENT_TYPE', `queries are application/octet-stream, got ${type}`);
     }
     const declared = ctx.get('Content-Length');
-    if (declared && Number(declared) > expected) {
-      throw new HttpError(413, 'EQUERY_TOO_LARGE', `a ${lane.name} query is ${expected} bytes, got ${declared}`);
+    if (declared && Number(declared) > limit) {
+      throw new HttpError(413, 'EQUERY_TOO_LARGE', `a ${lane.name} query is ${expected} bytes, at most ${config.batch_max} per request; got ${declared} bytes`);
     }
-    // The body is read straight into this query's area in the shared exchange,
-    // and the answer is sent from its answer area: no copy either way.
+    if (declared && Number(declared) % expected !== 0) {
+      throw new HttpError(400, 'EQUERY_SIZE', `a ${lane.name} query is ${expected} bytes (m = ${lane.info.crs.m} uint32); ${declared} bytes is not a whole number of queries`);
+    }
+    // The body is read straight into the request's query areas in the shared
+    // exchange, and the answers are sent from its answer areas: no copy either
+    // way. The number of queries comes from Content-Length; a body without one
+    // (chunked) is read first and copied into the areas once.
+    let unsized: Buffer | undefined;
+    if (!declared) {
+      try {
+        unsized = await getRawBody(ctx.req, { limit });
+      } catch (err) {
+        const status = (err as { status?: number }).status;
+        if (status === 413) throw new HttpError(413, 'EQUERY_TOO_LARGE', `a ${lane.name} query is ${expected} bytes, at most ${config.batch_max} per request`);
+        throw new HttpError(400, 'EBAD_BODY', `could not read the query body: ${(err as Error).message}`);
+      }
+    }
+    const size = unsized ? unsized.length : Number(declared);
+    if (size === 0 || size % expected !== 0) {
+      throw new HttpError(400, 'EQUERY_SIZE', `a ${lane.name} query is ${expected} bytes (m = ${lane.info.crs.m} uint32), 1..${config.batch_max} per request; got ${size} bytes`);
+    }
+    const count = size / expected;
     let job: QueryJob;
     try {
-      job = app.kernel.open(snap, lane);
+      job = app.kernel.open(snap, lane, count);
     } catch (err) {
       if (err instanceof OverloadedError) {
         throw new HttpError(503, 'EOVERLOADED', `the ${lane.name} lane is at capacity; retry shortly`, {}, { 'Retry-After': '1' });
       }
       throw err;
     }
-    // Freed once the answer is written (or the client went away); a query in a pass is freed when the pass ends.
+    // Freed once the answer is written (or the client went away); queries in a pass are freed when the pass ends.
     ctx.res.once('close', () => job.dispose());
-    let got: number;
-    try {
-      got = await readBodyInto(ctx.req, job.query, declared ? Number(declared) : null);
-    } catch (err) {
-      const status = (err as { status?: number }).status;
-      if (status === 413) throw new HttpError(413, 'EQUERY_TOO_LARGE', `a ${lane.name} query is ${expected} bytes`);
-      throw new HttpError(400, 'EBAD_BODY', `could not read the query body: ${(err as Error).message}`);
-    }
-    if (got !== expected) {
-      throw new HttpError(400, 'EQUERY_SIZE', `a ${lane.name} query is ${expected} bytes (m = ${lane.info.crs.m} uint32), got ${got}`);
+    if (unsized) {
+      job.query.set(unsized);
+    } else {
+      let got: number;
+      try {
+        got = await readBodyInto(ctx.req, job.query, size);
+      } catch (err) {
+        const status = (err as { status?: number }).status;
+        if (status === 413) throw new HttpError(413, 'EQUERY_TOO_LARGE', `a ${lane.name} query is ${expected} bytes, at most ${config.batch_max} per request`);
+        throw new HttpError(400, 'EBAD_BODY', `could not read the query body: ${(err as Error).message}`);
+      }
+      if (got !== size) throw new HttpError(400, 'EQUERY_SIZE', `a ${lane.name} query is ${expected} bytes (m = ${lane.info.crs.m} uint32); got ${got} bytes`);
     }
     let result: KernelResult;
     try {
       result = await job.run();
     } catch (err) {
       const code = err instanceof KernelError ? err.code : undefined;
-      // The client went away while the query waited for its pass: nobody to answer.
+      // The client went away while its queries waited for their pass: nobody to answer.
       if (code === 'EABORTED') return;
       // Only possible once every request holding the generation has gone (nobody is left to answer).
       if (code === 'EGENERATION_GONE') {
@@ -332,8 +382,9 @@ export function publicRouter(app: AppContext): Router {
     }
     generationHeaders(ctx, snap);
     ctx.set('X-Lanepir-Batch', String(result.batch));
+    ctx.set('X-Lanepir-Queries', String(count));
     ctx.type = 'application/octet-stream';
-    ctx.body = result.answer; // little-endian words in the shared answer area (a view, not a copy)
+    ctx.body = result.answer; // the answers back to back, little-endian words in the shared answer areas (a view, not a copy)
   });
   return router;
 }
@@ -381,8 +432,11 @@ export function adminRouter(app: AppContext): Router {
         target = id;
       }
     }
+    // A client that disconnects before the answer abandons the reload: if no other caller wants it, nothing switches.
+    const caller = new AbortController();
+    ctx.res.once('close', () => ctx.res.writableFinished || caller.abort());
     try {
-      ctx.body = await app.reload(target);
+      ctx.body = await app.reload(target, { signal: caller.signal });
     } catch (err) {
       if (err instanceof ReloadError) {
         throw new HttpError(422, err.code, err.message, { current_generation: app.store.current?.id ?? null, ...err.extra });
@@ -402,16 +456,28 @@ export function adminRouter(app: AppContext): Router {
 }
 
 /**
- * A Koa app with the shared middleware and `guards`, serving the given routers
- * (first match wins); a known path with another method is 405, else 404.
+ * A Koa app with the shared middleware, `guards` and `limits`, serving the
+ * given routers (first match wins); a known path with another method is 405,
+ * else 404. Limits run after CORS, so that their refusals carry CORS headers
+ * (a wallet page must be able to read Retry-After).
  */
-function createApp(app: AppContext, routes: Routes[], guards: Koa.Middleware[] = []): Koa {
+function createApp(app: AppContext, routes: Routes[], guards: Koa.Middleware[] = [], limits: Koa.Middleware[] = []): Koa {
   const koa = new Koa();
+  // Errors after the handlers are done: a client gone mid-body or a
+  // connection cut by a send timeout is not the server's fault (debug, no
+  // stack on stderr for each); anything else (a file that fails while it is
+  // streamed) is.
+  koa.on('error', (err: Error & { code?: string }) => {
+    const clientGone = ['ERR_STREAM_PREMATURE_CLOSE', 'ECONNRESET', 'EPIPE', 'ECONNABORTED'].includes(err.code ?? '') || err.code?.startsWith('HPE_');
+    app.logger[clientGone ? 'debug' : 'warn']({ code: err.code, message: err.message }, 'response not completed');
+  });
   koa.use(requestLogger(app));
   koa.use(queryMetrics(app.metrics));
   koa.use(errorMiddleware(app.logger, redactPaths(app.config.data_dir)));
+  koa.use(sendTimeouts(app.config));
   for (const g of guards) koa.use(g);
   koa.use(corsAndOptions(routes, app.config.cors_origins));
+  for (const m of limits) koa.use(m);
   for (const r of routes) koa.use(r.router.routes());
   koa.use((ctx) => {
     const { methods } = routesAt(routes, ctx.path);
@@ -428,7 +494,7 @@ function createApp(app: AppContext, routes: Routes[], guards: Koa.Middleware[] =
 export function createPublicApp(app: AppContext): Koa {
   const routes: Routes[] = [{ router: publicRouter(app), cors: true }];
   if (app.config.public_admin) routes.push({ router: adminRouter(app), cors: false });
-  return createApp(app, routes);
+  return createApp(app, routes, [], [publicLimits(app.config, app.metrics).middleware]);
 }
 
 /** Operators' listener: admin routes, and the read-only public ones (health, info) too; no CORS at all. */

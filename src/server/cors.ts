@@ -18,7 +18,7 @@ export interface Routes {
 }
 
 /** Response headers a cross-origin client may read (beyond the CORS-safelisted ones). */
-export const EXPOSED_HEADERS = ['X-Lanepir-Generation', 'X-Lanepir-Block', 'X-Lanepir-Batch', 'X-Lanepir-Worker', 'X-Request-Id', 'ETag', 'Retry-After'];
+export const EXPOSED_HEADERS = ['X-Lanepir-Generation', 'X-Lanepir-Block', 'X-Lanepir-Block-Hash', 'X-Lanepir-Chain-Id', 'X-Lanepir-Batch', 'X-Lanepir-Worker', 'X-Request-Id', 'ETag', 'Retry-After'];
 /** Request headers a cross-origin client may send. */
 export const ALLOWED_HEADERS = ['Content-Type', 'If-None-Match', 'X-Request-Id'];
 /** How long a browser may cache a preflight (Chromium caps it at 2 h). */

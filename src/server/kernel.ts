@@ -14,8 +14,8 @@ import { type ServedLane, type Snapshot } from './snapshot.js';
 
 export interface KernelBackend {
   readonly queue: KernelQueue;
-  /** Descriptor and areas for one query on `lane` of `snap` (OverloadedError when full). */
-  open(snap: Snapshot, lane: ServedLane): QueryJob;
+  /** Descriptor and areas for a request of `count` queries on `lane` of `snap` (OverloadedError when full). */
+  open(snap: Snapshot, lane: ServedLane, count?: number): QueryJob;
   /** A snapshot was closed (its lanes released): the executor forgets it. */
   snapshotClosed(snap: Snapshot): void;
   /** What /admin/generations shows about the executor. */
@@ -35,9 +35,9 @@ function track(b: KernelBackend): void {
   });
 }
 
-function laneJob(queue: KernelQueue, snap: Snapshot, lane: ServedLane): QueryJob {
+function laneJob(queue: KernelQueue, snap: Snapshot, lane: ServedLane, count: number): QueryJob {
   const c = lane.info.crs;
-  return queue.open(lane.name, snap.id, c.m * 4, c.entry_size * c.R * 4);
+  return queue.open(lane.name, snap.id, count * c.m * 4, count * c.entry_size * c.R * 4, count);
 }
 
 /** The executor in this process (a single server). */
@@ -64,13 +64,13 @@ export class LocalKernel implements KernelBackend {
     track(this);
   }
 
-  open(snap: Snapshot, lane: ServedLane): QueryJob {
+  open(snap: Snapshot, lane: ServedLane, count = 1): QueryJob {
     // The executor holds the snapshot's lanes from its first query until it is closed.
     if (!this.registered.has(snap)) {
       const lanes = Object.fromEntries(snap.laneNames.map((l) => [l, snap.lanes[l]!.handle!]));
       this.registered.set(snap, this.executor.setGeneration(snap.id, lanes));
     }
-    return laneJob(this.queue, snap, lane);
+    return laneJob(this.queue, snap, lane, count);
   }
 
   snapshotClosed(snap: Snapshot): void {
@@ -106,8 +106,8 @@ export class RemoteKernel implements KernelBackend {
     track(this);
   }
 
-  open(snap: Snapshot, lane: ServedLane): QueryJob {
-    return laneJob(this.queue, snap, lane);
+  open(snap: Snapshot, lane: ServedLane, count = 1): QueryJob {
+    return laneJob(this.queue, snap, lane, count);
   }
 
   snapshotClosed(): void {}

@@ -78,6 +78,12 @@ export class ServerMetrics {
     registers: [this.registry],
     aggregator: 'first',
   });
+  readonly refused = new Counter({
+    name: 'lanepir_refused_requests_total',
+    help: 'Requests refused by the abuse controls, by route and reason (client: per-client cap; route: route cap; merges: every delta merge slot busy)',
+    labelNames: ['route', 'reason'] as const,
+    registers: [this.registry],
+  });
   readonly inFlight = new Gauge({
     name: 'lanepir_in_flight_requests',
     help: 'Requests holding a snapshot',

@@ -1,19 +1,28 @@
-// Reloads: resolve a generation, validate it, open its lanes off to the side,
-// then swap it in with one assignment. Reloads run one at a time; a request
-// for the same target as the reload in progress joins it. Any failure leaves
-// the served snapshot untouched (all or nothing).
+// Reloads: resolve a generation, validate it (structure, then the sha256 of
+// every file not hashed before under the same inode), open its lanes off to
+// the side, then swap it in with one assignment. Reloads run one at a time; a
+// request for the same target as the reload in progress joins it. Every step
+// is time-limited, a reload all of whose callers went away switches nothing,
+// and any failure leaves the served snapshot untouched (all or nothing).
 //
 // Cluster workers use the two halves separately: prepare() opens a generation
 // without serving it, commit() swaps it in when the primary says so.
+import { constants as fsConstants } from 'node:fs';
 import fsp, { type FileHandle } from 'node:fs/promises';
 import { type Config } from '../config.js';
 import { hintBytes } from '../pir/crs.js';
-import { type LaneHandle, type LaneMemory } from '../native.js';
+import { type FileIdentity, type LaneHandle, type LaneMemory } from '../native.js';
 import { laneMemoryMode } from './lane-memory.js';
 import { StoreError } from '../store/errors.js';
-import { type GenerationInfo, loadGeneration, openLane, resolveGeneration } from '../store/generation.js';
-import { LANES, type LaneName, effectiveShardSize } from '../store/layout.js';
+import { type ValidationStats } from '../store/checksums.js';
+import { type GenerationInfo, openLane, resolveGeneration } from '../store/generation.js';
+import { LANES, type LaneName } from '../store/layout.js';
+import { SerialRunner, runStep } from './bounded.js';
+import { abandonedError, rethrow } from './reload-error.js';
 import { Snapshot, type SnapshotStore, type ServedLane } from './snapshot.js';
+import { type Validated, Validator } from './validator.js';
+
+export { ReloadError, rethrow } from './reload-error.js';
 
 export interface ReloadResult {
   old_block_number: number | null;
@@ -28,24 +37,30 @@ export interface ReloadResult {
   new_generation: string;
   /** True when the requested generation was already served. */
   unchanged: boolean;
+  /** The checksum step of this reload; null when nothing was read (already served or retained, or confirmed by digest). */
+  validation: ValidationStats | null;
 }
 
-/** A generation was refused; the old one keeps serving. */
-export class ReloadError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly extra: Record<string, unknown> = {},
-  ) {
-    super(message);
-    this.name = 'ReloadError';
-  }
+export interface ReloadOptions {
+  /** The caller's interest: when every caller of a reload has aborted, it stops and switches nothing. */
+  signal?: AbortSignal;
+  /**
+   * filesDigest of a validation another process made (the cluster primary):
+   * the files are confirmed to be those instead of hashed again.
+   */
+  digest?: string;
+}
+
+/** Test hooks: called inside the time-limited resolve and open steps (to hold a reload there). */
+export interface ReloaderHooks {
+  beforeStep?: (step: 'resolve' | 'open', signal: AbortSignal) => Promise<void>;
 }
 
 export class Reloader {
-  private chain: Promise<unknown> = Promise.resolve();
-  private inProgress: { key: string; promise: Promise<unknown> } | undefined;
+  private readonly runner = new SerialRunner(abandonedError);
   private readonly prepared = new Map<string, Snapshot>();
+  readonly validator: Validator;
+  hooks: ReloaderHooks = {};
 
   constructor(
     private readonly config: Config,
@@ -53,46 +68,52 @@ export class Reloader {
     private readonly onSnapshotClosed: (s: Snapshot) => void = () => {},
     /** false: snapshots carry no lane memory (a cluster worker: the kernel process holds the lanes). */
     private readonly openLanes = true,
-  ) {}
-
-  /** Runs fn after every earlier operation; an identical operation still in progress is joined. */
-  private serialize<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    if (this.inProgress?.key === key) return this.inProgress.promise as Promise<T>;
-    const promise = this.chain.then(fn);
-    const entry = { key, promise };
-    this.chain = promise.catch(() => {});
-    this.inProgress = entry;
-    promise.then(
-      () => this.inProgress === entry && (this.inProgress = undefined),
-      () => this.inProgress === entry && (this.inProgress = undefined),
-    );
-    return promise;
+  ) {
+    this.validator = new Validator(config);
   }
 
   /** Reload to generation `target`, or to what <data>/current points at. */
-  reload(target?: string): Promise<ReloadResult> {
-    return this.serialize(`reload:${target ?? ''}`, async () => {
-      const started = performance.now();
-      const old = this.store.current;
-      const { id, dir } = await resolveGeneration(this.config.data_dir, target).catch(rethrow);
-      if (old && old.id === id) return this.result(old, old, started, true);
-      const prepared = this.prepared.get(id);
-      this.prepared.delete(id);
-      const next = this.store.get(id) ?? prepared ?? (await this.open(await validateGeneration(this.config, dir, old?.laneNames ?? [])));
-      this.store.publish(next);
-      return this.result(old, next, started, false);
-    });
+  reload(target?: string, opts: ReloadOptions = {}): Promise<ReloadResult> {
+    return this.runner.run(
+      `reload:${target ?? ''}:${opts.digest ?? ''}`,
+      async (signal) => {
+        const started = performance.now();
+        const old = this.store.current;
+        const { id, dir } = await runStep('resolving the generation', this.config.reload_step_timeout_ms, signal, async (s) => {
+          await this.hooks.beforeStep?.('resolve', s);
+          return resolveGeneration(this.config.data_dir, target);
+        }).catch(rethrow);
+        if (old && old.id === id) return this.result(old, old, started, true, null);
+        let next = this.store.get(id) ?? this.prepared.get(id);
+        let fresh: Snapshot | undefined;
+        let validation: ValidationStats | null = null;
+        if (!next) {
+          const v = await this.check(dir, old?.laneNames ?? [], opts.digest, signal);
+          validation = v.validation;
+          next = fresh = await this.open(v.info, signal);
+        }
+        // The last moment to give up: nothing awaits between this check and the publish.
+        if (signal.aborted) {
+          fresh?.retire();
+          throw signal.reason;
+        }
+        this.prepared.delete(id);
+        this.store.publish(next);
+        return this.result(old, next, started, false, validation);
+      },
+      opts.signal,
+    );
   }
 
-  /** Validates generation `target` (or current) without mapping it. */
-  async validate(target?: string): Promise<GenerationInfo> {
-    const { dir } = await resolveGeneration(this.config.data_dir, target).catch(rethrow);
-    return validateGeneration(this.config, dir, this.store.current?.laneNames ?? []);
+  private check(dir: string, served: readonly LaneName[], digest: string | undefined, signal?: AbortSignal): Promise<Validated> {
+    return digest ? this.validator.confirm(dir, served, digest, signal) : this.validator.validate(dir, served, signal);
   }
 
   /** Maps (or reads) a validated generation's lanes into a snapshot that nobody serves yet. */
-  private async open(info: GenerationInfo, warm = false): Promise<Snapshot> {
+  private async open(info: GenerationInfo, signal: AbortSignal, warm = false): Promise<Snapshot> {
     const mode = laneMemoryMode(this.config);
+    // Mapping is quick whatever the size; reading a lane into memory (whole, or the shards the cache lacks) takes as long as hashing it.
+    const openMs = mode === 'mmap' ? this.config.reload_step_timeout_ms : this.config.validate_timeout_ms;
     const lanes: Partial<Record<LaneName, ServedLane>> = {};
     const opened: LaneHandle[] = [];
     const hints: FileHandle[] = [];
@@ -100,15 +121,26 @@ export class Reloader {
       for (const name of LANES) {
         const l = info.lanes[name];
         if (!l) continue;
-        // The hint stays open with the lane, so a served generation's hint is readable even after its files are pruned.
-        const hint = await fsp.open(l.hintPath, 'r');
+        // The hint stays open with the lane, so a served generation's hint is readable even
+        // after its files are pruned; it must be the very file that was validated.
+        const hint = await openValidatedHint(l.hintPath, info.files[`${name}/hint.bin`], hintBytes(l.crs), name);
         hints.push(hint);
-        const st = await hint.stat();
-        if (!st.isFile() || st.size !== hintBytes(l.crs)) throw new StoreError('EHINT', `${name}: hint.bin changed since it was validated`);
-        const handle = this.openLanes ? await openLane(l, mode) : undefined;
+        // A lane mapped after its step timed out is released, not leaked. A cluster worker opens no lane memory.
+        const handle = this.openLanes
+          ? await runStep(
+              `${mode === 'mmap' ? 'mapping' : 'reading'} the ${name} lane of generation ${info.id}`,
+              openMs,
+              signal,
+              async (s) => {
+                await this.hooks.beforeStep?.('open', s);
+                return openLane(l, mode);
+              },
+              (late) => late.release(),
+            )
+          : undefined;
         if (handle) opened.push(handle);
         lanes[name] = { name, info: l, ...(handle ? { handle } : {}), hint };
-        if (warm && handle && mode === 'mmap') await handle.warm();
+        if (warm && handle && mode === 'mmap') await runStep(`warming the ${name} lane of generation ${info.id}`, this.config.prepare_timeout_ms, signal, () => handle.warm());
       }
     } catch (err) {
       await Promise.all([...opened.map((h) => h.release()), ...hints.map((h) => h.close().catch(() => {}))]);
@@ -117,15 +149,30 @@ export class Reloader {
     return new Snapshot(info, lanes, mode, this.onSnapshotClosed);
   }
 
-  /** Cluster: open generation `id` (validated, mapped, warmed) without serving it. */
-  prepare(id: string): Promise<Snapshot> {
-    return this.serialize(`prepare:${id}`, async () => {
-      const existing = this.store.get(id) ?? this.prepared.get(id);
-      if (existing) return existing;
-      const snap = await this.open(await this.validate(id), true);
-      this.prepared.set(id, snap);
-      return snap;
-    });
+  /**
+   * Cluster: open generation `id` (validated, mapped, warmed) without serving
+   * it. With the primary's `digest` the files are confirmed, not hashed.
+   */
+  prepare(id: string, opts: ReloadOptions = {}): Promise<Snapshot> {
+    return this.runner.run(
+      `prepare:${id}:${opts.digest ?? ''}`,
+      async (signal) => {
+        const existing = this.store.get(id) ?? this.prepared.get(id);
+        if (existing) return existing;
+        const { dir } = await runStep('resolving the generation', this.config.reload_step_timeout_ms, signal, () =>
+          resolveGeneration(this.config.data_dir, id),
+        ).catch(rethrow);
+        const v = await this.check(dir, this.store.current?.laneNames ?? [], opts.digest, signal);
+        const snap = await this.open(v.info, signal, true);
+        if (signal.aborted) {
+          snap.retire();
+          throw signal.reason;
+        }
+        this.prepared.set(id, snap);
+        return snap;
+      },
+      opts.signal,
+    );
   }
 
   /** Cluster: serve generation `id` if it is prepared or retained; returns the snapshot now current. */
@@ -155,7 +202,7 @@ export class Reloader {
     for (const id of [...this.prepared.keys()]) this.abort(id);
   }
 
-  private result(old: Snapshot | undefined, next: Snapshot, started: number, unchanged: boolean): ReloadResult {
+  private result(old: Snapshot | undefined, next: Snapshot, started: number, unchanged: boolean, validation: ValidationStats | null): ReloadResult {
     return {
       old_block_number: old?.blockNumber ?? null,
       new_block_number: next.blockNumber,
@@ -167,40 +214,25 @@ export class Reloader {
       old_generation: old?.id ?? null,
       new_generation: next.id,
       unchanged,
+      validation,
     };
   }
 }
 
 /**
- * Everything a generation must satisfy before it is served: sound structure
- * (manifest, parameters, files), the configuration's expectations, and every
- * lane that is being served (`served`) still present.
+ * Opens a lane's hint.bin for the snapshot to keep (so /hint serves it even
+ * after its files are pruned): a regular file (O_NONBLOCK: a FIFO put in its
+ * place cannot hang the reload) that is the very inode validated, at its size.
  */
-export async function validateGeneration(config: Config, dir: string, served: readonly LaneName[]): Promise<GenerationInfo> {
-  const info = await loadGeneration(dir, {
-    hotEntries: config.hot_entries,
-    coldEntries: config.cold_entries,
-    entrySize: config.entry_size,
-  }).catch(rethrow);
-  for (const lane of served) {
-    if (!info.lanes[lane]) throw new ReloadError('ELANE_MISSING', `generation ${info.id} has no ${lane} lane, which is being served`);
+async function openValidatedHint(file: string, validated: FileIdentity | undefined, size: number, lane: LaneName): Promise<FileHandle> {
+  const fh = await fsp.open(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+  try {
+    const st = await fh.stat({ bigint: true });
+    const same = validated !== undefined && st.isFile() && st.dev === validated.dev && st.ino === validated.ino && st.mtimeNs === validated.mtimeNs;
+    if (!same || Number(st.size) !== size) throw new StoreError('EFILE_CHANGED', `${lane}: hint.bin changed since it was validated`);
+    return fh;
+  } catch (err) {
+    await fh.close().catch(() => {});
+    throw err;
   }
-  if (config.shard_size_bytes > 0) {
-    for (const l of Object.values(info.lanes)) {
-      const want = effectiveShardSize(config.shard_size_bytes, l.crs.entry_size);
-      if (l.summary.shard_size_bytes !== want) {
-        throw new ReloadError('ESHARD_SIZE', `${l.lane}: shards of ${l.summary.shard_size_bytes} bytes, the configuration expects ${want}`);
-      }
-    }
-  }
-  return info;
-}
-
-export function rethrow(err: unknown): never {
-  if (err instanceof ReloadError) throw err;
-  const e = err as { code?: unknown; message?: string };
-  if (err instanceof StoreError || typeof e?.code === 'string') {
-    throw new ReloadError(String(e.code), e.message ?? String(err));
-  }
-  throw err;
 }

@@ -1,10 +1,11 @@
 // A server's side of the query exchange: where its queries go to be answered.
-// Each query gets a descriptor and two areas in this process's region of the
-// exchange (shared memory): the request body is read straight into the query
-// area, the executor (in this process, or the cluster's kernel process) reads
-// it there in its pass over the lane — together with every other worker's
-// queries — and writes the answer into the answer area, which is then sent as
-// the response body. Nothing is copied on the way.
+// Each request (1..batch_max queries) gets a descriptor and two areas in this
+// process's region of the exchange (shared memory): the request body is read
+// straight into the query area, the executor (in this process, or the
+// cluster's kernel process) reads it there in its pass over the lane —
+// together with every other worker's queries; a request's queries are never
+// split between passes — and writes the answers into the answer area, which
+// is then sent as the response body. Nothing is copied on the way.
 //
 // Batching happens in the executor: a lane runs one pass at a time, queries
 // that arrive meanwhile (or within batch_window_ms of an idle lane) join the
@@ -117,6 +118,7 @@ export class QueryJob {
     readonly queryBytes: number,
     readonly answerOff: number,
     readonly answerBytes: number,
+    readonly count: number,
   ) {
     this.query = owner.view(queryOff, queryBytes);
   }
@@ -181,15 +183,16 @@ export class KernelQueue {
   }
 
   /**
-   * Reserves a descriptor and areas for one query of `lane` pinned to
-   * `generation`. Throws OverloadedError when the lane has max_pending queries
-   * in the kernel or this process's region is full.
+   * Reserves a descriptor and areas for a request of `count` queries of
+   * `lane` pinned to `generation` (`queryBytes` and `answerBytes` for all of
+   * them). Throws OverloadedError when the lane would have more than
+   * max_pending queries in the kernel, or this process's region is full.
    */
-  open(lane: LaneName, generation: string, queryBytes: number, answerBytes: number): QueryJob {
+  open(lane: LaneName, generation: string, queryBytes: number, answerBytes: number, count = 1): QueryJob {
     if (this.closed) throw new OverloadedError('the server is stopping');
     const laneIndex = EXCHANGE_LANES.indexOf(lane);
     const pending = this.client.pending(laneIndex);
-    if (pending >= this.opts.maxPending) throw new OverloadedError(`${pending} queries are pending on the ${lane} lane`);
+    if (pending + count > this.opts.maxPending) throw new OverloadedError(`${pending} queries are pending on the ${lane} lane`);
     const d = this.freeDescriptors.pop();
     if (d === undefined) throw new OverloadedError('every query slot of this worker is in use');
     const q = this.areas.alloc(queryBytes);
@@ -204,7 +207,7 @@ export class KernelQueue {
       }
       throw new OverloadedError('the query areas of this worker are full');
     }
-    const job = new QueryJob(this, d, laneIndex, generation, q, queryBytes, a, answerBytes);
+    const job = new QueryJob(this, d, laneIndex, generation, q, queryBytes, a, answerBytes, count);
     this.jobs[d] = job;
     return job;
   }
@@ -220,7 +223,7 @@ export class KernelQueue {
     if (this.inKernel++ === 0) this.client.ref();
     job.state = 'queued';
     try {
-      this.client.submit(job.descriptor, job.lane, job.generation, job.queryOff, job.queryBytes, job.answerOff, job.answerBytes);
+      this.client.submit(job.descriptor, job.lane, job.generation, job.queryOff, job.queryBytes, job.answerOff, job.answerBytes, job.count);
     } catch (err) {
       this.leaveKernel();
       job.state = 'open';

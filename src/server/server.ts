@@ -1,5 +1,6 @@
-// One lanepir server process: the snapshot store, the reloader, per-lane
-// schedulers and the two listeners (public and admin).
+// One lanepir server process: the snapshot store, the reloader, the kernel
+// backend (its own executor, or the cluster's kernel process) and the two
+// listeners (public and admin).
 import http from 'node:http';
 import { type AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
@@ -8,9 +9,10 @@ import { pino, type Logger } from 'pino';
 import { type Config } from '../config.js';
 import { native } from '../native.js';
 import { type AppContext, createAdminApp, createPublicApp } from './app.js';
+import { DeltaService } from './deltas.js';
 import { type KernelBackend, LocalKernel, RemoteKernel } from './kernel.js';
 import { laneMemoryMode } from './lane-memory.js';
-import { Reloader, type ReloadResult, ReloadError } from './reloader.js';
+import { Reloader, type ReloadOptions, type ReloadResult, ReloadError } from './reloader.js';
 import { ServerMetrics } from './metrics.js';
 import { type Snapshot, SnapshotStore } from './snapshot.js';
 import { loadGeneration, resolveGeneration } from '../store/generation.js';
@@ -28,6 +30,8 @@ export interface ServerOptions {
   beforeRequest?: AppContext['beforeRequest'];
   /** Generation to load before listening: undefined = <data>/current, null = none (cluster workers pass the published one). */
   initialGeneration?: string | null;
+  /** filesDigest the cluster primary validated initialGeneration with (confirmed instead of hashed again). */
+  initialDigest?: string;
   metrics?: ServerMetrics;
   /**
    * The cluster's query exchange and this worker's region in it: queries go to
@@ -44,12 +48,13 @@ export interface RunningServer {
   logger: Logger;
   metrics: ServerMetrics;
   kernel: KernelBackend;
+  deltas: DeltaService;
   publicUrl: string;
   adminUrl: string;
   publicServer: http.Server;
   adminServer: http.Server;
   /** Local reload (not forwarded). */
-  reloadLocal(target?: string): Promise<ReloadResult>;
+  reloadLocal(target?: string, opts?: ReloadOptions): Promise<ReloadResult>;
   /** Stop accepting, wait for in-flight requests (bounded), release every mapping. */
   close(): Promise<void>;
 }
@@ -112,23 +117,31 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   };
   const reloader = new Reloader(config, store, onClosed, !opts.exchange);
 
-  const reloadLocal = async (target?: string): Promise<ReloadResult> => {
+  const reloadLocal = async (target?: string, reloadOpts: ReloadOptions = {}): Promise<ReloadResult> => {
     const end = metrics.reloadDuration.startTimer();
     let result: ReloadResult;
     try {
-      result = await reloader.reload(target);
+      result = await reloader.reload(target, reloadOpts);
     } catch (err) {
-      metrics.reloads.inc({ result: 'refused' });
+      metrics.reloads.inc({ result: (err as ReloadError)?.code === 'EABANDONED' ? 'abandoned' : 'refused' });
       throw err;
     }
     end();
     metrics.reloads.inc({ result: result.unchanged ? 'unchanged' : 'ok' });
     logger.info(
-      { old_block: result.old_block_number, new_block: result.new_block_number, duration_ms: result.reload_duration_ms, generation: result.new_generation, unchanged: result.unchanged },
+      {
+        old_block: result.old_block_number,
+        new_block: result.new_block_number,
+        duration_ms: result.reload_duration_ms,
+        generation: result.new_generation,
+        unchanged: result.unchanged,
+        validation: result.validation,
+      },
       'reload',
     );
     return result;
   };
+  const deltas = new DeltaService({ dataDir: config.data_dir, maxConcurrent: config.delta_max_concurrent, maxQueued: config.delta_max_queued, cacheBytes: config.delta_cache_bytes });
   const ctx: AppContext = {
     config,
     store,
@@ -136,6 +149,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     logger,
     version: VERSION,
     metrics,
+    deltas,
     metricsText:
       opts.metricsText ??
       (async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() })),
@@ -168,7 +182,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
 
   if (opts.initialGeneration !== null) {
     try {
-      await reloadLocal(opts.initialGeneration);
+      await reloadLocal(opts.initialGeneration, opts.initialDigest ? { digest: opts.initialDigest } : {});
     } catch (err) {
       // Not fatal: the server starts unready and a later reload makes it ready.
       logger.warn({ err: err instanceof ReloadError ? err.message : err }, 'no generation loaded at start-up');
@@ -200,7 +214,8 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
       for (const s of [publicServer, adminServer]) s.closeAllConnections();
       store.retireAll();
       kernel.close();
+      await deltas.close();
     })());
 
-  return { config, store, reloader, logger, metrics, kernel, publicUrl, adminUrl, publicServer, adminServer, reloadLocal, close };
+  return { config, store, reloader, logger, metrics, kernel, deltas, publicUrl, adminUrl, publicServer, adminServer, reloadLocal, close };
 }

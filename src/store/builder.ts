@@ -9,6 +9,8 @@ import { type Crs } from '../pir/crs.js';
 import { LWE_N, PLAIN_MODULUS, Q_BITS, SIGMA, checkColumns, defaultColumns, recordRows } from '../pir/params.js';
 import { wordsToLittleEndian } from '../pir/prg.js';
 import { type EntrySource } from './entries.js';
+import { type KeywordLaneSpec, type PlacementCache, buildKeywordLane, checkKeywordSpec, isKeywordSpec } from './keyword-builder.js';
+import { type KeywordTable } from './keyword-placement.js';
 import { StoreError } from './errors.js';
 import { fsyncDir, writeNewFile, exists } from './fsutil.js';
 import {
@@ -41,12 +43,30 @@ export interface LaneSpec {
   seed?: Uint8Array;
   /** Bumped whenever (seed, m) change for a lane; default 1. */
   paramsVersion?: number;
+  /** Set for keyword lanes (written by buildKeywordLane): the crs then carries layout "keyword". */
+  keyword?: KeywordCrsFields;
 }
 
-export interface BuildOptions {
+/** A keyword lane's crs fields (docs/FORMAT.md, "Keyword lanes"). */
+export interface KeywordCrsFields {
+  keySeed: Uint8Array;
+  d: number;
+}
+
+/** What a generation carries besides its lanes (Ethereum generations: block hash, chain id, hot manifest, slot index). */
+export interface GenerationExtras {
+  /** 0x + 64 lowercase hex digits; manifest block_hash (null when not given). */
+  blockHash?: string | null;
+  /** manifest chain_id (null when not given). */
+  chainId?: number | null;
+  /** Writes more files into the generation being built (listing them in `files`), after the lanes. */
+  extraFiles?: (tmp: string, files: Manifest['files']) => Promise<void>;
+}
+
+export interface BuildOptions extends GenerationExtras {
   data: string;
   block: number;
-  lanes: Partial<Record<LaneName, LaneSpec>>;
+  lanes: Partial<Record<LaneName, LaneSpec | KeywordLaneSpec>>;
   /** Requested shard size (rounded down to a multiple of the entry size). */
   shardSize?: number;
   /** Threads for the hint kernel (default: all cores). */
@@ -54,6 +74,8 @@ export interface BuildOptions {
   /** Point <data>/current at the new generation. */
   publish?: boolean;
   progress?: ProgressFn;
+  /** Keeps the keyword lanes' placement tables in memory for the next incremental build. */
+  placementCache?: PlacementCache;
 }
 
 export interface BuildResult {
@@ -69,17 +91,26 @@ export async function buildGeneration(opts: BuildOptions): Promise<BuildResult> 
   // Validate every lane's parameters before writing anything.
   for (const lane of lanes) {
     const spec = opts.lanes[lane]!;
-    checkColumns(spec.m ?? defaultColumns(spec.source.entries));
+    if (isKeywordSpec(spec)) checkKeywordSpec(lane, spec);
+    else checkColumns(spec.m ?? defaultColumns(spec.source.entries));
     if (spec.seed && spec.seed.length !== 16) throw new StoreError('EPARAMS', `${lane}: seed must be 16 bytes`);
   }
-  return commitGeneration(opts, async (tmp, files) => {
+  const tables: [LaneName, KeywordTable][] = [];
+  const result = await commitGeneration(opts, async (tmp, files) => {
     const summaries: Manifest['lanes'] = {};
-    for (const lane of lanes) summaries[lane] = await buildLane(tmp, lane, opts.lanes[lane]!, opts, files);
+    for (const lane of lanes) {
+      const spec = opts.lanes[lane]!;
+      summaries[lane] = isKeywordSpec(spec)
+        ? await buildKeywordLane(tmp, lane, spec, opts, files, (table) => tables.push([lane, table]))
+        : await buildLane(tmp, lane, spec, opts, files);
+    }
     return { lanes: summaries };
   });
+  for (const [lane, table] of tables) opts.placementCache?.put(opts.data, result.generation, lane, table);
+  return result;
 }
 
-export interface CommitOptions {
+export interface CommitOptions extends GenerationExtras {
   data: string;
   block: number;
   /** Generation id (default: the block number; `<block>r<k>` for a rebuild after a reorg). */
@@ -114,11 +145,14 @@ export async function commitGeneration(
   try {
     const files: Manifest['files'] = {};
     const { lanes, parent } = await fill(tmp, files);
+    await opts.extraFiles?.(tmp, files);
     const manifest: Manifest = {
       format: 'lanepir-generation',
       format_version: FORMAT_VERSION,
       generation,
       block_number: opts.block,
+      block_hash: opts.blockHash ?? null,
+      chain_id: opts.chainId ?? null,
       ...(parent !== undefined ? { parent } : {}),
       created_at: new Date().toISOString(),
       lanes,
@@ -149,6 +183,7 @@ export interface LaneParams {
   hintSha256: string;
   paramsVersion: number;
   shardSize: number;
+  keyword?: KeywordCrsFields;
 }
 
 /** crs.json of a lane (key order is part of the byte-for-byte contract between full and incremental builds). */
@@ -167,6 +202,7 @@ export function laneCrs(p: LaneParams): Crs {
     prg: 'aes-128-ctr',
     hint_sha256: p.hintSha256,
     params_version: p.paramsVersion,
+    ...(p.keyword ? { layout: 'keyword' as const, key_seed: Buffer.from(p.keyword.keySeed).toString('hex'), bucket_choices: p.keyword.d } : {}),
     shard_size_bytes: p.shardSize,
     shards: shardCount(p.entries, p.entrySize, p.shardSize),
   };
@@ -190,14 +226,16 @@ export function laneSummary(crs: Crs): LaneSummary {
     seed: crs.seed,
     hint_sha256: crs.hint_sha256,
     params_version: crs.params_version ?? 1,
+    ...(crs.layout === 'keyword' ? { layout: 'keyword' as const, key_seed: crs.key_seed!, bucket_choices: crs.bucket_choices! } : {}),
   };
 }
 
-async function buildLane(
+/** Writes one lane's shards (from spec.source), hint and crs into the generation being built. */
+export async function buildLane(
   genDir: string,
   lane: LaneName,
   spec: LaneSpec,
-  opts: BuildOptions,
+  opts: Pick<BuildOptions, 'shardSize' | 'threads' | 'progress'>,
   files: Manifest['files'],
 ): Promise<LaneSummary> {
   const { entries, entrySize } = spec.source;
@@ -235,7 +273,7 @@ async function buildLane(
   const hintSha = await writeNewFile(hintPath(genDir, lane), wordsToLittleEndian(hint));
   files[manifestKey(genDir, hintPath(genDir, lane))] = { size: hint.byteLength, sha256: hintSha };
 
-  const crs = laneCrs({ m, entries, entrySize, seed, hintSha256: hintSha, paramsVersion: spec.paramsVersion ?? 1, shardSize });
+  const crs = laneCrs({ m, entries, entrySize, seed, hintSha256: hintSha, paramsVersion: spec.paramsVersion ?? 1, shardSize, ...(spec.keyword ? { keyword: spec.keyword } : {}) });
   const crsBytes = crsFileBytes(crs);
   files[manifestKey(genDir, crsPath(genDir, lane))] = { size: crsBytes.length, sha256: await writeNewFile(crsPath(genDir, lane), crsBytes) };
   await fsyncDir(laneDir(genDir, lane));

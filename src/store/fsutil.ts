@@ -1,7 +1,6 @@
 // Durable file writes and checksums. A generation is written once, fsynced,
 // and then only ever read: nothing here opens an existing file for writing.
 import crypto from 'node:crypto';
-import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 
 /** Creates `file` (which must not exist), writes `data`, fsyncs; returns its sha256 hex. */
@@ -28,13 +27,6 @@ export async function fsyncDir(dir: string): Promise<void> {
   } finally {
     await fh.close();
   }
-}
-
-/** Streams a file through sha256. */
-export async function sha256File(file: string): Promise<string> {
-  const hash = crypto.createHash('sha256');
-  for await (const chunk of fs.createReadStream(file, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
-  return hash.digest('hex');
 }
 
 export async function exists(p: string): Promise<boolean> {

@@ -1,11 +1,17 @@
 // Reading a generation: resolving which one, and checking that its structure
 // is sound (manifest, parameters, shard count and sizes) before anything maps
-// it. Checksums are the verifier's job (verify.ts): too slow for every reload.
+// it. Every file the manifest lists is checked to be a regular file inside the
+// data directory with the listed size, and its identity is recorded; the
+// contents of the large files are checked by checksums.ts (hashed once per
+// inode), crs.json's here (it is small, and the bytes parsed are the bytes
+// checked).
+import crypto from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { type Crs, parseCrs, hintBytes } from '../pir/crs.js';
 import { native, type LaneHandle, type LaneMemory } from '../native.js';
 import { StoreError } from './errors.js';
+import { FileChecker, type FileIdentity } from './files.js';
 import {
   GENERATION_ID,
   LANES,
@@ -19,13 +25,18 @@ import {
   shardPath,
   shardsDir,
 } from './layout.js';
-import { type LaneSummary, type Manifest, readManifest } from './manifest.js';
+import { type LaneSummary, type Manifest, readManifestFile } from './manifest.js';
+
+/** Largest crs.json read (a real one is a few hundred bytes). */
+export const MAX_CRS_BYTES = 64 * 1024;
 
 export interface LaneInfo {
   lane: LaneName;
   crs: Crs;
   summary: LaneSummary;
   shardPaths: string[];
+  /** The shard files' identities when they were checked (openLane insists on them). */
+  shardIds: FileIdentity[];
   /** The manifest's sha256 of each shard ('' where it lists none): the shard cache reuses a buffer only for the same checksum. */
   shardSha256: string[];
   hintPath: string;
@@ -36,8 +47,17 @@ export interface GenerationInfo {
   dir: string;
   blockNumber: number;
   manifest: Manifest;
+  /** sha256 of manifest.json's bytes. */
+  manifestSha256: string;
+  /** Identity of every file the manifest lists, by its manifest name. */
+  files: Record<string, FileIdentity>;
+  /** Manifest names whose contents were already checked against the manifest while loading (crs.json). */
+  contentChecked: Set<string>;
   lanes: Partial<Record<LaneName, LaneInfo>>;
 }
+
+/** Where a manifest file name (`<lane>/...`) lives in a generation directory. */
+export const manifestFilePath = (dir: string, name: string) => path.join(dir, ...name.split('/'));
 
 /** What the operator's configuration expects of every generation (0 = not checked). */
 export interface Expectations {
@@ -72,30 +92,77 @@ function fail(code: string, message: string): never {
 
 /**
  * Reads a generation's manifest and lane parameters and checks that every
- * file has the size they imply. Throws StoreError with the first defect.
+ * file is a regular file inside the data directory (`opts.checker`, by
+ * default the one the generation is in) with the size the manifest and the
+ * parameters imply. Throws StoreError with the first defect.
  */
-export async function loadGeneration(dir: string, expect: Expectations = {}): Promise<GenerationInfo> {
-  const manifest = await readManifest(dir);
+export async function loadGeneration(dir: string, expect: Expectations = {}, opts: { checker?: FileChecker } = {}): Promise<GenerationInfo> {
+  const checker = opts.checker ?? (await FileChecker.forDataDir(path.resolve(dir, '..', '..')));
+  const { manifest, sha256: manifestSha256 } = await readManifestFile(dir, checker);
   const id = path.basename(dir);
   if (manifest.generation !== id) fail('EMANIFEST', `manifest names generation ${manifest.generation} but the directory is ${id}`);
+  const files: Record<string, FileIdentity> = {};
+  const contentChecked = new Set<string>();
   const lanes: GenerationInfo['lanes'] = {};
   for (const lane of LANES) {
     const summary = manifest.lanes[lane];
     if (!summary) continue;
-    lanes[lane] = await loadLane(dir, lane, summary, manifest, expect);
+    lanes[lane] = await loadLane(dir, lane, summary, manifest, expect, checker, files, contentChecked);
   }
-  return { id, dir, blockNumber: manifest.block_number, manifest, lanes };
+  // Every other listed file (diffs): a regular file inside the data directory, of the listed size.
+  const rest = Object.keys(manifest.files).filter((name) => !(name in files));
+  await inBatches(rest, async (name) => {
+    const file = manifestFilePath(dir, name);
+    const identity = await checker.regular(file);
+    if (identity.size !== manifest.files[name]!.size) fail('ESIZE', `${name} has ${identity.size} bytes, the manifest says ${manifest.files[name]!.size}`);
+    files[name] = identity;
+  });
+  return { id, dir, blockNumber: manifest.block_number, manifest, manifestSha256, files, contentChecked, lanes };
 }
 
-async function loadLane(dir: string, lane: LaneName, summary: LaneSummary, manifest: Manifest, expect: Expectations): Promise<LaneInfo> {
+/**
+ * Runs fn over items a batch at a time: one stat after another costs a
+ * thread-pool round trip each, which adds up to a large share of a reload
+ * on big lanes.
+ */
+async function inBatches<T>(items: readonly T[], fn: (item: T, index: number) => Promise<void>, batch = 256): Promise<void> {
+  for (let b = 0; b < items.length; b += batch) {
+    await Promise.all(items.slice(b, b + batch).map((item, k) => fn(item, b + k)));
+  }
+}
+
+async function loadLane(
+  dir: string,
+  lane: LaneName,
+  summary: LaneSummary,
+  manifest: Manifest,
+  expect: Expectations,
+  checker: FileChecker,
+  files: Record<string, FileIdentity>,
+  contentChecked: Set<string>,
+): Promise<LaneInfo> {
+  /** The manifest entry of a file the server uses: it must be listed. */
+  const listed = (name: string) => manifest.files[name] ?? fail('EUNLISTED', `${lane}: ${name} is not listed in the manifest`);
+  const crsName = `${lane}/crs.json`;
   let crs: Crs;
   try {
-    crs = parseCrs(JSON.parse(await fsp.readFile(crsPath(dir, lane), 'utf8')));
+    const { bytes, identity } = await checker.readSmall(crsPath(dir, lane), MAX_CRS_BYTES, 'crs.json');
+    const entry = listed(crsName);
+    // The bytes parsed are the bytes checked: crs.json cannot change between the two.
+    const sha = crypto.createHash('sha256').update(bytes).digest('hex');
+    if (bytes.length !== entry.size || sha !== entry.sha256) {
+      fail('ECHECKSUM', `${crsName} has ${bytes.length} bytes and sha256 ${sha}, the manifest says ${entry.size} bytes and ${entry.sha256}`);
+    }
+    files[crsName] = identity;
+    contentChecked.add(crsName);
+    crs = parseCrs(JSON.parse(bytes.toString('utf8')));
   } catch (err) {
+    if (err instanceof StoreError && err.code !== 'EMISSING') throw err;
     fail('ECRS', `${lane}: ${crsPath(dir, lane)}: ${(err as Error).message}`);
   }
-  for (const key of ['entries', 'entry_size', 'm', 'R', 'seed', 'hint_sha256'] as const) {
-    if (crs[key] !== summary[key]) fail('ECRS', `${lane}: crs.json ${key} = ${crs[key]} but the manifest says ${summary[key]}`);
+  for (const key of ['entries', 'entry_size', 'm', 'R', 'seed', 'hint_sha256', 'layout', 'key_seed', 'bucket_choices'] as const) {
+    // "index" is the default layout: the manifest leaves it out.
+    if ((key === 'layout' && crs.layout === 'index' ? undefined : crs[key]) !== summary[key]) fail('ECRS', `${lane}: crs.json ${key} = ${crs[key]} but the manifest says ${summary[key]}`);
   }
   const expectedEntries = lane === 'hot' ? expect.hotEntries : expect.coldEntries;
   if (expectedEntries && crs.entries !== expectedEntries) {
@@ -121,24 +188,31 @@ async function loadLane(dir: string, lane: LaneName, summary: LaneSummary, manif
     if (names[i] !== shardName(i)) fail('ESHARDS', `${lane}: missing ${shardName(i)}`);
     shardPaths.push(shardPath(dir, lane, i));
   }
-  // Sizes checked a batch at a time: one stat after another costs a thread-pool
-  // round trip each, which adds up to a large share of a reload on big lanes.
-  const STAT_BATCH = 256;
-  for (let b = 0; b < shards; b += STAT_BATCH) {
-    const sizes = await Promise.all(shardPaths.slice(b, b + STAT_BATCH).map((f) => fsp.stat(f).then((st) => st.size)));
-    sizes.forEach((size, k) => {
-      const i = b + k;
-      const want = i < shards - 1 ? shardSize : bytes - shardSize * (shards - 1);
-      if (size !== want) fail('ESHARD_SIZE', `${lane}: ${shardName(i)} has ${size} bytes, expected ${want}`);
-    });
-  }
+  const shardIds: FileIdentity[] = new Array(shards);
+  await inBatches(shardPaths, async (file, i) => {
+    const name = `${lane}/shards/${shardName(i)}`;
+    const entry = listed(name);
+    const identity = await checker.regular(file, 'shard');
+    const want = i < shards - 1 ? shardSize : bytes - shardSize * (shards - 1);
+    if (identity.size !== want) fail('ESHARD_SIZE', `${lane}: ${shardName(i)} has ${identity.size} bytes, expected ${want}`);
+    if (entry.size !== want) fail('EMANIFEST', `${lane}: the manifest lists ${shardName(i)} with ${entry.size} bytes, expected ${want}`);
+    shardIds[i] = identity;
+    files[name] = identity;
+  });
   const hintFile = hintPath(dir, lane);
-  const hintSize = await fsp.stat(hintFile).then((s) => s.size, () => -1);
-  if (hintSize < 0) fail('EHINT', `${lane}: hint.bin is missing`);
-  if (hintSize !== hintBytes(crs)) fail('EHINT', `${lane}: hint.bin has ${hintSize} bytes, expected ${hintBytes(crs)}`);
-  if (manifest.files[`${lane}/hint.bin`]?.sha256 !== crs.hint_sha256) fail('EHINT', `${lane}: manifest and crs.json disagree on the hint checksum`);
+  const hintName = `${lane}/hint.bin`;
+  let hintId: FileIdentity;
+  try {
+    hintId = await checker.regular(hintFile, 'hint.bin');
+  } catch (err) {
+    if (err instanceof StoreError && err.code === 'EMISSING') fail('EHINT', `${lane}: hint.bin is missing`);
+    throw err;
+  }
+  if (hintId.size !== hintBytes(crs)) fail('EHINT', `${lane}: hint.bin has ${hintId.size} bytes, expected ${hintBytes(crs)}`);
+  if (listed(hintName).sha256 !== crs.hint_sha256) fail('EHINT', `${lane}: manifest and crs.json disagree on the hint checksum`);
+  files[hintName] = hintId;
   const shardSha256 = shardPaths.map((_, i) => manifest.files[`${lane}/shards/${shardName(i)}`]?.sha256 ?? '');
-  return { lane, crs, summary, shardPaths, shardSha256, hintPath: hintFile };
+  return { lane, crs, summary, shardPaths, shardIds, shardSha256, hintPath: hintFile };
 }
 
 /** Opens a lane's data for the kernels (mapped, read into memory, or through the shard cache). */
@@ -151,6 +225,7 @@ export function openLane(info: LaneInfo, mode: LaneMemory): Promise<LaneHandle> 
     shardSize: info.summary.shard_size_bytes,
     m: info.crs.m,
     mode,
+    expect: info.shardIds,
   });
 }
 

@@ -12,13 +12,16 @@ import { native } from '../native.js';
 import { type LaneDelta, accumulateRows, addEntryChange, encodeDelta, growHint, zeroRowFromSum } from '../pir/delta.js';
 import { LWE_N, recordRows } from '../pir/params.js';
 import { littleEndianWords, wordsToLittleEndian } from '../pir/prg.js';
-import { type BuildResult, commitGeneration, crsFileBytes, laneCrs, laneSummary, manifestKey } from './builder.js';
+import { type BuildResult, type GenerationExtras, commitGeneration, crsFileBytes, laneCrs, laneSummary, manifestKey } from './builder.js';
 import { StoreError } from './errors.js';
 import { fsyncDir, writeNewFile } from './fsutil.js';
 import { type LaneInfo, loadGeneration } from './generation.js';
 import { GENERATION_ID, LANES, compareGenerationIds, type LaneName, crsPath, generationDir, hintPath, laneDir, shardCount, shardPath, shardsDir } from './layout.js';
 import { type LaneSummary, type Manifest } from './manifest.js';
 import { type ProgressFn } from './progress.js';
+import { type PlacementCache, loadPlacement } from './keyword-builder.js';
+import { type KeywordChange, type KeywordChangeStats, planKeywordChanges, writePlacementIncrementally } from './keyword-incremental.js';
+import { type KeywordTable } from './keyword-placement.js';
 
 /** Where a lane's diff against the parent generation is recorded. */
 export const diffPath = (genDir: string, lane: LaneName) => path.join(laneDir(genDir, lane), 'diff.bin');
@@ -33,7 +36,7 @@ export interface EntryUpdate {
   value: Uint8Array;
 }
 
-export interface IncrementalOptions {
+export interface IncrementalOptions extends GenerationExtras {
   data: string;
   /** Block number of the new generation. */
   block: number;
@@ -47,6 +50,13 @@ export interface IncrementalOptions {
    * in JSON Lines entry files). Indices >= the lane's entry count grow it.
    */
   updates: Partial<Record<LaneName, Iterable<EntryUpdate> | Map<number, Uint8Array>>>;
+  /**
+   * Keyword lanes: changed keys ({key, value} or {key, value: null} to delete;
+   * src/store/keyword-incremental.ts). Keyword lanes take no `updates`.
+   */
+  keywordChanges?: Partial<Record<LaneName, Iterable<KeywordChange> | AsyncIterable<KeywordChange>>>;
+  /** Placement tables kept in memory between builds (follow mode); read from the parent's placement index otherwise. */
+  placementCache?: PlacementCache;
   /** Largest number of entries a lane may gain in one generation (default max(entries, 2^20)): guards against a stray huge index. */
   maxGrowth?: number;
   /** Diffs a generation carries, its own included (default DEFAULT_DIFF_HISTORY). */
@@ -59,7 +69,7 @@ export interface IncrementalOptions {
 
 export interface IncrementalResult extends BuildResult {
   /** Per lane: changed entries recorded in the diff, shards linked and written. */
-  stats: Partial<Record<LaneName, { changed: number; linkedShards: number; writtenShards: number; grewBy: number }>>;
+  stats: Partial<Record<LaneName, { changed: number; linkedShards: number; writtenShards: number; grewBy: number; keyword?: KeywordChangeStats }>>;
 }
 
 function toMap(updates: Iterable<EntryUpdate> | Map<number, Uint8Array>): Map<number, Uint8Array> {
@@ -70,7 +80,7 @@ function toMap(updates: Iterable<EntryUpdate> | Map<number, Uint8Array>): Map<nu
 }
 
 /** Runs fn over items with at most `limit` running at once. */
-async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+export async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
   const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
     while (next < items.length) await fn(items[next++]!);
@@ -94,6 +104,8 @@ interface PlannedLane {
   info: LaneInfo;
   updates: Map<number, Uint8Array>;
   newEntries: number;
+  /** Keyword lanes: the placement after the changes (absent for a carried lane whose table was not at hand). */
+  keyword?: { table?: KeywordTable; placementChanged: Set<number>; stats?: KeywordChangeStats };
 }
 
 export async function buildIncremental(opts: IncrementalOptions): Promise<IncrementalResult> {
@@ -114,8 +126,25 @@ export async function buildIncremental(opts: IncrementalOptions): Promise<Increm
     const given = opts.updates[lane];
     const info = parent.lanes[lane];
     if (given !== undefined && !info) throw new StoreError('EPARAMS', `generation ${opts.from} has no ${lane} lane to update`);
+    const keywordGiven = opts.keywordChanges?.[lane];
+    if (keywordGiven !== undefined && !info) throw new StoreError('EPARAMS', `generation ${opts.from} has no ${lane} lane to update`);
     if (!info) continue;
-    const updates = given === undefined ? new Map<number, Uint8Array>() : toMap(given);
+    let keyword: PlannedLane['keyword'];
+    let updates = given === undefined ? new Map<number, Uint8Array>() : toMap(given);
+    if (info.crs.layout === 'keyword') {
+      if (given !== undefined) throw new StoreError('EPARAMS', `${lane} is a keyword lane: its changes are keys (keywordChanges), not entry indices`);
+      let table = opts.placementCache?.take(opts.data, opts.from, lane);
+      if (keywordGiven !== undefined) {
+        table ??= await loadPlacement(info, fromDir);
+        const planned = await planKeywordChanges(info, table, keywordGiven);
+        updates = planned.updates;
+        keyword = { table, placementChanged: planned.placementChanged, stats: planned.stats };
+      } else {
+        keyword = { ...(table ? { table } : {}), placementChanged: new Set() };
+      }
+    } else if (keywordGiven !== undefined) {
+      throw new StoreError('EPARAMS', `${lane} is an index lane: its changes are entries (updates), not keys`);
+    }
     const es = info.crs.entry_size;
     let max = -1;
     for (const [index, value] of updates) {
@@ -129,19 +158,27 @@ export async function buildIncremental(opts: IncrementalOptions): Promise<Increm
     if (newEntries - entries > maxGrowth) {
       throw new StoreError('EINPUT', `${lane}: index ${max} would grow the lane from ${entries} by ${newEntries - entries} entries (at most ${maxGrowth} per generation; build in full instead)`);
     }
-    plans.push({ lane, info, updates, newEntries });
+    plans.push({ lane, info, updates, newEntries, ...(keyword ? { keyword } : {}) });
   }
 
   const stats: IncrementalResult['stats'] = {};
-  const result = await commitGeneration(opts, async (tmp, files) => {
+  // The chain id is the chain's: inherited unless given (block hashes are per block).
+  const chainId = opts.chainId !== undefined ? opts.chainId : parent.manifest.chain_id ?? null;
+  if (chainId !== null && parent.manifest.chain_id != null && chainId !== parent.manifest.chain_id) {
+    throw new StoreError('EPARAMS', `chain id ${chainId} differs from generation ${opts.from}'s ${parent.manifest.chain_id}`);
+  }
+  const result = await commitGeneration({ ...opts, chainId }, async (tmp, files) => {
     const lanes: Manifest['lanes'] = {};
     for (const plan of plans) {
       const { summary, ...laneStats } = await buildLaneIncrementally(tmp, plan, parent.manifest, opts, files);
       lanes[plan.lane] = summary;
-      stats[plan.lane] = laneStats;
+      stats[plan.lane] = { ...laneStats, ...(plan.keyword?.stats ? { keyword: plan.keyword.stats } : {}) };
     }
     return { lanes, parent: opts.from };
   });
+  for (const plan of plans) {
+    if (plan.keyword?.table) opts.placementCache?.put(opts.data, result.generation, plan.lane, plan.keyword.table);
+  }
   return { ...result, stats };
 }
 
@@ -262,7 +299,11 @@ async function buildLaneIncrementally(
   if (hintSha === info.crs.hint_sha256) await link(info.hintPath, hintPath(genDir, lane));
   else files[manifestKey(genDir, hintPath(genDir, lane))] = { size: hintBytes.byteLength, sha256: await writeNewFile(hintPath(genDir, lane), hintBytes) };
 
-  const crs = laneCrs({ m, entries: newEntries, entrySize: es, seed, hintSha256: hintSha, paramsVersion: info.crs.params_version ?? 1, shardSize });
+  const keywordFields = info.crs.layout === 'keyword' ? { keyword: { keySeed: Buffer.from(info.crs.key_seed!, 'hex'), d: info.crs.bucket_choices! } } : {};
+  const crs = laneCrs({ m, entries: newEntries, entrySize: es, seed, hintSha256: hintSha, paramsVersion: info.crs.params_version ?? 1, shardSize, ...keywordFields });
+  if (plan.keyword) {
+    await writePlacementIncrementally(genDir, lane, plan.keyword.table, plan.keyword.placementChanged, { dir: fromDir, manifest: parentManifest, slots: oldEntries }, shardSize, files, opts.concurrency ?? 8);
+  }
   const crsBytes = crsFileBytes(crs);
   const fromCrs = crsPath(fromDir, lane);
   if (crsBytes.equals(await fsp.readFile(fromCrs))) await link(fromCrs, crsPath(genDir, lane));

@@ -53,3 +53,11 @@ export function effectiveShardSize(requested: number, entrySize: number): number
 export function shardCount(entries: number, entrySize: number, shardSize: number): number {
   return Math.ceil((entries * entrySize) / shardSize);
 }
+
+/**
+ * Keyword lanes: the placement index, the key hash of every slot (32 bytes,
+ * zeros when empty) in files aligned with the lane's shards. The builder reads
+ * it to find keys and relocate residents; servers never read it.
+ */
+export const placementDir = (genDir: string, lane: LaneName) => path.join(genDir, lane, 'placement');
+export const placementPath = (genDir: string, lane: LaneName, i: number) => path.join(placementDir(genDir, lane), shardName(i));
