@@ -220,6 +220,15 @@ void Executor::runPass(int lane, const std::string& gen, std::vector<Cand>& take
   }
   const uint64_t passNs = monotonicNs() - t0;
   const uint64_t K = qs.size();
+  // The pass is reported before its answers are released, so that whoever
+  // reads the statistics after an answer arrived sees its pass counted.
+  if (K > 0 && onPass_) {
+    try {
+      onPass_(PassInfo{lane, int(K), double(passNs) / 1e9, L->bytes(), gen});
+    } catch (...) {
+      // statistics only
+    }
+  }
   std::vector<uint32_t> regions;
   for (size_t i = 0; i < n; i++) {
     Desc* ds = x_->desc(taken[i].region, taken[i].d);
@@ -239,13 +248,6 @@ void Executor::runPass(int lane, const std::string& gen, std::vector<Cand>& take
   LaneBell& bell = x_->header()->bells[lane];
   bell.passes.fetch_add(1, std::memory_order_relaxed);
   bell.answered.fetch_add(K, std::memory_order_relaxed);
-  if (K > 0 && onPass_) {
-    try {
-      onPass_(PassInfo{lane, int(K), double(passNs) / 1e9, L->bytes(), gen});
-    } catch (...) {
-      // statistics only
-    }
-  }
 }
 
 }  // namespace lanepir
