@@ -3,7 +3,7 @@
 // with the flags from LANEPIR_BENCH_FLAGS; reports its URLs over IPC, answers
 // {t: 'stats'} with its GC and CPU time, and stops on SIGTERM or when the
 // parent goes away.
-import { PerformanceObserver } from 'node:perf_hooks';
+import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { type ConfigInput, loadConfig } from '../src/config.js';
 import { startServer } from '../src/server/server.js';
 
@@ -18,7 +18,7 @@ const server = await startServer(loadConfig({ flags }));
 process.on('message', (m: { t?: string }) => {
   if (m?.t !== 'stats') return;
   const cpu = process.cpuUsage();
-  process.send?.({ t: 'stats', gcMs, cpuMs: (cpu.user + cpu.system) / 1000 });
+  process.send?.({ t: 'stats', gcMs, cpuMs: (cpu.user + cpu.system) / 1000, activeMs: performance.eventLoopUtilization().active });
 });
 let stopping = false;
 const stop = () => {

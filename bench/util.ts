@@ -298,8 +298,8 @@ export interface ServerProcess {
   publicUrl: string;
   adminUrl: string;
   pid: number;
-  /** The server's garbage-collection time and CPU time (user + system) so far, ms. */
-  stats(): Promise<{ gcMs: number; cpuMs: number }>;
+  /** The server's garbage-collection time, CPU time (user + system, all threads) and event-loop active time so far, ms. */
+  stats(): Promise<{ gcMs: number; cpuMs: number; activeMs: number }>;
   stop(): Promise<void>;
 }
 
@@ -325,11 +325,11 @@ export async function startServerProcess(flags: Partial<ConfigInput>, timeoutMs 
     );
     const stats = () =>
       withDeadline(
-        new Promise<{ gcMs: number; cpuMs: number }>((resolve) => {
-          const on = (m: { t?: string; gcMs: number; cpuMs: number }) => {
+        new Promise<{ gcMs: number; cpuMs: number; activeMs: number }>((resolve) => {
+          const on = (m: { t?: string; gcMs: number; cpuMs: number; activeMs: number }) => {
             if (m?.t !== 'stats') return;
             child.off('message', on);
-            resolve({ gcMs: m.gcMs, cpuMs: m.cpuMs });
+            resolve({ gcMs: m.gcMs, cpuMs: m.cpuMs, activeMs: m.activeMs });
           };
           child.on('message', on);
           child.send({ t: 'stats' });
