@@ -63,11 +63,14 @@ async function best(fn: () => Promise<unknown>, minReps = 3, seconds = 1): Promi
   return b;
 }
 
-function runChild(env: Record<string, string>, args: unknown): Promise<{ path: string; gbps: number; hintSeconds: number; hintBytes: number }> {
+function runChild(env: Record<string, string>, args: unknown, dir: string): Promise<{ path: string; gbps: number; hintSeconds: number; hintBytes: number }> {
+  // The arguments (thousands of shard names) go in a file: a command line that long is refused (E2BIG).
+  const argsFile = path.join(dir, `args-${crypto.randomBytes(4).toString('hex')}.json`);
+  fs.writeFileSync(argsFile, JSON.stringify(args));
   return new Promise((resolve, reject) => {
     execFile(
       process.execPath,
-      [path.join(here, 'kernel-path.js'), JSON.stringify(args)],
+      [path.join(here, 'kernel-path.js'), argsFile],
       { env: { ...process.env, ...env }, timeout: 600_000, maxBuffer: 1 << 20 },
       (err, stdout, stderr) => (err ? reject(new Error(`kernel-path child: ${err.message}\n${stderr}`)) : resolve(JSON.parse(stdout))),
     );
@@ -111,8 +114,8 @@ export async function runKernelMemoryBench(opts: { bigMiB: number; hintMiB: numb
 
     // 2. AVX2 in a child (its own memory, same files), between two measurements of the best path here.
     const childArgs = { answer: big, hint: hintLane, mode: defaultMode, seconds: 3, n: HINT_N };
-    const avx2 = await runChild({ LANEPIR_KERNEL_PATH: 'avx2', LANEPIR_NO_VNNI: '1' }, childArgs);
-    const avxvnni = native.cpuFeatures().avxvnni ? await runChild({ LANEPIR_KERNEL_PATH: 'avx2' }, childArgs) : undefined;
+    const avx2 = await runChild({ LANEPIR_KERNEL_PATH: 'avx2', LANEPIR_NO_VNNI: '1' }, childArgs, dir);
+    const avxvnni = native.cpuFeatures().avxvnni ? await runChild({ LANEPIR_KERNEL_PATH: 'avx2' }, childArgs, dir) : undefined;
     const again = lanes[defaultMode]!.bytes / (await best(() => lanes[defaultMode]!.answer(q1, { threads: 1 }), 3, 1)) / 1e9;
     const bestK1 = Math.max(bestPathGbps, again);
     for (const h of opened.splice(0)) await h.release();

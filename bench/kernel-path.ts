@@ -4,7 +4,9 @@
 // measured on the same machine, lane files and memory mode. Prints one JSON
 // object: K=1 one-thread GB/s (best of the runs) and the hint's seconds.
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import { native, type LaneMemory } from '../src/native.js';
+
 
 interface LaneArgs {
   shards: string[];
@@ -22,7 +24,8 @@ interface Args {
   n: number;
 }
 
-const args = JSON.parse(process.argv[2]!) as Args;
+
+const args = JSON.parse(fs.readFileSync(process.argv[2]!, 'utf8')) as Args;
 const features = native.cpuFeatures();
 const lane = await native.openLane({ ...args.answer, mode: args.mode });
 const q = [new Uint32Array(crypto.randomBytes(args.answer.m * 4).buffer)];

@@ -206,7 +206,8 @@ class ClientWrap : public Napi::ObjectWrap<ClientWrap> {
                         InstanceAccessor<&ClientWrap::Region>("region"),
                         InstanceMethod<&ClientWrap::Submit>("submit"), InstanceMethod<&ClientWrap::Cancel>("cancel"),
                         InstanceMethod<&ClientWrap::Free>("free"), InstanceMethod<&ClientWrap::Pending>("pending"),
-                        InstanceMethod<&ClientWrap::Executor>("executor"), InstanceMethod<&ClientWrap::Ref>("ref"),
+                        InstanceMethod<&ClientWrap::Executor>("executor"), InstanceMethod<&ClientWrap::State>("state"),
+                        InstanceMethod<&ClientWrap::Ref>("ref"),
                         InstanceMethod<&ClientWrap::Unref>("unref"), InstanceMethod<&ClientWrap::Close>("close")});
   }
 
@@ -392,6 +393,16 @@ class ClientWrap : public Napi::ObjectWrap<ClientWrap> {
         if (rh->pid.load(std::memory_order_relaxed) != 0) n += rh->inKernel[lane].load(std::memory_order_relaxed);
       }
       return Napi::Number::New(i.Env(), double(n));
+    } catch (...) {
+      throwCurrent(i.Env());
+      return i.Env().Undefined();
+    }
+  }
+
+  // A descriptor's state (0 free, 1 queued, 2 in a pass, 3 done, 4 delivered): tests and diagnostics.
+  Napi::Value State(const Napi::CallbackInfo& i) {
+    try {
+      return Napi::Number::New(i.Env(), double(descArg(i[0])->state.load()));
     } catch (...) {
       throwCurrent(i.Env());
       return i.Env().Undefined();

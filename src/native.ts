@@ -315,6 +315,8 @@ export interface KernelClient {
   /** Queries of the lane queued or in a pass, across every live region. */
   pending(lane: number): number;
   executor(): { pid: number; epoch: number; serving: boolean; heartbeatAt: number };
+  /** A descriptor's state: 0 free, 1 queued, 2 in a pass, 3 done, 4 delivered (tests, diagnostics). */
+  state(descriptor: number): number;
   /** Keep the process alive while queries are pending (ref) or not (unref, the default). */
   ref(): void;
   unref(): void;

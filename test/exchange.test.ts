@@ -205,6 +205,34 @@ test('KernelQueue: bounded per lane across regions, areas reused, a queued query
   await hot.release();
 });
 
+test('KernelQueue: a request that goes away during its pass settles when the pass ends, and its areas are freed then', async (t) => {
+  // A slow pass: a large lane on the portable path, one thread.
+  const big = await lane(1 << 21, 1 << 15, 'cache');
+  const x = exchange.exchangeCreate(null, 1, 8, 1 << 20);
+  const ex = new exchange.KernelExecutor(x, { windowMs: 0, threads: 1, path: 'portable' });
+  ex.setGeneration('3', { hot: big });
+  let queue: KernelQueue | undefined;
+  const c = new exchange.KernelClient(x, 0, (w) => queue!.onComplete(w));
+  queue = new KernelQueue(c, { maxPending: 8 });
+  t.teardown(() => {
+    queue!.close();
+    ex.stop();
+  });
+  const qb = M * 4, ab = big.entrySize * big.rows * 4;
+  const job = queue.open('hot', '3', qb, ab);
+  job.query.set(new Uint8Array(randomQuery().buffer));
+  ex.start();
+  const run = job.run();
+  for (let i = 0; i < 2000 && c.state(job.descriptor) !== 2; i++) await new Promise((r) => setTimeout(r, 1));
+  t.is(c.state(job.descriptor), 2, 'in a pass');
+  job.dispose(); // its client went away
+  t.true(queue.usage().usedBytes > 0, 'the executor still writes its answer area');
+  await t.throwsAsync(run, { instanceOf: KernelError, message: /went away/ });
+  t.deepEqual(queue.usage(), { usedBytes: 0, sizeBytes: 1 << 20, descriptorsInUse: 0 });
+  t.is(c.state(job.descriptor), 0);
+  await big.release();
+});
+
 test('AreaAllocator: first fit, 64-byte aligned, neighbours merge on release', (t) => {
   const a = new AreaAllocator(1024);
   const x = a.alloc(100); // 128

@@ -272,6 +272,7 @@ export class KernelQueue {
     this.areas.release(job.queryOff, job.queryBytes);
     if (job.abandoned) {
       this.dispose(job);
+      job.reject?.(new KernelError('EABORTED', 'the request went away during its pass')); // its handler returns
       return;
     }
     if (result === 0) {
