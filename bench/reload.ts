@@ -124,7 +124,7 @@ export async function runReloadBench(opts: ReloadBenchOptions): Promise<{ figure
     const t1 = performance.now();
     server = await startServerProcess(serverFlags(opts.data, { lane_memory: 'cache', retain_generations: 0 }));
     const cacheStartSeconds = (performance.now() - t1) / 1000;
-    let cacheFull: Series, cacheBlocks: Series, cacheMem, cacheBlockMem;
+    let cacheFull: Series, cacheBlocks!: Series, mmapBlocks!: Series, cacheMem, cacheBlockMem!: Awaited<ReturnType<typeof memoryOf>>, mmapBlockMem!: Awaited<ReturnType<typeof memoryOf>>;
     const blocks: string[] = [];
     try {
       cacheFull = await alternate(server.adminUrl, gens, memCount, agent);
@@ -150,24 +150,33 @@ export async function runReloadBench(opts: ReloadBenchOptions): Promise<{ figure
         blocks.push(id);
         from = id;
       }
-      server = await startServerProcess(serverFlags(opts.data, { lane_memory: 'cache', retain_generations: 4 }));
-      try {
-        const httpMs: number[] = [];
-        const serverMs: number[] = [];
-        for (const id of blocks) {
-          const r = await postReload(server.adminUrl, id, agent);
-          httpMs.push(r.ms);
-          serverMs.push(r.body.reload_duration_ms as number);
+      // The same per-block generations, mapped (mmap) and through the shard cache.
+      for (const mode of ['mmap', 'cache'] as const) {
+        server = await startServerProcess(serverFlags(opts.data, { lane_memory: mode, retain_generations: 4 }));
+        try {
+          const httpMs: number[] = [];
+          const serverMs: number[] = [];
+          for (const id of blocks) {
+            const r = await postReload(server.adminUrl, id, agent);
+            httpMs.push(r.ms);
+            serverMs.push(r.body.reload_duration_ms as number);
+          }
+          const series = { httpMs: summarize(httpMs), serverMs: summarize(serverMs) };
+          if (mode === 'cache') {
+            cacheBlocks = series;
+            cacheBlockMem = await memoryOf(server);
+          } else {
+            mmapBlocks = series;
+            mmapBlockMem = await memoryOf(server);
+          }
+        } finally {
+          await server.stop();
         }
-        cacheBlocks = { httpMs: summarize(httpMs), serverMs: summarize(serverMs) };
-        cacheBlockMem = await memoryOf(server);
-      } finally {
-        await server.stop();
       }
     } finally {
       for (const id of blocks) fs.rmSync(`${opts.data.data}/generations/${id}`, { recursive: true, force: true });
     }
-    opts.log(`  cache: full generation p50 ${fmtMs(cacheFull.serverMs.p50, 0)}, per-block generation p50 ${fmtMs(cacheBlocks.serverMs.p50, 1)}`);
+    opts.log(`  cache: full generation p50 ${fmtMs(cacheFull.serverMs.p50, 0)}, per-block generation p50 ${fmtMs(cacheBlocks.serverMs.p50, 1)} (mmap ${fmtMs(mmapBlocks.serverMs.p50, 1)})`);
 
     const memS = memory.serverMs.p50 / 1000;
     const figures = {
@@ -186,6 +195,7 @@ export async function runReloadBench(opts: ReloadBenchOptions): Promise<{ figure
           serverMs: roundSummary(cacheBlocks.serverMs),
           httpMs: roundSummary(cacheBlocks.httpMs),
           memory: cacheBlockMem,
+          mmap: { serverMs: roundSummary(mmapBlocks.serverMs), httpMs: roundSummary(mmapBlocks.httpMs), memory: mmapBlockMem },
         },
       },
       targets: {
@@ -207,8 +217,8 @@ export async function runReloadBench(opts: ReloadBenchOptions): Promise<{ figure
       row('in memory, retain 0 (read): ', memory, 1),
       `  in memory: ${fmt(memS, 3)} s per reload = ${fmt(GB / memS, 2)} GB/s (shards in page cache; server start ${fmt(startSeconds, 2)} s); RSS ${fmt((memoryMem.rssBytes ?? 0) / 2 ** 20, 0)} MiB`,
       row('cache, full generations:    ', cacheFull, 1),
-      `  cache, ${cacheBlocks.httpMs.n} per-block generations (20 hot + 50 cold entries changed each, retain 4): server p50 ${fmtMs(cacheBlocks.serverMs.p50, 2)} p99 ${fmtMs(cacheBlocks.serverMs.p99, 2)}; POST->answer p50 ${fmtMs(cacheBlocks.httpMs.p50, 2)}`,
-      `  memory held: in-memory RSS ${fmt((memoryMem.rssBytes ?? 0) / 2 ** 20, 0)} MiB; cache after full reloads ${fmt(cacheMem.cacheLiveBytes / 2 ** 20, 0)} MiB of shards (RSS ${fmt((cacheMem.rssBytes ?? 0) / 2 ** 20, 0)} MiB); cache holding 5 per-block generations ${fmt(cacheBlockMem.cacheLiveBytes / 2 ** 20, 0)} MiB for ${fmt(cacheBlockMem.laneBytes / 2 ** 20, 0)} MiB of lanes (RSS ${fmt((cacheBlockMem.rssBytes ?? 0) / 2 ** 20, 0)} MiB)`,
+      `  ${cacheBlocks.httpMs.n} per-block generations (20 hot + 50 cold entries changed each, retain 4; includes checksumming the new files): cache server p50 ${fmtMs(cacheBlocks.serverMs.p50, 2)} p99 ${fmtMs(cacheBlocks.serverMs.p99, 2)}; mmap server p50 ${fmtMs(mmapBlocks.serverMs.p50, 2)} p99 ${fmtMs(mmapBlocks.serverMs.p99, 2)}`,
+      `  memory held: in-memory RSS ${fmt((memoryMem.rssBytes ?? 0) / 2 ** 20, 0)} MiB; cache after full reloads ${fmt(cacheMem.cacheLiveBytes / 2 ** 20, 0)} MiB of shards (RSS ${fmt((cacheMem.rssBytes ?? 0) / 2 ** 20, 0)} MiB); cache holding 5 per-block generations ${fmt(cacheBlockMem.cacheLiveBytes / 2 ** 20, 0)} MiB for ${fmt(cacheBlockMem.laneBytes / 2 ** 20, 0)} MiB of lanes (RSS ${fmt((cacheBlockMem.rssBytes ?? 0) / 2 ** 20, 0)} MiB; mmap: RSS ${fmt((mmapBlockMem.rssBytes ?? 0) / 2 ** 20, 0)} MiB, in the page cache)`,
       `  ${passFail(figures.targets.swapServerP99.pass)} swap p99 (server) ${fmtMs(swap.serverMs.p99, 3)} <= ${SWAP_TARGET_MS} ms; ${passFail(figures.targets.swapHttpP99.pass)} swap p99 (POST->answer) ${fmtMs(swap.httpMs.p99, 3)} <= ${SWAP_TARGET_MS} ms`,
       `  ratios: fresh map / swap ${fmt(figures.ratios.freshVsSwapServerP50, 1)}x, in-memory read / fresh map ${fmt(figures.ratios.memoryVsFreshServerP50, 1)}x (server p50)`,
     ];
