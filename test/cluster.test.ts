@@ -90,9 +90,11 @@ test('reloads through each worker switch every worker; in-flight queries decode 
   const loops = [loop('hot'), loop('cold'), loop('hot')];
 
   const reloadWorkers = new Set<string>();
+  let reloads = 0;
   try {
     // At least 12 reloads, and more while fewer than 11 lookups have overlapped them (a loaded machine answers slowly).
     for (let i = 0; i < 12 || (answered <= 10 && i < 60) || i % 3 !== 0; i++) {
+      reloads = i + 1;
       const target = [2, 3, 1][i % 3]!;
       const r = await reload(c, target);
       t.is(r.status, 200, JSON.stringify(r.body));
@@ -148,7 +150,7 @@ test('reloads through each worker switch every worker; in-flight queries decode 
   const metrics = (await request(`${c.adminUrl}/metrics`)).body.toString();
   t.regex(metrics, /lanepir_queries_total\{lane="hot",status="200"\} \d+/);
   t.regex(metrics, /lanepir_published_generation 1/);
-  t.regex(metrics, /lanepir_reloads_total\{result="ok"\} 12/);
+  t.regex(metrics, new RegExp(`lanepir_reloads_total\\{result="ok"\\} ${reloads}\n`), 'every reload counted (12, more when the machine is slow)');
 });
 
 test('a worker killed with SIGKILL under load is replaced and serves the current generation', async (t) => {
