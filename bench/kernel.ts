@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { native, type KernelPath, type LaneHandle } from '../src/native.js';
+import { runKernelMemoryBench } from './kernel-memory.js';
 
 export interface KernelBenchOptions {
   /** Lane size for the bandwidth and answer measurements (default 256). */
@@ -18,6 +19,8 @@ export interface KernelBenchOptions {
   path?: KernelPath | 'auto';
   /** Write the report (text or JSON) to stdout (default true; bench/index.ts prints its own). */
   print?: boolean;
+  /** Lane for the memory-mode and AVX2 figures (default 1024 MiB; 0 skips them). */
+  memoryMiB?: number;
 }
 
 const ES = 32;
@@ -132,7 +135,12 @@ export async function runKernelBench(opts: KernelBenchOptions): Promise<Record<s
     await hintLane.release();
     await lane.release();
 
+    // Issue 12: lane memory modes, the hot lane, threads, AVX2 (bench/kernel-memory.ts).
+    const memoryMiB = opts.memoryMiB ?? 1024;
+    const mem = memoryMiB > 0 ? await runKernelMemoryBench({ bigMiB: memoryMiB, hintMiB: 128, log }) : undefined;
+
     const targets = {
+      ...(mem?.targets ?? {}),
       answerK1OneThread: { value: find('1', 1).vsRead, target: `>= ${TARGET_ANSWER_1T}`, pass: (find('1', 1).vsRead as number) >= TARGET_ANSWER_1T },
       answerK1AllThreads: { value: find('all', 1).vsRead, target: `>= ${TARGET_ANSWER_ALL}`, pass: (find('all', 1).vsRead as number) >= TARGET_ANSWER_ALL },
       k8QpsVsK1: { value: k8vsK1, target: `>= ${TARGET_K8_QPS}`, pass: k8vsK1 >= TARGET_K8_QPS },
@@ -149,6 +157,7 @@ export async function runKernelBench(opts: KernelBenchOptions): Promise<Record<s
       k8QpsVsK1AllThreads: k8vsK1,
       k8QpsVsK1OneThread: k8vsK1single,
       hint: { laneMiB: hintMiB, n: N, seconds: hintSeconds, secondsPerGiB: hintSecPerGiB },
+      laneMemory: mem?.figures ?? null,
       targets,
       pass: Object.values(targets).every((t) => t.pass),
     };
@@ -168,6 +177,12 @@ export async function runKernelBench(opts: KernelBenchOptions): Promise<Record<s
         );
       lines.push(`K=8 / K=1 queries/s: all threads ${k8vsK1.toFixed(2)}x, one thread ${k8vsK1single.toFixed(2)}x`);
       lines.push(`hint (n=${N}, ${hintMiB} MiB lane): ${hintSeconds.toFixed(2)} s = ${hintSecPerGiB.toFixed(2)} s/GiB`);
+      if (mem) {
+        const f = mem.figures;
+        lines.push(`lane memory (${f.bigLaneMiB} MiB, K=1, one thread): ${Object.entries(f.k1OneThreadGBps).map(([k, v]) => `${k} ${v} GB/s`).join(', ')}; default mode ${f.defaultMode}`);
+        lines.push(`hot lane (32 MiB, ${f.defaultMode}): read ${f.hotLane.readGBps.toFixed(2)} GB/s, K=1 ${f.hotLane.k1GBps.toFixed(2)} GB/s; K=1 q/s 1 thread ${f.hotLane.k1QpsOneThread.toFixed(0)}, 2 threads ${f.hotLane.k1QpsTwoThreads.toFixed(0)}`);
+        lines.push(`AVX2 (LANEPIR_KERNEL_PATH=avx2, no VNNI): K=1 ${f.avx2.k1OneThreadGBps.toFixed(2)} GB/s vs best ${f.avx2.bestK1OneThreadGBps.toFixed(2)}; hint ${f.avx2.hintSecondsPerGiB.toFixed(2)} s/GiB vs best ${f.avx2.bestHintSecondsPerGiB.toFixed(2)}`);
+      }
       lines.push('targets:');
       for (const [name, t] of Object.entries(targets))
         lines.push(`  ${t.pass ? 'PASS' : 'FAIL'} ${name}: ${Number(t.value).toFixed(2)} (${t.target})`);
@@ -188,6 +203,7 @@ function parseArgs(argv: string[]): KernelBenchOptions {
     else if (a === '--size-mib') opts.sizeMiB = Number(argv[++i]);
     else if (a === '--hint-mib') opts.hintMiB = Number(argv[++i]);
     else if (a === '--path') opts.path = argv[++i] as KernelPath;
+    else if (a === '--memory-mib') opts.memoryMiB = Number(argv[++i]);
     else throw new Error(`unknown argument ${a}`);
   }
   return opts;

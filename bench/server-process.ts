@@ -1,12 +1,25 @@
 // A single-process lanepir server for the benchmarks, run by
 // startServerProcess (util.ts) as a forked child: startServer(loadConfig({flags}))
-// with the flags from LANEPIR_BENCH_FLAGS; reports its URLs over IPC and stops
-// on SIGTERM or when the parent goes away.
+// with the flags from LANEPIR_BENCH_FLAGS; reports its URLs over IPC, answers
+// {t: 'stats'} with its GC and CPU time, and stops on SIGTERM or when the
+// parent goes away.
+import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { type ConfigInput, loadConfig } from '../src/config.js';
 import { startServer } from '../src/server/server.js';
 
+// Garbage collection time of this process, for the bench's GC share of server CPU.
+let gcMs = 0;
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) gcMs += e.duration;
+}).observe({ entryTypes: ['gc'] });
+
 const flags = JSON.parse(process.env.LANEPIR_BENCH_FLAGS ?? '{}') as Partial<ConfigInput>;
 const server = await startServer(loadConfig({ flags }));
+process.on('message', (m: { t?: string }) => {
+  if (m?.t !== 'stats') return;
+  const cpu = process.cpuUsage();
+  process.send?.({ t: 'stats', gcMs, cpuMs: (cpu.user + cpu.system) / 1000, activeMs: performance.eventLoopUtilization().active });
+});
 let stopping = false;
 const stop = () => {
   if (stopping) return;

@@ -298,6 +298,8 @@ export interface ServerProcess {
   publicUrl: string;
   adminUrl: string;
   pid: number;
+  /** The server's garbage-collection time, CPU time (user + system, all threads) and event-loop active time so far, ms. */
+  stats(): Promise<{ gcMs: number; cpuMs: number; activeMs: number }>;
   stop(): Promise<void>;
 }
 
@@ -321,7 +323,21 @@ export async function startServerProcess(flags: Partial<ConfigInput>, timeoutMs 
       timeoutMs,
       'server start',
     );
-    return { ...ready, pid: child.pid!, stop: () => stopChild(child, exited, 20_000) };
+    const stats = () =>
+      withDeadline(
+        new Promise<{ gcMs: number; cpuMs: number; activeMs: number }>((resolve) => {
+          const on = (m: { t?: string; gcMs: number; cpuMs: number; activeMs: number }) => {
+            if (m?.t !== 'stats') return;
+            child.off('message', on);
+            resolve({ gcMs: m.gcMs, cpuMs: m.cpuMs, activeMs: m.activeMs });
+          };
+          child.on('message', on);
+          child.send({ t: 'stats' });
+        }),
+        10_000,
+        'server stats',
+      );
+    return { ...ready, pid: child.pid!, stats, stop: () => stopChild(child, exited, 20_000) };
   } catch (err) {
     await stopChild(child, exited, 5_000);
     throw err;
@@ -377,8 +393,10 @@ export async function startClusterProcess(opts: { data: string; workers: number;
     try {
       // Ready when every worker is (the first answers before the others listen).
       const r = await httpRequest(`${adminUrl}/admin/generations`, { timeoutMs: 2_000 });
-      const workers = r.status === 200 ? (parseJson(r).workers as { ready: boolean }[]) : [];
-      if (workers.length === opts.workers && workers.every((w) => w.ready)) break;
+      const body = r.status === 200 ? parseJson(r) : undefined;
+      const workers = (body?.workers ?? []) as { ready: boolean }[];
+      // ...and the kernel process takes queries.
+      if (workers.length === opts.workers && workers.every((w) => w.ready) && body?.executor?.serving) break;
     } catch {
       // not listening yet
     }
@@ -446,6 +464,68 @@ export async function postLoad(opts: { url: string; body: Uint8Array; connection
   } finally {
     clearTimeout(guard);
   }
+}
+
+export interface ResponseRecord {
+  /** performance.now() when the answer had arrived. */
+  at: number;
+  status: number;
+  generation: string | undefined;
+}
+
+/**
+ * A light load generator: `connections` keep-alive connections each POSTing
+ * one precomputed body back to back, recording when each answer arrived and
+ * which generation it names. Runs until stop().
+ */
+export function responseLoad(url: string, body: Uint8Array, connections: number) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
+  const records: ResponseRecord[] = [];
+  const payload = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  let stopped = false;
+  let errors = 0;
+  const one = () =>
+    new Promise<void>((resolve) => {
+      const req = http.request(url, { method: 'POST', agent, headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': payload.length } }, (res) => {
+        res.on('data', () => {});
+        res.on('end', () => {
+          records.push({ at: performance.now(), status: res.statusCode!, generation: res.headers['x-lanepir-generation'] as string | undefined });
+          resolve();
+        });
+        res.on('error', () => {
+          errors++;
+          resolve();
+        });
+      });
+      req.on('error', () => {
+        errors++;
+        resolve();
+      });
+      req.end(payload);
+    });
+  const loops = Array.from({ length: connections }, async () => {
+    while (!stopped) await one();
+  });
+  return {
+    records,
+    errors: () => errors,
+    /** First answer naming `generation` that arrived at or after `since`. */
+    firstAfter(since: number, generation: string): number | undefined {
+      let lo = 0, hi = records.length; // records arrive in time order
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (records[mid]!.at < since) lo = mid + 1;
+        else hi = mid;
+      }
+      for (let i = lo; i < records.length; i++) if (records[i]!.status === 200 && records[i]!.generation === generation) return records[i]!.at;
+      return undefined;
+    },
+    async stop() {
+      stopped = true;
+      await Promise.all(loops);
+      agent.destroy();
+    },
+  };
 }
 
 /** Sum and count of the lanepir_batch_size histogram for a lane, from /metrics (all series summed). */

@@ -22,11 +22,14 @@
 #include "keccak.h"
 #include "lane.h"
 #include "napi_errors.h"
+#include "pool.h"
 
 using namespace lanepir;
 
 namespace lanepir {
 void InitControl(Napi::Env env, Napi::Object exports);
+void InitExchange(Napi::Env env, Napi::Object exports);
+std::shared_ptr<Lane> laneFromJs(Napi::Env env, const Napi::Value& v);
 void InitFiles(Napi::Env env, Napi::Object exports);
 }
 
@@ -60,12 +63,15 @@ unsigned defaultThreads() {
 
 struct CallOptions {
   unsigned threads = defaultThreads();
-  KernelPath path = bestPath();
+  KernelPath path = KernelPath::Portable;
 };
 
 CallOptions parseCallOptions(const Napi::Value& v) {
   CallOptions co;
-  if (v.IsUndefined() || v.IsNull()) return co;
+  if (v.IsUndefined() || v.IsNull()) {
+    co.path = defaultPath();
+    return co;
+  }
   if (!v.IsObject()) fail("EPARAMS", "options must be an object");
   Napi::Object o = v.As<Napi::Object>();
   co.threads = unsigned(optUint(o, "threads", co.threads, 1, 1024));
@@ -73,6 +79,8 @@ CallOptions parseCallOptions(const Napi::Value& v) {
   if (!p.IsUndefined() && !p.IsNull()) {
     if (!p.IsString()) fail("EPARAMS", "options.path must be a string");
     co.path = resolvePath(p.As<Napi::String>().Utf8Value());
+  } else {
+    co.path = defaultPath();
   }
   return co;
 }
@@ -187,7 +195,7 @@ class LaneWrap : public Napi::ObjectWrap<LaneWrap> {
     m_ = lane_->m();
     rows_ = lane_->rows();
     bytes_ = lane_->bytes();
-    memory_ = lane_->memoryMode();
+    memory_ = lane_->memory();
   }
   // Fallback for a handle that was never released: drop its reference on a
   // thread of its own (a finalizer must not block on an unmap either).
@@ -214,7 +222,7 @@ class LaneWrap : public Napi::ObjectWrap<LaneWrap> {
   Napi::Value GetM(const Napi::CallbackInfo& i) { return Napi::Number::New(i.Env(), double(m_)); }
   Napi::Value GetRows(const Napi::CallbackInfo& i) { return Napi::Number::New(i.Env(), double(rows_)); }
   Napi::Value GetBytes(const Napi::CallbackInfo& i) { return Napi::Number::New(i.Env(), double(bytes_)); }
-  Napi::Value GetMode(const Napi::CallbackInfo& i) { return Napi::String::New(i.Env(), memory_ ? "memory" : "mmap"); }
+  Napi::Value GetMode(const Napi::CallbackInfo& i) { return Napi::String::New(i.Env(), laneMemoryName(memory_)); }
   Napi::Value GetReleased(const Napi::CallbackInfo& i) { return Napi::Boolean::New(i.Env(), !lane_); }
 
   Napi::Value Release(const Napi::CallbackInfo& i);
@@ -225,7 +233,7 @@ class LaneWrap : public Napi::ObjectWrap<LaneWrap> {
 
   std::shared_ptr<Lane> lane_;
   uint64_t entries_ = 0, es_ = 0, m_ = 0, rows_ = 0, bytes_ = 0;
-  bool memory_ = false;
+  LaneMemory memory_ = LaneMemory::Mmap;
 };
 
 LaneWrap* unwrapLane(Napi::Env env, const Napi::Value& v) {
@@ -234,6 +242,13 @@ LaneWrap* unwrapLane(Napi::Env env, const Napi::Value& v) {
     fail("EPARAMS", "lane must be a LaneHandle returned by openLane()");
   return LaneWrap::Unwrap(v.As<Napi::Object>());
 }
+
+}  // namespace
+
+// For the other binding files (the executor takes lanes from JS).
+std::shared_ptr<Lane> lanepir::laneFromJs(Napi::Env env, const Napi::Value& v) { return unwrapLane(env, v)->liveLane(); }
+
+namespace {
 
 Napi::Value LaneWrap::ReadEntry(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -292,11 +307,18 @@ Napi::Value LaneWrap::Warm(const Napi::CallbackInfo& info) {
 
 class AnswerWorker : public PromiseWorker {
  public:
-  AnswerWorker(Napi::Env env, std::shared_ptr<Lane> lane, std::vector<uint32_t> queries, int K, CallOptions co)
-      : PromiseWorker(env, "lanepir.answer"), lane_(std::move(lane)), queries_(std::move(queries)), K_(K), co_(co) {
+  // The queries are read in place by the kernel threads: the worker holds a
+  // reference to each one's ArrayBuffer until it is done (JS must not write
+  // to them meanwhile; the server never does).
+  AnswerWorker(Napi::Env env, std::shared_ptr<Lane> lane, const std::vector<Napi::Uint32Array>& queries, CallOptions co)
+      : PromiseWorker(env, "lanepir.answer"), lane_(std::move(lane)), K_(int(queries.size())), co_(co) {
+    for (const Napi::Uint32Array& a : queries) {
+      queries_.push_back(a.Data());
+      queryRefs_.push_back(Napi::Persistent(a.ArrayBuffer()));
+    }
     // Result buffers are created here (JS thread) and only exposed on resolve.
     const uint64_t words = lane_->entrySize() * lane_->rows();
-    for (int k = 0; k < K; k++) {
+    for (int k = 0; k < K_; k++) {
       Napi::ArrayBuffer ab = newBuffer(env, words * 4);
       out_.push_back(static_cast<uint32_t*>(ab.Data()));
       refs_.push_back(Napi::Persistent(ab));
@@ -315,7 +337,8 @@ class AnswerWorker : public PromiseWorker {
   }
 
   std::shared_ptr<Lane> lane_;
-  std::vector<uint32_t> queries_;
+  std::vector<const uint32_t*> queries_;
+  std::vector<Napi::Reference<Napi::ArrayBuffer>> queryRefs_;
   int K_;
   CallOptions co_;
   size_t words_ = 0;
@@ -333,7 +356,8 @@ Napi::Value LaneWrap::Answer(const Napi::CallbackInfo& info) {
     if (K < 1 || K > uint32_t(kMaxQueries))
       fail("EPARAMS", "answer takes 1.." + std::to_string(kMaxQueries) + " queries, got " + std::to_string(K));
     const size_t m = size_t(lane->m());
-    std::vector<uint32_t> queries(size_t(K) * m);
+    std::vector<Napi::Uint32Array> queries;
+    queries.reserve(K);
     for (uint32_t k = 0; k < K; k++) {
       Napi::Value v = qs.Get(k);
       if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array)
@@ -342,10 +366,10 @@ Napi::Value LaneWrap::Answer(const Napi::CallbackInfo& info) {
       if (a.ElementLength() != m)
         fail("EQUERY_SIZE", "query " + std::to_string(k) + " has " + std::to_string(a.ElementLength()) +
                                 " elements, expected m = " + std::to_string(m));
-      std::memcpy(queries.data() + size_t(k) * m, a.Data(), m * 4);  // copied: JS may reuse its arrays
+      queries.push_back(a);
     }
     CallOptions co = parseCallOptions(info.Length() > 1 ? info[1] : env.Undefined());
-    auto* w = new AnswerWorker(env, std::move(lane), std::move(queries), int(K), co);
+    auto* w = new AnswerWorker(env, std::move(lane), queries, co);
     return queued(w);
   } catch (...) {
     return rejectedCurrent(env);
@@ -390,8 +414,20 @@ Napi::Value OpenLane(const Napi::CallbackInfo& info) {
     p.m = toUint(o.Get("m"), "options.m", 1, uint64_t(1) << 32);
     Napi::Value mode = o.Get("mode");
     const std::string ms = mode.IsString() ? mode.As<Napi::String>().Utf8Value() : "";
-    if (ms == "memory") p.memoryMode = true;
-    else if (ms != "mmap") fail("EPARAMS", "options.mode must be 'mmap' or 'memory'");
+    if (ms == "memory") p.memory = LaneMemory::Memory;
+    else if (ms == "cache") p.memory = LaneMemory::Cache;
+    else if (ms != "mmap") fail("EPARAMS", "options.mode must be 'mmap', 'memory' or 'cache'");
+    Napi::Value ids = o.Get("contentIds");
+    if (!ids.IsUndefined() && !ids.IsNull()) {
+      if (!ids.IsArray()) fail("EPARAMS", "options.contentIds must be an array of strings (one per shard)");
+      Napi::Array ia = ids.As<Napi::Array>();
+      if (ia.Length() != p.shards.size()) fail("EPARAMS", "options.contentIds needs one string per shard");
+      for (uint32_t i = 0; i < ia.Length(); i++) {
+        Napi::Value v = ia.Get(i);
+        if (!v.IsString()) fail("EPARAMS", "options.contentIds[" + std::to_string(i) + "] must be a string");
+        p.contentIds.push_back(v.As<Napi::String>().Utf8Value());
+      }
+    }
     p.expect = identitiesArg(o.Get("expect"), "options.expect");
     auto* w = new OpenWorker(env, std::move(p));
     return queued(w);
@@ -593,6 +629,14 @@ Napi::Value CpuFeatures(const Napi::CallbackInfo& info) {
   o.Set("avx512vnni", ci.avx512vnni);
   o.Set("avxvnni", ci.avxvnni);
   o.Set("best", pathName(bestPath()));
+  // What kernels use when a call names no path (LANEPIR_KERNEL_PATH, else best); null when the variable names a path this CPU cannot run.
+  try {
+    o.Set("default", pathName(defaultPath()));
+  } catch (const NativeError&) {
+    o.Set("default", env.Null());
+  }
+  o.Set("forced", forcedPathName().empty() ? env.Null() : Napi::String::New(env, forcedPathName()));
+  o.Set("poolThreads", double(KernelPool::shared().threads()));
   Napi::Array paths = Napi::Array::New(env);
   uint32_t i = 0;
   for (KernelPath p : {KernelPath::Portable, KernelPath::Avx2, KernelPath::Avx512})
@@ -607,6 +651,16 @@ Napi::Value MappingStats(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("lanes", double(s.lanes));
   o.Set("bytes", double(s.bytes));
+  const ShardCache::Stats c = ShardCache::shared().stats();
+  Napi::Object co = Napi::Object::New(env);
+  co.Set("regions", double(c.regions));
+  co.Set("regionBytes", double(c.regionBytes));
+  co.Set("shards", double(c.shards));
+  co.Set("liveBytes", double(c.liveBytes));
+  co.Set("hits", double(c.hits));
+  co.Set("misses", double(c.misses));
+  co.Set("readBytes", double(c.readBytes));
+  o.Set("cache", co);
   return o;
 }
 
@@ -622,7 +676,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("mappingStats", Napi::Function::New(env, MappingStats, "mappingStats"));
   exports.Set("readBandwidth", Napi::Function::New(env, ReadBandwidth, "readBandwidth"));
   InitControl(env, exports);  // cluster control segment (control_binding.cc)
-  InitFiles(env, exports);    // hashFiles (files_binding.cc)
+  InitExchange(env, exports);  // query exchange and kernel executor (exchange_binding.cc)
+  InitFiles(env, exports);     // hashFiles (files_binding.cc)
   return exports;
 }
 

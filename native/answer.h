@@ -1,4 +1,4 @@
-// Answer driver: K queries in one pass over a lane, multithreaded.
+// Answer driver: K queries in one pass over a lane, on the kernel pool.
 #pragma once
 #include <cstdint>
 
@@ -9,8 +9,10 @@ namespace lanepir {
 
 constexpr int kMaxQueries = 16;
 
-// queries: K x m words. out[k]: es * rows words, zero-initialised by the caller.
-void runAnswer(const Lane& lane, const uint32_t* queries, int K, uint32_t* const* out, unsigned threads,
+// queries[k]: m words each, read where they are (never copied). out[k]:
+// es * rows words, every word written (no need to zero it first). `threads`
+// is how many threads the pass may use (the caller and kernel pool threads).
+void runAnswer(const Lane& lane, const uint32_t* const* queries, int K, uint32_t* const* out, unsigned threads,
                KernelPath path);
 
 }  // namespace lanepir

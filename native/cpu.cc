@@ -84,8 +84,16 @@ const char* pathName(KernelPath p) {
   return "?";
 }
 
-KernelPath resolvePath(const std::string& name) {
-  if (name.empty() || name == "auto") return bestPath();
+const std::string& forcedPathName() {
+  static const std::string name = [] {
+    const char* v = std::getenv("LANEPIR_KERNEL_PATH");
+    return std::string(v ? v : "");
+  }();
+  return name;
+}
+
+namespace {
+KernelPath namedPath(const std::string& name) {
   KernelPath p;
   if (name == "portable") p = KernelPath::Portable;
   else if (name == "avx2") p = KernelPath::Avx2;
@@ -93,6 +101,22 @@ KernelPath resolvePath(const std::string& name) {
   else fail("EPARAMS", "unknown kernel path '" + name + "' (expected auto, portable, avx2 or avx512)");
   if (!pathSupported(p)) fail("ECPU", std::string("kernel path '") + name + "' is not supported by this CPU");
   return p;
+}
+}  // namespace
+
+KernelPath defaultPath() {
+  const std::string& forced = forcedPathName();
+  if (forced.empty() || forced == "auto") return bestPath();
+  try {
+    return namedPath(forced);
+  } catch (const NativeError& e) {
+    fail(e.code.c_str(), std::string("LANEPIR_KERNEL_PATH: ") + e.what());
+  }
+}
+
+KernelPath resolvePath(const std::string& name) {
+  if (name.empty() || name == "auto") return defaultPath();
+  return namedPath(name);
 }
 
 }  // namespace lanepir

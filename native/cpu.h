@@ -15,10 +15,19 @@ struct CpuInfo {
 };
 
 const CpuInfo& cpuInfo();
+// The fastest path this CPU runs.
 KernelPath bestPath();
+// The path used when a call does not name one: LANEPIR_KERNEL_PATH
+// (portable, avx2, avx512 or auto; read once) if set, else bestPath(). A
+// name this CPU cannot run, or an unknown one, makes every kernel call that
+// relies on the default fail (EPARAMS / ECPU): a forced path is never
+// silently replaced by another.
+KernelPath defaultPath();
+// LANEPIR_KERNEL_PATH as given ("" when unset).
+const std::string& forcedPathName();
 bool pathSupported(KernelPath p);
 const char* pathName(KernelPath p);
-// "auto" / "" -> best; unknown name -> EPARAMS; unsupported -> ECPU.
+// "auto" / "" -> defaultPath(); unknown name -> EPARAMS; unsupported -> ECPU.
 KernelPath resolvePath(const std::string& name);
 
 }  // namespace lanepir

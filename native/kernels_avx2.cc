@@ -16,7 +16,15 @@
 #pragma GCC target("avx2")
 #endif
 
-#define DP256(acc, a, b) _mm256_add_epi32((acc), _mm256_madd_epi16((a), (b)))
+// vpmaddwd + vpaddd as one asm block with its own scratch register: left to
+// itself GCC 12 issues every multiply of a tile first and then spills the
+// accumulators to make room for the products (the hint's 3-row tile).
+static inline __m256i lpMaddAdd256(__m256i acc, __m256i a, __m256i b) {
+  __m256i t;
+  __asm__("vpmaddwd %2, %3, %1\n\tvpaddd %1, %0, %0" : "+x"(acc), "=&x"(t) : "xm"(a), "x"(b));
+  return acc;
+}
+#define DP256(acc, a, b) lpMaddAdd256((acc), (a), (b))
 
 namespace lanepir {
 namespace {

@@ -15,7 +15,7 @@
 
 #include "cpu.h"
 #include "errors.h"
-#include "threads.h"
+#include "pool.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -42,9 +42,18 @@ std::string sysErr(int e) { return std::strerror(e); }
 
 MappingStatsValue mappingStats() { return {gLanes.load(), gBytes.load()}; }
 
+const char* laneMemoryName(LaneMemory m) {
+  switch (m) {
+    case LaneMemory::Mmap: return "mmap";
+    case LaneMemory::Memory: return "memory";
+    case LaneMemory::Cache: return "cache";
+  }
+  return "?";
+}
+
 Lane::~Lane() {
   for (auto& mp : maps_) ::munmap(mp.first, mp.second);
-  std::free(buffer_);
+  if (buffer_) ::munmap(buffer_, bufferBytes_);
   if (counted_) {
     gLanes.fetch_sub(1);
     gBytes.fetch_sub(heldBytes_);
@@ -67,18 +76,21 @@ std::shared_ptr<Lane> Lane::open(const LaneParams& p) {
   lane->es_ = p.entrySize;
   lane->entries_ = p.entries;
   lane->m_ = p.m;
-  lane->memoryMode_ = p.memoryMode;
+  lane->memory_ = p.memory;
+  if (!p.contentIds.empty() && p.contentIds.size() != p.shards.size()) fail("EPARAMS", "one content id per shard, or none");
   lane->segEntries_ = p.shardSize / p.entrySize;
 
   // Open and size-check every shard before mapping anything.
   std::vector<Fd> fds(p.shards.size());
   std::vector<uint64_t> sizes(p.shards.size());
+  std::vector<struct stat> sts(p.shards.size());
   uint64_t sum = 0;
   for (size_t i = 0; i < p.shards.size(); i++) {
     const std::string& name = p.shards[i];
     // Never blocks on a FIFO or device; regular files only; the validated inode when given.
     struct stat st;
     fds[i].fd = openRegular(name, "shard", "ESHARD_OPEN", &st, p.expect.empty() ? nullptr : &p.expect[i]);
+    sts[i] = st;
     sizes[i] = uint64_t(st.st_size);
     const bool last = i + 1 == p.shards.size();
     if (!last && sizes[i] != p.shardSize)
@@ -97,18 +109,22 @@ std::shared_ptr<Lane> Lane::open(const LaneParams& p) {
                             " files; last shard " + p.shards.back() + " has " + std::to_string(sizes.back()) +
                             " bytes");
 
-  if (p.memoryMode) {
+  if (p.memory == LaneMemory::Memory) {
     // One 2 MiB-aligned buffer so the kernels see a single segment.
     const size_t align = size_t(2) << 20;
-    void* buf = nullptr;
-    size_t allocBytes = (total + align - 1) / align * align;
-    if (posix_memalign(&buf, align, allocBytes) != 0 || !buf)
-      fail("ENOMEM", "cannot allocate " + std::to_string(total) + " bytes for the lane");
+    const size_t allocBytes = (total + align - 1) / align * align;
+    void* raw = ::mmap(nullptr, allocBytes + align, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (raw == MAP_FAILED) fail("ENOMEM", "cannot allocate " + std::to_string(total) + " bytes for the lane");
+    uint8_t* r = static_cast<uint8_t*>(raw);
+    uint8_t* buf = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(r) + align - 1) & ~uintptr_t(align - 1));
+    if (buf > r) ::munmap(r, size_t(buf - r));
+    if (r + allocBytes + align > buf + allocBytes) ::munmap(buf + allocBytes, size_t(r + allocBytes + align - (buf + allocBytes)));
     lane->buffer_ = buf;
+    lane->bufferBytes_ = allocBytes;
 #ifdef MADV_HUGEPAGE
     ::madvise(buf, allocBytes, MADV_HUGEPAGE);  // fewer TLB misses for the kernels; best effort
 #endif
-    uint8_t* dst = static_cast<uint8_t*>(buf);
+    uint8_t* dst = buf;
     for (size_t i = 0; i < p.shards.size(); i++) {
       uint64_t off = 0;
       while (off < sizes[i]) {
@@ -121,8 +137,31 @@ std::shared_ptr<Lane> Lane::open(const LaneParams& p) {
       }
       dst += sizes[i];
     }
-    lane->segs_.push_back({static_cast<const uint8_t*>(buf), 0, p.entries});
+    lane->segs_.push_back({buf, 0, p.entries});
     lane->segEntries_ = p.entries;
+  } else if (p.memory == LaneMemory::Cache) {
+    std::vector<int> rawFds(p.shards.size());
+    for (size_t i = 0; i < p.shards.size(); i++) rawFds[i] = fds[i].fd;
+    lane->bufs_ = ShardCache::shared().acquire(p.shards, rawFds, sts, p.contentIds, p.shardSize);
+    // Adjacent buffers of consecutive shards (a lane read into one region) form one segment.
+    uint64_t first = 0;
+    for (size_t i = 0; i < lane->bufs_.size(); i++) {
+      const ShardCache::Buf& b = *lane->bufs_[i];
+      const uint64_t count = b.bytes / p.entrySize;
+      Segment* last = lane->segs_.empty() ? nullptr : &lane->segs_.back();
+      if (last && last->data + last->count * p.entrySize == b.data && last->count * p.entrySize % p.shardSize == 0) {
+        last->count += count;
+      } else {
+        lane->segs_.push_back({b.data, first, count});
+      }
+      first += count;
+    }
+    // Uneven segments (some coalesced) are found by binary search.
+    const uint64_t step = lane->segs_[0].count;
+    lane->segEntries_ = step;
+    for (size_t i = 0; i < lane->segs_.size(); i++)
+      if (lane->segs_[i].firstEntry != i * step || (i + 1 < lane->segs_.size() ? lane->segs_[i].count != step : lane->segs_[i].count > step))
+        lane->evenSegments_ = false;
   } else {
     uint64_t first = 0;
     lane->maps_.reserve(p.shards.size());
@@ -221,7 +260,7 @@ double readBandwidth(const Lane& lane, unsigned threads, unsigned passes) {
     sinks[t * 8] = s;
   };
   auto t0 = std::chrono::steady_clock::now();
-  parallelRun(threads, work);
+  KernelPool::shared().run(threads, threads, work);
   auto t1 = std::chrono::steady_clock::now();
   static std::atomic<uint64_t> keep{0};
   for (uint64_t v : sinks) keep.fetch_add(v, std::memory_order_relaxed);

@@ -10,8 +10,16 @@
 #include <vector>
 
 #include "files.h"
+#include "shard_cache.h"
 
 namespace lanepir {
+
+// Where a lane's bytes live:
+//  Mmap   - one read-only mapping per shard file (page cache, 4 KiB pages);
+//  Memory - one 2 MiB-aligned huge-page buffer, read whole per generation;
+//  Cache  - shard buffers in huge-page memory from the ShardCache, shared with
+//           every other lane (generation) that has the same shard files.
+enum class LaneMemory { Mmap = 0, Memory = 1, Cache = 2 };
 
 struct LaneParams {
   std::vector<std::string> shards;
@@ -19,11 +27,16 @@ struct LaneParams {
   uint64_t entries = 0;
   uint64_t shardSize = 0;
   uint64_t m = 0;
-  bool memoryMode = false;
+  LaneMemory memory = LaneMemory::Mmap;
+  // Cache mode: the manifest's sha256 of each shard (or empty): a cached
+  // buffer is reused only for the same file identity and the same checksum.
+  std::vector<std::string> contentIds;
   // When given (one per shard): each shard must be exactly this file, the one
   // the caller validated; otherwise EFILE_CHANGED.
   std::vector<FileIdentity> expect;
 };
+
+const char* laneMemoryName(LaneMemory m);
 
 // A contiguous piece of lane memory holding whole entries.
 struct Segment {
@@ -45,13 +58,19 @@ class Lane {
   uint64_t m() const { return m_; }
   uint64_t rows() const { return (entries_ + m_ - 1) / m_; }
   uint64_t bytes() const { return entries_ * es_; }
-  bool memoryMode() const { return memoryMode_; }
+  LaneMemory memory() const { return memory_; }
   const std::vector<Segment>& segments() const { return segs_; }
 
   // Segment holding entry e (e < entries).
   const Segment& segmentOf(uint64_t e) const {
-    size_t i = size_t(e / segEntries_);
-    return segs_[i];
+    if (evenSegments_) return segs_[size_t(e / segEntries_)];
+    size_t lo = 0, hi = segs_.size();  // last segment with firstEntry <= e
+    while (hi - lo > 1) {
+      const size_t mid = (lo + hi) / 2;
+      if (segs_[mid].firstEntry <= e) lo = mid;
+      else hi = mid;
+    }
+    return segs_[lo];
   }
   const uint8_t* entryPtr(uint64_t e) const {
     const Segment& s = segmentOf(e);
@@ -74,11 +93,16 @@ class Lane {
   Lane() = default;
   uint64_t es_ = 0, entries_ = 0, m_ = 0;
   uint64_t segEntries_ = 1;  // entries per segment (all but the last)
-  bool memoryMode_ = false;
+  LaneMemory memory_ = LaneMemory::Mmap;
   std::vector<Segment> segs_;
+  // Segments are found by entry / segEntries_ unless they are uneven (cache
+  // mode coalesces adjacent shard buffers): then by binary search.
+  bool evenSegments_ = true;
   // What must be undone in the destructor.
   std::vector<std::pair<void*, size_t>> maps_;
   void* buffer_ = nullptr;
+  size_t bufferBytes_ = 0;
+  std::vector<ShardCache::Ref> bufs_;
   uint64_t heldBytes_ = 0;
   bool counted_ = false;
 };

@@ -24,8 +24,17 @@ export const configSchema = z
   .object({
     /** Base data directory; generations under <data_dir>/generations, served one at <data_dir>/current. */
     data_dir: z.string().min(1).default('./pir-data'),
-    /** Map shards (true) or read lanes into memory (false). */
+    /** Map shards (true) or read lanes into memory (false); lane_memory, when not auto, decides instead. */
     use_mmap: bool.default(true),
+    /**
+     * Where the kernel executor holds lane bytes: 'cache' (shard buffers in
+     * huge-page memory shared across generations: only changed shards are
+     * read per block), 'mmap' (the shard files mapped), 'memory' (each lane
+     * read whole into one buffer per generation). 'auto': 'cache' where the
+     * kernel gives anonymous memory transparent huge pages, else 'mmap'
+     * ('memory' when use_mmap is false).
+     */
+    lane_memory: z.enum(['auto', 'cache', 'mmap', 'memory']).default('auto'),
     /** Expected shard size (rounded down to a multiple of entry_size); 0 = not checked. */
     shard_size_bytes: nonNegInt.default(128 * 1024),
     /** Expected lane shapes; 0 = not checked. A mismatch makes a generation invalid. */
@@ -70,10 +79,12 @@ export const configSchema = z
     batch_max: z.coerce.number().int().min(1).max(16).default(16),
     /** How long an idle lane waits for more queries to join a pass. */
     batch_window_ms: z.coerce.number().min(0).max(1000).default(1),
-    /** Queries per lane queued or running before the server answers 503. */
+    /** Queries per lane queued or in a pass, across all workers, before the server answers 503. */
     max_pending_per_lane: z.coerce.number().int().min(1).default(64),
-    /** Kernel threads per pass; 0 = cores ÷ workers in cluster mode (at least 1), all cores in a single in-process server. */
+    /** Kernel threads per pass; 0 = all cores (one executor scans each lane for every worker). */
     kernel_threads: nonNegInt.default(0),
+    /** Query and answer areas per worker in the shared query exchange, MiB; 0 = sized from the lanes and max_pending_per_lane. */
+    exchange_mib: nonNegInt.max(65536).default(0),
     /** Whole-request time limit, ms. */
     request_timeout_ms: z.coerce.number().int().min(100).default(30_000),
     /** Time to drain in-flight requests on shutdown, ms. */

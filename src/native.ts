@@ -28,8 +28,14 @@ export interface CpuFeatures {
   avx512: boolean; // AVX-512 F+BW(+VL) usable (cpuid and OS state)
   avx512vnni: boolean;
   avxvnni: boolean;
-  /** The path `auto` picks on this machine. */
+  /** The fastest path this CPU runs. */
   best: KernelPath;
+  /** The path kernels use when a call names none: LANEPIR_KERNEL_PATH if set, else `best`; null if that variable names a path this CPU cannot run (kernel calls then fail). */
+  default: KernelPath | null;
+  /** LANEPIR_KERNEL_PATH as set, or null. */
+  forced: string | null;
+  /** Threads of the persistent kernel pool started so far. */
+  poolThreads: number;
   /** All paths this CPU can run, portable first. */
   paths: KernelPath[];
 }
@@ -45,8 +51,15 @@ export interface LaneOpenOptions {
   shardSize: number;
   /** Columns of the SimplePIR matrix (entries per record row). */
   m: number;
-  /** 'mmap' maps the shards read-only; 'memory' reads them into process memory. */
-  mode: 'mmap' | 'memory';
+  /**
+   * Where the lane's bytes live (see LaneMemory): 'mmap' maps the shards
+   * read-only; 'memory' reads them into one huge-page buffer; 'cache' reads
+   * them into huge-page shard buffers shared with every other lane that has
+   * the same shard files (only changed shards are read).
+   */
+  mode: LaneMemory;
+  /** Cache mode: the manifest's sha256 of each shard; a cached buffer is reused only for the same file and checksum. */
+  contentIds?: string[];
   /** One per shard: each must be exactly this inode (the file that was validated), else EFILE_CHANGED. */
   expect?: FileIdentity[];
 }
@@ -65,6 +78,8 @@ export interface HashJob {
   /** Stops the job (its promise rejects with ECANCELED) at the next MiB read. */
   cancel(): void;
 }
+
+export type LaneMemory = 'mmap' | 'memory' | 'cache';
 
 export interface AnswerOptions {
   /** Worker threads for this call (default: all cores). */
@@ -86,7 +101,7 @@ export interface LaneHandle {
   readonly rows: number;
   /** Total bytes of lane data (entries * entrySize). */
   readonly bytes: number;
-  readonly mode: 'mmap' | 'memory';
+  readonly mode: LaneMemory;
   /** True once release() was called (the memory may still be in use by running kernels). */
   readonly released: boolean;
   /**
@@ -111,8 +126,23 @@ export interface LaneHandle {
 export interface MappingStats {
   /** Lanes whose memory is still held (mapped or allocated). */
   lanes: number;
-  /** Bytes of lane data still held. */
+  /** Bytes of lane data still held (by lane: shards shared between lanes count once per lane). */
   bytes: number;
+  /** The shard cache (lanes opened in 'cache' mode). */
+  cache: ShardCacheStats;
+}
+
+export interface ShardCacheStats {
+  /** Huge-page regions mapped, and their bytes (shard slots in use or free). */
+  regions: number;
+  regionBytes: number;
+  /** Shard buffers alive and their bytes: each distinct shard file once, however many lanes share it. */
+  shards: number;
+  liveBytes: number;
+  /** Shards reused from the cache / read from their files, and bytes read, since the process started. */
+  hits: number;
+  misses: number;
+  readBytes: number;
 }
 
 export interface NativeAddon {
@@ -240,3 +270,94 @@ export interface ControlAddon {
 }
 
 export const control: ControlAddon = native as unknown as ControlAddon;
+
+// ---- Query exchange and kernel executor (native/exchange.*, native/executor.*) ----
+
+/** Lanes by index in the exchange. */
+export const EXCHANGE_LANES = ['hot', 'cold'] as const;
+
+export interface ExchangeStats {
+  executor: { pid: number; epoch: number; state: 'none' | 'starting' | 'serving' | 'stopped' | 'unknown'; heartbeatAt: number };
+  /** Passes run and queries answered, per lane (hot, cold). */
+  lanes: { passes: number; answered: number }[];
+  regions: { pid: number; incarnation: number; inKernel: number[]; submitted: number; completed: number }[];
+}
+
+/** Shared memory between the servers that take queries and the executor that answers them. */
+export interface QueryExchange {
+  readonly name: string;
+  readonly regions: number;
+  readonly descriptors: number;
+  readonly dataBytes: number;
+  /** The primary, when a worker exits: drops its queued queries, frees its finished ones. */
+  resetRegion(region: number): void;
+  /** When the executor is gone: queries that were in its pass fail (EEXECUTOR_LOST). Returns how many. */
+  failTaken(): number;
+  stats(): ExchangeStats;
+  unlink(): void;
+  close(): void;
+}
+
+/** (descriptor, result code, batch | epoch << 32 truncated to the batch, pass microseconds) per finished query. */
+export type CompletionWords = Uint32Array;
+
+export interface KernelClient {
+  /** This region's data area (query and answer areas), shared with the executor. */
+  readonly data: Uint8Array;
+  readonly descriptors: number;
+  readonly region: number;
+  /** A request of `count` queries (1..16, default 1) whose areas hold them back to back; answered in one pass. */
+  submit(descriptor: number, lane: number, generation: string, queryOff: number, queryBytes: number, answerOff: number, answerBytes: number, count?: number): void;
+  /** Withdraws a query not yet taken into a pass (true); false: it completes as usual. */
+  cancel(descriptor: number): boolean;
+  /** The answer was sent; the descriptor can be reused. */
+  free(descriptor: number): void;
+  /** Queries of the lane queued or in a pass, across every live region. */
+  pending(lane: number): number;
+  executor(): { pid: number; epoch: number; serving: boolean; heartbeatAt: number };
+  /** A descriptor's state: 0 free, 1 queued, 2 in a pass, 3 done, 4 delivered (tests, diagnostics). */
+  state(descriptor: number): number;
+  /** Keep the process alive while queries are pending (ref) or not (unref, the default). */
+  ref(): void;
+  unref(): void;
+  close(): void;
+}
+
+export interface PassReport {
+  lane: 'hot' | 'cold';
+  batch: number;
+  seconds: number;
+  bytes: number;
+  generation: string;
+}
+
+export interface KernelExecutor {
+  readonly epoch: number;
+  /** Registers a generation's lanes (the executor holds its own references); returns a token for dropGeneration. */
+  setGeneration(generation: string, lanes: { hot?: LaneHandle; cold?: LaneHandle }): number;
+  /** Forgets a generation (only the registration with `token`, when given). */
+  dropGeneration(generation: string, token?: number): boolean;
+  generations(): string[];
+  /** Begin taking queries. */
+  start(): void;
+  /** Lane threads finish their pass and stop. */
+  stop(): void;
+}
+
+export interface ExchangeAddon {
+  /** name null: a private exchange for one process (its executor runs in it too). */
+  exchangeCreate(name: string | null, regions: number, descriptors: number, dataBytes: number): QueryExchange;
+  exchangeOpen(name: string): QueryExchange;
+  KernelClient: new (exchange: QueryExchange, region: number, onComplete: (words: CompletionWords) => void, claimTimeoutMs?: number) => KernelClient;
+  KernelExecutor: new (
+    exchange: QueryExchange,
+    options: { batchMax?: number; windowMs?: number; threads?: number; path?: KernelPath | 'auto' },
+    onPass?: (p: PassReport) => void,
+  ) => KernelExecutor;
+  exchangeLayout: { version: number; headerBytes: number; regionHeaderBytes: number; descriptorBytes: number };
+}
+
+export const exchange: ExchangeAddon = native as unknown as ExchangeAddon;
+
+/** Result codes of finished queries (native/exchange.h resultName). */
+export const EXCHANGE_RESULTS = ['OK', 'EGENERATION_GONE', 'EQUERY_SIZE', 'EEXECUTOR_LOST', 'EKERNEL', 'EBAD_DESCRIPTOR'] as const;

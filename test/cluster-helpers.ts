@@ -81,8 +81,10 @@ export async function startCluster(
     try {
       // Up when every worker is listening (the first one answers /health before the others are ready).
       const r = await request(`http://127.0.0.1:${adminPort}/admin/generations`, { headers: token ? { Authorization: `Bearer ${token}` } : {} });
-      const workers = r.status === 200 ? (JSON.parse(r.body.toString()).workers as { ready: boolean }[]) : [];
-      if (workers.length === (opts.workers ?? 2) && workers.every((w) => w.ready)) break;
+      const body = r.status === 200 ? (JSON.parse(r.body.toString()) as { workers: { ready: boolean }[]; executor?: { serving: boolean } | null }) : undefined;
+      const workers = body?.workers ?? [];
+      // ...and the kernel process takes queries.
+      if (workers.length === (opts.workers ?? 2) && workers.every((w) => w.ready) && body?.executor?.serving) break;
     } catch {
       // not listening yet
     }

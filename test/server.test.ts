@@ -11,16 +11,17 @@ import { RemoteLane } from '../src/pir/remote.js';
 import { rmrf, tempDir } from './helpers.js';
 import { COLD, HOT, TestWallet, buildBlock, corrupt, currentGeneration, reload, serve } from './server-helpers.js';
 
-for (const mode of ['mmap', 'memory'] as const) {
+for (const mode of ['mmap', 'memory', 'cache'] as const) {
   test(`decodes random indices in both lanes (${mode})`, async (t) => {
     const data = tempDir();
     t.teardown(() => rmrf(data));
     await buildBlock(data, 1, undefined, true);
-    const server = await serve(data, { use_mmap: mode === 'mmap' });
+    const server = await serve(data, mode === 'memory' ? { use_mmap: false } : { lane_memory: mode });
     t.teardown(() => server.close());
     const info = (await (await fetch(`${server.publicUrl}/info`)).json()) as Record<string, any>;
     t.is(info.generation, '1');
     t.is(info.mmap_mode, mode === 'mmap');
+    t.is(info.lane_memory, mode);
     t.is(info.lanes.hot.entries, HOT.entries);
     const wallet = new TestWallet(server.publicUrl, data);
     for (const lane of ['hot', 'cold'] as const) {
@@ -94,10 +95,11 @@ test('reload answers the seed fields; reloading the served generation is a no-op
   await publishGeneration(data, '11');
   const r = await reload(server);
   t.is(r.status, 200);
-  for (const key of ['old_block_number', 'new_block_number', 'reload_duration_ms', 'hot_loaded', 'cold_loaded', 'mmap_mode', 'old_generation', 'new_generation']) {
+  for (const key of ['old_block_number', 'new_block_number', 'reload_duration_ms', 'hot_loaded', 'cold_loaded', 'mmap_mode', 'lane_memory', 'old_generation', 'new_generation']) {
     t.true(key in r.body, key);
   }
-  t.like(r.body, { old_block_number: 10, new_block_number: 11, hot_loaded: true, cold_loaded: true, mmap_mode: true, old_generation: '10', new_generation: '11' });
+  t.like(r.body, { old_block_number: 10, new_block_number: 11, hot_loaded: true, cold_loaded: true, old_generation: '10', new_generation: '11' });
+  t.is(r.body.mmap_mode, r.body.lane_memory === 'mmap');
   const again = await reload(server);
   t.like(again.body, { old_block_number: 11, new_block_number: 11, unchanged: true });
   // Concurrent reloads of the same target join one another.

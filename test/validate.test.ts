@@ -222,7 +222,8 @@ test.serial('every reload step is time-limited: a stuck step is refused in time 
   t.teardown(() => rmrf(data));
   const seeds = await buildBlock(data, 1, undefined, true);
   await buildBlock(data, 2, seeds);
-  const server = await serve(data, { reload_step_timeout_ms: 400 });
+  // Mapping (mmap mode) is bounded by reload_step_timeout_ms; reading a lane into memory (cache, memory) by validate_timeout_ms.
+  const server = await serve(data, { reload_step_timeout_ms: 400, lane_memory: 'mmap' });
   t.teardown(() => server.close());
   let stuck: 'resolve' | 'open' | undefined = 'resolve';
   server.reloader.hooks.beforeStep = (step) => (step === stuck ? new Promise(() => {}) : Promise.resolve());

@@ -54,6 +54,8 @@ export interface WorkerConfirmation {
 
 export interface ClusterReloadResult extends ReloadResult {
   workers: WorkerConfirmation[];
+  /** The kernel process, which maps the generation before it is published. */
+  executor: ExecutorConfirmation | null;
   /** Milliseconds from the publish to the last worker switched. */
   publish_to_switch_ms: number | null;
 }
@@ -61,4 +63,29 @@ export interface ClusterReloadResult extends ReloadResult {
 /** Wall-clock milliseconds with sub-millisecond precision (comparable across processes). */
 export function preciseNow(): number {
   return performance.timeOrigin + performance.now();
+}
+
+/** Kernel process -> primary. */
+export type ExecutorMessage =
+  | { t: 'x-ready'; epoch: number; laneMemory: string }
+  | { t: 'x-prepared'; id: string; ok: true; ms: number }
+  | { t: 'x-prepared'; id: string; ok: false; error: ErrorBody }
+  | { t: 'x-state'; id: string; generations: string[]; mappings: Record<string, unknown> };
+
+/** Primary -> kernel process. */
+export type PrimaryToExecutor =
+  /** `digest`: filesDigest of the primary's validation; the kernel process confirms it (or validates fully without one). */
+  | { t: 'x-prepare'; id: string; generation: string; dir: string; digest?: string }
+  /** Every generation some worker may still query: the others are released. */
+  | { t: 'x-hold'; generations: string[] }
+  /** Take queries (after the held generations are mapped). */
+  | { t: 'x-start' }
+  | { t: 'x-state'; id: string }
+  | { t: 'shutdown' };
+
+export interface ExecutorConfirmation {
+  pid: number;
+  prepared: boolean;
+  prepare_ms?: number;
+  error?: string;
 }

@@ -1,21 +1,23 @@
-// The cluster primary: forks the workers, owns the control segment, and
-// orchestrates reloads. A reload is validated here (structure and every
-// file's sha256, once), prepared (mapped and warmed) by every live worker,
-// which confirms it sees the files the primary hashed, and only when all of
-// them are ready is it published in the segment: that single store switches
-// the whole server. A reload all of whose callers went away stops before the
-// publish.
+// The cluster primary: forks the workers and the kernel process, owns the
+// control segment and the query exchange, and orchestrates reloads. A reload
+// is validated here (structure and every file's sha256, once), prepared by
+// the kernel process (which maps the lanes) and by every live worker, each
+// confirming it sees the files the primary hashed, and only when all of them
+// are ready is it published in the segment: that single store switches the
+// whole server. A reload all of whose callers went away stops before the
+// publish. The kernel process holds every generation some worker may still
+// query; the primary tells it which ones those are (x-hold) as workers let go.
 import cluster, { type Worker } from 'node:cluster';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino, type Logger } from 'pino';
 import { AggregatorRegistry, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { type Config } from '../config.js';
-import { type ControlSegment, control } from '../native.js';
-import { resolveGeneration } from '../store/generation.js';
+import { type ControlSegment, type QueryExchange, control, exchange as exchangeAddon } from '../native.js';
+import { type GenerationInfo, resolveGeneration } from '../store/generation.js';
 import { readManifest } from '../store/manifest.js';
-import { type LaneName, generationBlock } from '../store/layout.js';
+import { type LaneName, generationBlock, generationDir } from '../store/layout.js';
+import { exchangeSizing, laneMemoryMode } from '../server/lane-memory.js';
 import { SerialRunner, runStep } from '../server/bounded.js';
 import { ReloadError, abandonedError, rethrow } from '../server/reload-error.js';
 import { Validator } from '../server/validator.js';
@@ -24,7 +26,10 @@ import { failpointDelay } from './failpoints.js';
 import {
   type ClusterReloadResult,
   type ErrorBody,
+  type ExecutorConfirmation,
+  type ExecutorMessage,
   type PrimaryMessage,
+  type PrimaryToExecutor,
   type WorkerConfirmation,
   type WorkerMessage,
   preciseNow,
@@ -32,6 +37,8 @@ import {
 import { segmentName } from './segment.js';
 
 const SWITCH_TIMEOUT_MS = 5_000;
+/** How often the kernel process is told which generations the workers still hold. */
+const HOLD_INTERVAL_MS = 250;
 const MAX_BACKOFF_MS = 5_000;
 const STABLE_AFTER_MS = 30_000;
 /**
@@ -91,12 +98,34 @@ class PrimaryMetrics {
   readonly publishedBlock = new Gauge({ name: 'lanepir_published_block', help: 'Block number of the published generation', registers: [this.registry] });
   readonly restarts = new Counter({ name: 'lanepir_worker_restarts_total', help: 'Workers re-forked after a crash', registers: [this.registry] });
   readonly workers = new Gauge({ name: 'lanepir_workers', help: 'Live workers', registers: [this.registry] });
+  readonly executorRestarts = new Counter({ name: 'lanepir_executor_restarts_total', help: 'Kernel processes re-forked after a crash', registers: [this.registry] });
+  readonly lostQueries = new Counter({
+    name: 'lanepir_executor_lost_queries_total',
+    help: 'Queries failed because the kernel process died during their pass',
+    registers: [this.registry],
+  });
 }
+
+interface ExecutorState {
+  worker: Worker;
+  startedAt: number;
+  /** x-ready received (the native executor runs). */
+  ready: boolean;
+  /** The held generations are mapped and it takes queries. */
+  serving: boolean;
+  acks: Map<string, (msg: ExecutorMessage | undefined) => void>;
+  startError?: { code: string; message: string };
+}
+
 
 export interface PrimaryHandle {
   publicUrl: string;
   adminUrl: string;
   segment: ControlSegment;
+  /** The query exchange between the workers and the kernel process. */
+  exchange: QueryExchange;
+  /** The kernel process's pid (undefined while it is being replaced). */
+  executorPid(): number | undefined;
   reload(target?: string, opts?: { signal?: AbortSignal }): Promise<ClusterReloadResult>;
   /** Drain every worker, remove the segment. */
   shutdown(): Promise<void>;
@@ -123,14 +152,16 @@ export async function runPrimary(
   const count = config.workers;
   const segment = control.controlCreate(segmentName(config), count);
   let segmentRemoved = false;
+  let xchg: QueryExchange | undefined;
   const removeSegment = () => {
     if (segmentRemoved) return;
     segmentRemoved = true;
-    try {
-      segment.unlink();
-      segment.close();
-    } catch {
-      // closed already
+    for (const close of [() => segment.unlink(), () => segment.close(), () => xchg?.unlink(), () => xchg?.close()]) {
+      try {
+        close();
+      } catch {
+        // closed already
+      }
     }
   };
   const metrics = new PrimaryMetrics();
@@ -160,6 +191,10 @@ export async function runPrimary(
   done.catch(() => {}); // the caller observes it; never an unhandled rejection
   let servedLanes: LaneName[] = [];
   let urls: { publicUrl: string; adminUrl: string } | undefined;
+  // The kernel process (see below).
+  let executor: ExecutorState | undefined;
+  let executorFork: NodeJS.Timeout | undefined;
+  let holdTimer: NodeJS.Timeout | undefined;
   const validator = new Validator(config);
   /** Generations validated before (what a swap back to one needs: no disk access), with the digest workers confirm. */
   const validated = new Map<string, { dir: string; blockNumber: number; lanes: LaneName[]; digest?: string }>();
@@ -170,9 +205,11 @@ export async function runPrimary(
   };
 
   // Publish what <data>/current points at, if it is sound; workers map it before listening.
+  let firstInfo: GenerationInfo | undefined;
   try {
     const { dir } = await runStep('resolving the generation', config.reload_step_timeout_ms, undefined, () => resolveGeneration(config.data_dir));
     const { info, digest } = await validator.validate(dir, []);
+    firstInfo = info;
     remember(info.id, { dir: info.dir, blockNumber: info.blockNumber, lanes: Object.keys(info.lanes) as LaneName[], digest });
     segment.publish({ generation: info.id, blockNumber: info.blockNumber, dir: info.dir });
     servedLanes = Object.keys(info.lanes) as LaneName[];
@@ -182,15 +219,21 @@ export async function runPrimary(
     logger.warn({ err: (err as Error).message }, 'no generation published at start-up; workers start unready');
   }
 
+  // The query exchange: one region per worker slot, sized from the generation served first.
+  try {
+    const { descriptors, dataBytes } = exchangeSizing(config, firstInfo, { minMiB: 16, maxMiB: 4096 });
+    xchg = exchangeAddon.exchangeCreate(`${segment.name}-x`, count, descriptors, dataBytes);
+  } catch (err) {
+    removeSegment();
+    throw err;
+  }
+  const xch = xchg;
+
   cluster.setupPrimary({ exec: path.join(path.dirname(fileURLToPath(import.meta.url)), 'worker-main.js'), args: [] });
-  // Workers share the cores: by default each kernel pass uses cores / workers threads,
-  // so N workers scanning at once do not oversubscribe the machine.
+  // One kernel process scans each lane for every worker: kernel_threads 0 gives it all cores.
   const { admin_token: adminToken, ...publicConfig } = config;
-  const workerConfig: Omit<Config, 'admin_token'> = {
-    ...publicConfig,
-    kernel_threads: config.kernel_threads || Math.max(1, Math.floor(os.availableParallelism() / count)),
-  };
-  const env = { LANEPIR_SEGMENT: segment.name, LANEPIR_CONFIG_JSON: JSON.stringify(workerConfig) };
+  const workerConfig: Omit<Config, 'admin_token'> = publicConfig;
+  const env = { LANEPIR_SEGMENT: segment.name, LANEPIR_EXCHANGE: xch.name, LANEPIR_CONFIG_JSON: JSON.stringify(workerConfig) };
   const readyWaiters: (() => void)[] = [];
 
   const fork = (slot: number) => {
@@ -232,6 +275,8 @@ export async function runPrimary(
       state.acks.clear();
       try {
         segment.clearSlot(slot);
+        // Its queued queries are dropped (never answered to anyone), so they hold up no pass.
+        xch.resetRegion(slot);
       } catch {
         // segment already closed at shutdown
       }
@@ -274,11 +319,14 @@ export async function runPrimary(
     for (const t of pendingForks) clearTimeout(t);
     pendingForks.clear();
     if (started) logger.fatal({ code: err.code, err: err.message }, 'primary gives up');
+    if (holdTimer) clearInterval(holdTimer);
+    if (executorFork) clearTimeout(executorFork);
     void (async () => {
-      const live = [...workers.values()];
-      const exits = Promise.all(live.map(exitOf));
-      for (const w of live) if (!w.worker.isDead()) w.worker.process.kill('SIGTERM');
-      const grace = setTimeout(() => live.forEach((w) => !w.worker.isDead() && w.worker.process.kill('SIGKILL')), GIVE_UP_GRACE_MS);
+      const live = [...workers.values()].map((w) => w.worker);
+      if (executor) live.push(executor.worker);
+      const exits = Promise.all(live.map((w) => new Promise<void>((r) => (w.isDead() ? r() : w.once('exit', () => r())))));
+      for (const w of live) if (!w.isDead()) w.process.kill('SIGTERM');
+      const grace = setTimeout(() => live.forEach((w) => !w.isDead() && w.process.kill('SIGKILL')), GIVE_UP_GRACE_MS);
       await exits;
       clearTimeout(grace);
       removeSegment();
@@ -291,6 +339,7 @@ export async function runPrimary(
   // goes and no worker outlives it.
   process.on('exit', () => {
     for (const w of workers.values()) if (!w.worker.isDead()) w.worker.process.kill('SIGKILL');
+    if (executor && !executor.worker.isDead()) executor.worker.process.kill('SIGKILL');
     removeSegment();
   });
 
@@ -330,6 +379,184 @@ export async function runPrimary(
       send(w, msg);
     });
 
+  // ---- the kernel process ----
+  let executorBackoff = 50;
+  let executorFailedStarts = 0;
+  /** Generations the serving kernel process has mapped (acknowledged prepares, less what x-hold released). */
+  const executorHeld = new Set<string>();
+  let executorSeq = 0;
+  const executorUpWaiters: (() => void)[] = [];
+  let lastHold = '';
+
+  const sendExecutor = (st: ExecutorState, msg: PrimaryToExecutor) => {
+    if (st.worker.isConnected()) st.worker.send(msg);
+  };
+  const requestExecutor = (st: ExecutorState, msg: PrimaryToExecutor & { id: string }, timeoutMs: number) =>
+    new Promise<ExecutorMessage | undefined>((resolve) => {
+      const timer = setTimeout(() => {
+        st.acks.delete(msg.id);
+        resolve(undefined);
+      }, timeoutMs);
+      st.acks.set(msg.id, (m) => {
+        clearTimeout(timer);
+        resolve(m);
+      });
+      sendExecutor(st, msg);
+    });
+  /** Resolves true once a kernel process serves (false after timeoutMs). */
+  const executorUp = (timeoutMs: number) =>
+    executor?.serving
+      ? Promise.resolve(true)
+      : new Promise<boolean>((resolve) => {
+          const timer = setTimeout(() => resolve(false), timeoutMs);
+          executorUpWaiters.push(() => {
+            clearTimeout(timer);
+            resolve(true);
+          });
+        });
+
+  /**
+   * Every generation some worker may still query: the published one, the one
+   * being reloaded, and everything each worker lists in its slot (or, before
+   * it wrote its slot, what was published when it was forked). undefined
+   * when a slot cannot be read or its list overflowed (`strict`): nothing may
+   * be released then.
+   */
+  const heldGenerations = (strict: boolean): Set<string> | undefined => {
+    const ids = new Set<string>();
+    const published = readPublishedSafe();
+    if (published?.generation) ids.add(published.generation);
+    if (reloading) ids.add(reloading);
+    for (const w of workers.values()) {
+      const slot = readSlot(w.slot);
+      if (!slot) {
+        if (strict) return undefined;
+        continue;
+      }
+      if (slot.pid === 0) {
+        if (w.forkedOn) ids.add(w.forkedOn);
+        continue;
+      }
+      if (strict && slot.heldTotal > slot.held.length) return undefined;
+      for (const h of slot.held) ids.add(h.generation);
+    }
+    return ids;
+  };
+
+  /** Tells the kernel process what it may release (when that changed). */
+  const sendHold = () => {
+    const st = executor;
+    if (!st?.serving) return;
+    const ids = heldGenerations(true);
+    if (!ids) return;
+    const key = [...ids].sort().join(',');
+    if (key === lastHold) return;
+    lastHold = key;
+    for (const g of [...executorHeld]) if (!ids.has(g)) executorHeld.delete(g);
+    sendExecutor(st, { t: 'x-hold', generations: [...ids] });
+  };
+
+  const forkExecutor = () => {
+    executorFork = undefined;
+    const worker = cluster.fork({ ...env, LANEPIR_ROLE: 'executor' });
+    const st: ExecutorState = { worker, startedAt: Date.now(), ready: false, serving: false, acks: new Map() };
+    executor = st;
+    worker.on('message', (msg: ExecutorMessage | WorkerMessage) => onExecutorMessage(st, msg));
+    let exited = false;
+    const onExit = (code: number | null, signal: string | null) => {
+      if (exited) return;
+      exited = true;
+      onExecutorExit(st, code, signal);
+    };
+    worker.on('exit', (code, signal) => {
+      if (!worker.isConnected()) onExit(code, signal);
+      else {
+        const fallback = setTimeout(() => onExit(code, signal), 1_000);
+        worker.once('disconnect', () => {
+          clearTimeout(fallback);
+          onExit(code, signal);
+        });
+      }
+    });
+  };
+
+  /** A fresh kernel process maps every generation a worker may query, then takes queries. */
+  const bringUp = async (st: ExecutorState) => {
+    const ids = heldGenerations(false)!;
+    const results = await Promise.all(
+      [...ids].map((id) =>
+        requestExecutor(
+          st,
+          // With the digest of the primary's validation, when it still has it: confirmed there, not hashed again.
+          { t: 'x-prepare', id: `x${++executorSeq}`, generation: id, dir: generationDir(config.data_dir, id), ...(validated.get(id)?.digest ? { digest: validated.get(id)!.digest! } : {}) },
+          config.prepare_timeout_ms,
+        ).then(
+          (ack) => ({ id, ack }),
+        ),
+      ),
+    );
+    if (executor !== st || st.worker.isDead()) return;
+    executorHeld.clear();
+    for (const { id, ack } of results) {
+      if (ack?.t === 'x-prepared' && ack.ok) executorHeld.add(id);
+      else {
+        logger.error({ generation: id, err: ack?.t === 'x-prepared' && !ack.ok ? ack.error.message : 'no answer' }, 'the kernel process could not map a held generation; its queries fail with 410');
+      }
+    }
+    sendExecutor(st, { t: 'x-start' });
+    st.serving = true;
+    executorFailedStarts = 0;
+    lastHold = '';
+    sendHold();
+    logger.info({ pid: st.worker.process.pid, generations: [...ids] }, 'kernel process serving');
+    executorUpWaiters.splice(0).forEach((f) => f());
+    readyWaiters.splice(0).forEach((f) => f());
+  };
+
+  const onExecutorMessage = (st: ExecutorState, msg: ExecutorMessage | WorkerMessage) => {
+    switch (msg?.t) {
+      case 'start-failed':
+        st.startError = { code: msg.code, message: msg.message };
+        break;
+      case 'x-ready':
+        st.ready = true;
+        void bringUp(st);
+        break;
+      case 'x-prepared':
+      case 'x-state': {
+        const resolve = st.acks.get(msg.id);
+        st.acks.delete(msg.id);
+        resolve?.(msg);
+        break;
+      }
+    }
+  };
+
+  const onExecutorExit = (st: ExecutorState, code: number | null, signal: string | null) => {
+    if (executor === st) executor = undefined;
+    executorHeld.clear();
+    for (const resolve of st.acks.values()) resolve(undefined);
+    st.acks.clear();
+    // Queries that were in its pass fail now (the workers answer 503, retry); queued ones wait for the next one.
+    let lost = 0;
+    try {
+      lost = xch.failTaken();
+    } catch {
+      // exchange closed at shutdown
+    }
+    metrics.lostQueries.inc(lost);
+    if (shuttingDown) return;
+    const cause = st.startError?.message ?? (signal ? `killed by ${signal}` : `exit code ${code}`);
+    if (!st.serving && ++executorFailedStarts >= MAX_FAILED_STARTS) {
+      return giveUp(new PrimaryError('ECRASH_LOOP', `giving up: the kernel process failed to start ${MAX_FAILED_STARTS} times in a row (last: ${cause})`));
+    }
+    const lived = Date.now() - st.startedAt;
+    executorBackoff = lived > STABLE_AFTER_MS ? 100 : Math.min(MAX_BACKOFF_MS, executorBackoff * 2);
+    logger.error({ pid: st.worker.process.pid, code, signal, cause, lost_queries: lost, restart_in_ms: executorBackoff }, 'kernel process exited; re-forking');
+    metrics.executorRestarts.inc();
+    executorFork = setTimeout(forkExecutor, executorBackoff);
+  };
+
   // ---- reloads (serialized; a request for the target in progress joins it; abandoned when all its callers are gone) ----
   const runner = new SerialRunner(abandonedError);
   let reloadSeq = 0;
@@ -348,17 +575,20 @@ export async function runPrimary(
       live.map((w) => [w, { worker: w.name, pid: w.worker.process.pid ?? 0, slot: w.slot, prepared: false, switched: false }]),
     );
     let validation: ValidationStats | null = null;
+    let executorConfirmation: ExecutorConfirmation | null = null;
     const base = (id: string, block: number, lanes: LaneName[], unchanged: boolean, publishToSwitch: number | null): ClusterReloadResult => ({
       old_block_number: before?.blockNumber ?? null,
       new_block_number: block,
       reload_duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
       hot_loaded: lanes.includes('hot'),
       cold_loaded: lanes.includes('cold'),
-      mmap_mode: config.use_mmap,
+      mmap_mode: laneMemoryMode(config) === 'mmap',
+      lane_memory: laneMemoryMode(config),
       old_generation: before?.generation ?? null,
       new_generation: id,
       unchanged,
       workers: [...confirmations.values()],
+      executor: executorConfirmation,
       publish_to_switch_ms: publishToSwitch,
       validation,
     });
@@ -393,9 +623,37 @@ export async function runPrimary(
       if (missing) throw new ReloadError('ELANE_MISSING', `generation ${id} has no ${missing} lane, which is being served`);
       const rid = `r${++reloadSeq}`;
 
-      // 1. Every live worker maps and warms the generation.
+      // 1. The kernel process maps the generation (it answers every worker's queries on it),
+      // and every live worker opens it (metadata and hint: the lanes live in the kernel process).
+      const genDir = info.dir;
+      const executorPrepared = (async (): Promise<ExecutorConfirmation> => {
+        if (!(await executorUp(config.prepare_timeout_ms)) || !executor) {
+          return { pid: 0, prepared: false, error: `the kernel process is not serving (restarting) after ${config.prepare_timeout_ms} ms` };
+        }
+        const st = executor;
+        const pid = st.worker.process.pid ?? 0;
+        // Already mapped there (a swap back): no round trip.
+        if (executorHeld.has(id)) return { pid, prepared: true, prepare_ms: 0 };
+        const t0 = performance.now();
+        const ack = await requestExecutor(st, { t: 'x-prepare', id: rid, generation: id, dir: genDir, ...(digest ? { digest } : {}) }, config.prepare_timeout_ms);
+        if (ack?.t === 'x-prepared' && ack.ok) {
+          if (executor === st) executorHeld.add(id);
+          return { pid, prepared: true, prepare_ms: Math.round((performance.now() - t0) * 1000) / 1000 };
+        }
+        if (ack?.t === 'x-prepared' && !ack.ok) return { pid, prepared: false, error: `${ack.error.code}: ${ack.error.message}` };
+        return { pid, prepared: false, error: st.worker.isDead() ? 'the kernel process exited during the reload' : `no answer within ${config.prepare_timeout_ms} ms` };
+      })();
+      // A generation every worker still holds (a swap back) needs no prepare round trip through their
+      // event loops, which are busy serving queries: a worker serves it from its store as soon as it
+      // sees the publish (on its next request, or the switch message).
       const prepared = await Promise.all(
         live.map(async (w) => {
+          if (heldByAll) {
+            const c = confirmations.get(w)!;
+            c.prepared = true;
+            c.prepare_ms = 0;
+            return 'ok';
+          }
           const t0 = performance.now();
           const ack = await request(w, { t: 'prepare', id: rid, generation: id, ...(digest ? { digest } : {}) }, config.prepare_timeout_ms);
           const c = confirmations.get(w)!;
@@ -413,6 +671,14 @@ export async function runPrimary(
           return 'failed';
         }),
       );
+      executorConfirmation = await executorPrepared;
+      if (!executorConfirmation.prepared) {
+        for (const w of live) send(w, { t: 'abort', id: rid, generation: id });
+        throw new ReloadError('EPREPARE', `the kernel process could not prepare generation ${id}; nobody switched (${executorConfirmation.error})`, {
+          workers: [...confirmations.values()],
+          executor: executorConfirmation,
+        });
+      }
       const failed = live.filter((_, i) => prepared[i] === 'failed');
       if (failed.length > 0) {
         for (const w of live) send(w, { t: 'abort', id: rid, generation: id });
@@ -460,6 +726,7 @@ export async function runPrimary(
       if (lastSwitch !== null) metrics.publishToSwitch.observe(lastSwitch / 1000);
       metrics.reloads.inc({ result: 'ok' });
       endTimer();
+      sendHold();
       const result = base(id, info.blockNumber, lanes, false, lastSwitch);
       logger.info(
         {
@@ -502,7 +769,7 @@ export async function runPrimary(
    * nothing. A worker that has not written its slot yet holds at most the
    * generation published when it was forked.
    */
-  const generations = () => {
+  const generations = async () => {
     const published = segment.readPublished();
     let complete = true;
     const list = [...workers.values()]
@@ -527,11 +794,26 @@ export async function runPrimary(
           held_complete: heldComplete,
         };
       });
+    // The kernel process: what it holds mapped, and its lane memory.
+    const st = executor;
+    let executorInfo: Record<string, unknown> | null = null;
+    if (st) {
+      const state = st.serving ? await requestExecutor(st, { t: 'x-state', id: `s${++executorSeq}` }, 2_000) : undefined;
+      executorInfo = {
+        pid: st.worker.process.pid ?? 0,
+        serving: st.serving,
+        lane_memory: laneMemoryMode(config),
+        generations: state?.t === 'x-state' ? state.generations : null,
+        mappings: state?.t === 'x-state' ? state.mappings : null,
+        queries: xch.stats().lanes.map((l, i) => ({ lane: i === 0 ? 'hot' : 'cold', passes: l.passes, answered: l.answered })),
+      };
+    }
     return {
       published: published && { generation: published.generation, block_number: published.blockNumber, published_at: new Date(published.publishedAt).toISOString(), dir: published.dir },
       reloading,
       held_complete: complete,
       workers: list,
+      executor: executorInfo,
     };
   };
 
@@ -582,7 +864,7 @@ export async function runPrimary(
         send(w, { t: 'digest', id: msg.id, generation: msg.generation, digest: validated.get(msg.generation)?.digest ?? null });
         break;
       case 'generations':
-        send(w, { t: 'generations-result', id: msg.id, data: generations() });
+        void generations().then((data) => send(w, { t: 'generations-result', id: msg.id, data }));
         break;
       case 'metrics':
         Promise.all([aggregator.clusterMetrics(), metrics.registry.metrics()]).then(
@@ -594,13 +876,17 @@ export async function runPrimary(
     }
   };
 
+  // The kernel process first (it maps the published generation), then the workers.
+  forkExecutor();
+  holdTimer = setInterval(sendHold, HOLD_INTERVAL_MS);
+  holdTimer.unref();
   for (let slot = 0; slot < count; slot++) fork(slot);
   // Wait until every worker is listening (one that dies trying is re-forked,
   // within the crash-loop policy); a signal may abort the start.
   const onAbort = () => giveUp(new PrimaryError('ESTOPPED', 'stopped by a signal before the workers were ready'));
   if (opts.signal?.aborted) onAbort();
   opts.signal?.addEventListener('abort', onAbort, { once: true });
-  const check = () => (readyCount() >= count ? resolveStart() : readyWaiters.push(check));
+  const check = () => (readyCount() >= count && executor?.serving ? resolveStart() : readyWaiters.push(check));
   check();
   try {
     await whenStarted;
@@ -615,12 +901,23 @@ export async function runPrimary(
       shuttingDown = true;
       for (const t of pendingForks) clearTimeout(t);
       pendingForks.clear();
+      if (executorFork) clearTimeout(executorFork);
+      if (holdTimer) clearInterval(holdTimer);
       const exits = [...workers.values()].map(exitOf);
       for (const w of workers.values()) send(w, { t: 'shutdown' });
       const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), config.shutdown_timeout_ms + 5_000).unref());
       if ((await Promise.race([Promise.all(exits), timeout])) === 'timeout') {
         for (const w of workers.values()) w.worker.process.kill('SIGKILL');
         await Promise.all(exits);
+      }
+      // The kernel process last: the workers' in-flight queries were answered by it.
+      const ex = executor;
+      if (ex && !ex.worker.isDead()) {
+        const exExit = new Promise<void>((r) => ex.worker.once('exit', () => r()));
+        sendExecutor(ex, { t: 'shutdown' });
+        const kill = setTimeout(() => ex.worker.process.kill('SIGKILL'), 5_000);
+        await exExit;
+        clearTimeout(kill);
       }
       removeSegment();
       logger.info('stopped');
@@ -630,9 +927,22 @@ export async function runPrimary(
   const forceStop = () => {
     shuttingDown = true;
     for (const t of pendingForks) clearTimeout(t);
+    if (executorFork) clearTimeout(executorFork);
+    if (holdTimer) clearInterval(holdTimer);
     for (const w of workers.values()) w.worker.process.kill('SIGKILL');
+    if (executor && !executor.worker.isDead()) executor.worker.process.kill('SIGKILL');
     removeSegment();
   };
 
-  return { publicUrl: urls!.publicUrl, adminUrl: urls!.adminUrl, segment, reload, shutdown, forceStop, done };
+  return {
+    publicUrl: urls!.publicUrl,
+    adminUrl: urls!.adminUrl,
+    segment,
+    exchange: xch,
+    executorPid: () => executor?.worker.process.pid,
+    reload,
+    shutdown,
+    forceStop,
+    done,
+  };
 }

@@ -1,9 +1,11 @@
-// Entry point of a forked worker process (see primary.ts).
+// Entry point of a forked worker or kernel process (see primary.ts).
 import { ListenError } from '../server/server.js';
 import { type WorkerMessage } from './messages.js';
+import { runExecutor } from './executor.js';
 import { runWorker } from './worker.js';
 
-runWorker().catch(async (err: Error & { code?: unknown }) => {
+// The primary forks its workers and the kernel process from this one entry (node:cluster).
+(process.env.LANEPIR_ROLE === 'executor' ? runExecutor() : runWorker()).catch(async (err: Error & { code?: unknown }) => {
   // Tell the primary why (it decides whether to re-fork, and reports a listener
   // that cannot be opened in one line); say it here too if it cannot hear.
   const report: WorkerMessage = {

@@ -1,6 +1,6 @@
-// A cluster worker: a full lanepir server (its own mappings of the shard
-// files, which share the page cache with the other workers) whose reloads
-// are orchestrated by the primary. It serves the generation published in the
+// A cluster worker: a full lanepir server whose queries are answered by the
+// kernel process (through its region of the shared query exchange; it maps
+// no lane memory) and whose reloads are orchestrated by the primary. It serves the generation published in the
 // control segment, checks the segment's publish count on every request (so a
 // lost message cannot leave it behind), and records what it holds in its slot.
 import crypto from 'node:crypto';
@@ -152,6 +152,8 @@ export async function runWorker(): Promise<void> {
     logger,
     workerName,
     metrics,
+    // Queries go to the kernel process through this worker's region of the exchange; no lane is mapped here.
+    exchange: { name: process.env.LANEPIR_EXCHANGE!, region: slot },
     // Map the published generation before accepting connections.
     initialGeneration: published?.generation ?? null,
     ...(initialDigest ? { initialDigest } : {}),
@@ -237,6 +239,12 @@ export async function runWorker(): Promise<void> {
         const already = server!.store.current?.id === msg.generation && lastSwitch?.id === msg.generation && lastSwitch.publishCount === seenCount;
         const snap = already ? server!.store.current : server!.reloader.commit(msg.generation);
         if (snap && !already) noteSwitch(msg.generation);
+        if (!snap) {
+          // Not open here (the primary skips the prepare for a generation every worker lists, and this one
+          // only had it draining): open it now, as for a publish noticed on a request.
+          seenCount = -1;
+          followSegment();
+        }
         send({
           t: 'switched',
           id: msg.id,

@@ -214,37 +214,12 @@ export class PirClient {
    * now, after the round trip).
    */
   decode(answer: Uint8Array, state: QueryState): Uint8Array {
-    if (state.used) throw new PirClientError('this query state was already decoded; secrets are single use', 'ESTATE');
-    if (this.rewriting) throw new PirClientError('the hint is being updated (applyDelta); decode after it finishes', 'EBUSY');
-    if (state.hintSha256 !== this.params.hint_sha256) {
-      throw new PirClientError(
-        `the query was made for ${state.generation !== undefined ? `generation ${state.generation}` : 'another hint'}, but the client now holds the hint of ${this.generationId !== undefined ? `generation ${this.generationId}` : 'another one'}; query again`,
-        'ESTATE',
-      );
-    }
-    const crs = state.crs;
-    const expected = answerBytes(crs);
-    if (answer.byteLength !== expected) {
-      throw new PirClientError(`answer has ${answer.byteLength} bytes, expected ${expected}`, 'EANSWER');
-    }
-    const ans = littleEndianWords(answer);
-    const { n, m, entry_size: es, entries } = crs;
+    const ans = this.checkAnswer(answer, state);
+    const { m, entry_size: es, entries } = state.crs;
     const inLane = Number.isSafeInteger(state.index) && state.index >= 0 && state.index < entries;
     // Outside the lane: the same work on row 0, then EINDEX.
     const row = inLane ? Math.floor(state.index / m) : 0;
-    const s = state.secret;
-    const out = new Uint8Array(es);
-    const correction = Math.imul(PLAIN_MODULUS / 2, state.querySum);
-    for (let b = 0; b < es; b++) {
-      const t = row * es + b;
-      let hs = 0;
-      const h = this.hint.subarray(t * n, t * n + n);
-      for (let j = 0; j < n; j++) hs = (hs + Math.imul(h[j]!, s[j]!)) | 0;
-      const v = (ans[t]! - correction - hs) | 0; // signed 32-bit
-      out[b] = (Math.round(v / DELTA) + PLAIN_MODULUS / 2) & (PLAIN_MODULUS - 1);
-    }
-    state.used = true;
-    s.fill(0);
+    const out = this.decodeRows(ans, state, row * es, es);
     if (!inLane) {
       out.fill(0);
       throw new PirClientError(
@@ -261,6 +236,12 @@ export class PirClient {
    * whole column; keyword lanes read all of it (a column is a bucket).
    */
   decodeColumn(answer: Uint8Array, state: QueryState): Uint8Array {
+    const ans = this.checkAnswer(answer, state);
+    return this.decodeRows(ans, state, 0, ans.length);
+  }
+
+  /** What both decodes check first: a fresh state, made for the hint held now, and an answer of the lane's size. */
+  private checkAnswer(answer: Uint8Array, state: QueryState): Uint32Array {
     if (state.used) throw new PirClientError('this query state was already decoded; secrets are single use', 'ESTATE');
     if (this.rewriting) throw new PirClientError('the hint is being updated (applyDelta); decode after it finishes', 'EBUSY');
     if (state.hintSha256 !== this.params.hint_sha256) {
@@ -273,19 +254,23 @@ export class PirClient {
     if (answer.byteLength !== expected) {
       throw new PirClientError(`answer has ${answer.byteLength} bytes, expected ${expected}`, 'EANSWER');
     }
-    const ans = littleEndianWords(answer);
+    return littleEndianWords(answer);
+  }
+
+  /** Bytes of answer rows t0 .. t0+count-1 (byte = round((ans[t] - 128 sum(qu) - H[t] s) / Delta) + 128); then the secret is wiped. */
+  private decodeRows(ans: Uint32Array, state: QueryState, t0: number, count: number): Uint8Array {
     const { n } = state.crs;
-    const rows = ans.length;
     const s = state.secret;
-    const out = new Uint8Array(rows);
+    const h = this.hint;
+    const out = new Uint8Array(count);
     const correction = Math.imul(PLAIN_MODULUS / 2, state.querySum);
-    for (let t = 0; t < rows; t++) {
-      let hs = 0;
+    for (let k = 0; k < count; k++) {
+      const t = t0 + k;
       const off = t * n;
-      const h = this.hint;
+      let hs = 0;
       for (let j = 0; j < n; j++) hs = (hs + Math.imul(h[off + j]!, s[j]!)) | 0;
       const v = (ans[t]! - correction - hs) | 0; // signed 32-bit
-      out[t] = (Math.round(v / DELTA) + PLAIN_MODULUS / 2) & (PLAIN_MODULUS - 1);
+      out[k] = (Math.round(v / DELTA) + PLAIN_MODULUS / 2) & (PLAIN_MODULUS - 1);
     }
     state.used = true;
     s.fill(0);

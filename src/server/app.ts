@@ -9,7 +9,6 @@ import getRawBody from 'raw-body';
 import { type Logger } from 'pino';
 import { type Config, configHash } from '../config.js';
 import { answerBytes, hintBytes, queryBytes } from '../pir/crs.js';
-import { littleEndianWords, wordsToLittleEndian } from '../pir/prg.js';
 import { GENERATION_ID, isLaneName, type LaneName } from '../store/layout.js';
 import { isEthGeneration, readHotManifest } from '../eth/generation-files.js';
 import { DeltaGoneError } from './delta.js';
@@ -22,7 +21,10 @@ import { type PageAssets, pageRouter } from './page.js';
 import { HttpError } from './errors.js';
 import { httpLogger, noteRefusal } from './logging.js';
 import { type ReloadResult, ReloadError } from './reloader.js';
-import { LaneScheduler, OverloadedError } from './scheduler.js';
+import { type KernelBackend } from './kernel.js';
+import { readBodyInto } from './body.js';
+import { KernelError, OverloadedError, type KernelResult, type QueryJob } from './scheduler.js';
+import { laneMemoryMode } from './lane-memory.js';
 import { type ServerMetrics } from './metrics.js';
 import { type ServedLane, type Snapshot, type SnapshotStore } from './snapshot.js';
 
@@ -31,7 +33,8 @@ export const PROTOCOL_VERSION = 1;
 export interface AppContext {
   config: Config;
   store: SnapshotStore;
-  schedulers: Record<LaneName, LaneScheduler>;
+  /** Where queries are answered (this process's executor, or the cluster's kernel process). */
+  kernel: KernelBackend;
   logger: Logger;
   version: string;
   /** Names this process in X-Lanepir-Worker. */
@@ -199,7 +202,8 @@ export function publicRouter(app: AppContext): Router {
       parent_hash: cur?.generation.manifest.parent_hash ?? null,
       state_root: cur?.generation.manifest.state_root ?? null,
       served_at: cur?.servedAt?.toISOString() ?? null,
-      mmap_mode: config.use_mmap,
+      mmap_mode: laneMemoryMode(config) === 'mmap',
+      lane_memory: laneMemoryMode(config),
       batch_max: config.batch_max,
       lanes: Object.fromEntries((cur?.laneNames ?? []).map((l) => [l, laneSummary(cur!.lanes[l]!)])),
       generations: store.queryable().map((s) => ({
@@ -323,45 +327,70 @@ export function publicRouter(app: AppContext): Router {
     if (declared && Number(declared) % expected !== 0) {
       throw new HttpError(400, 'EQUERY_SIZE', `a ${lane.name} query is ${expected} bytes (m = ${lane.info.crs.m} uint32); ${declared} bytes is not a whole number of queries`);
     }
-    let body: Buffer;
-    try {
-      body = await getRawBody(ctx.req, { limit, length: declared ? Number(declared) : null });
-    } catch (err) {
-      const status = (err as { status?: number }).status;
-      if (status === 413) throw new HttpError(413, 'EQUERY_TOO_LARGE', `a ${lane.name} query is ${expected} bytes, at most ${config.batch_max} per request`);
-      throw new HttpError(400, 'EBAD_BODY', `could not read the query body: ${(err as Error).message}`);
+    // The body is read straight into the request's query areas in the shared
+    // exchange, and the answers are sent from its answer areas: no copy either
+    // way. The number of queries comes from Content-Length; a body without one
+    // (chunked) is read first and copied into the areas once.
+    let unsized: Buffer | undefined;
+    if (!declared) {
+      try {
+        unsized = await getRawBody(ctx.req, { limit });
+      } catch (err) {
+        const status = (err as { status?: number }).status;
+        if (status === 413) throw new HttpError(413, 'EQUERY_TOO_LARGE', `a ${lane.name} query is ${expected} bytes, at most ${config.batch_max} per request`);
+        throw new HttpError(400, 'EBAD_BODY', `could not read the query body: ${(err as Error).message}`);
+      }
     }
-    if (body.length === 0 || body.length % expected !== 0) {
-      throw new HttpError(400, 'EQUERY_SIZE', `a ${lane.name} query is ${expected} bytes (m = ${lane.info.crs.m} uint32), 1..${config.batch_max} per request; got ${body.length} bytes`);
+    const size = unsized ? unsized.length : Number(declared);
+    if (size === 0 || size % expected !== 0) {
+      throw new HttpError(400, 'EQUERY_SIZE', `a ${lane.name} query is ${expected} bytes (m = ${lane.info.crs.m} uint32), 1..${config.batch_max} per request; got ${size} bytes`);
     }
-    const words = littleEndianWords(new Uint8Array(body.buffer, body.byteOffset, body.length));
-    const m = lane.info.crs.m;
-    const queries = Array.from({ length: body.length / expected }, (_, k) => words.subarray(k * m, (k + 1) * m));
-    const scheduler = app.schedulers[lane.name];
-    let result;
+    const count = size / expected;
+    let job: QueryJob;
     try {
-      // The kernel call copies the queries it is given; the body is not reused meanwhile.
-      result = await scheduler.submitMany(lane, queries);
+      job = app.kernel.open(snap, lane, count);
     } catch (err) {
       if (err instanceof OverloadedError) {
         throw new HttpError(503, 'EOVERLOADED', `the ${lane.name} lane is at capacity; retry shortly`, {}, { 'Retry-After': '1' });
       }
+      throw err;
+    }
+    // Freed once the answer is written (or the client went away); queries in a pass are freed when the pass ends.
+    ctx.res.once('close', () => job.dispose());
+    if (unsized) {
+      job.query.set(unsized);
+    } else {
+      let got: number;
+      try {
+        got = await readBodyInto(ctx.req, job.query, size);
+      } catch (err) {
+        const status = (err as { status?: number }).status;
+        if (status === 413) throw new HttpError(413, 'EQUERY_TOO_LARGE', `a ${lane.name} query is ${expected} bytes, at most ${config.batch_max} per request`);
+        throw new HttpError(400, 'EBAD_BODY', `could not read the query body: ${(err as Error).message}`);
+      }
+      if (got !== size) throw new HttpError(400, 'EQUERY_SIZE', `a ${lane.name} query is ${expected} bytes (m = ${lane.info.crs.m} uint32); got ${got} bytes`);
+    }
+    let result: KernelResult;
+    try {
+      result = await job.run();
+    } catch (err) {
+      const code = err instanceof KernelError ? err.code : undefined;
+      // The client went away while its queries waited for their pass: nobody to answer.
+      if (code === 'EABORTED') return;
       // Only possible once every request holding the generation has gone (nobody is left to answer).
-      if ((err as { code?: string }).code === 'ERELEASED') {
+      if (code === 'EGENERATION_GONE') {
         throw new HttpError(410, 'EGENERATION_GONE', `generation ${snap.id} was released`, { current_generation: store.current?.id ?? null });
+      }
+      if (code === 'EEXECUTOR_LOST') {
+        throw new HttpError(503, 'EKERNEL_RESTART', 'the kernel executor restarted during this query; retry', {}, { 'Retry-After': '1' });
       }
       throw err;
     }
     generationHeaders(ctx, snap);
     ctx.set('X-Lanepir-Batch', String(result.batch));
-    ctx.set('X-Lanepir-Queries', String(queries.length));
+    ctx.set('X-Lanepir-Queries', String(count));
     ctx.type = 'application/octet-stream';
-    if (result.answers.length === 1) {
-      const bytes = wordsToLittleEndian(result.answers[0]!);
-      ctx.body = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength); // a view, not a copy
-    } else {
-      ctx.body = Buffer.concat(result.answers.map((a) => wordsToLittleEndian(a)));
-    }
+    ctx.body = result.answer; // the answers back to back, little-endian words in the shared answer areas (a view, not a copy)
   });
   return router;
 }

@@ -11,7 +11,8 @@ import { constants as fsConstants } from 'node:fs';
 import fsp, { type FileHandle } from 'node:fs/promises';
 import { type Config } from '../config.js';
 import { hintBytes } from '../pir/crs.js';
-import { type FileIdentity, type LaneHandle } from '../native.js';
+import { type FileIdentity, type LaneHandle, type LaneMemory } from '../native.js';
+import { laneMemoryMode } from './lane-memory.js';
 import { StoreError } from '../store/errors.js';
 import { type ValidationStats } from '../store/checksums.js';
 import { type GenerationInfo, openLane, resolveGeneration } from '../store/generation.js';
@@ -30,6 +31,8 @@ export interface ReloadResult {
   hot_loaded: boolean;
   cold_loaded: boolean;
   mmap_mode: boolean;
+  /** Where the kernel executor holds the lanes (config lane_memory as resolved on this machine). */
+  lane_memory: LaneMemory;
   old_generation: string | null;
   new_generation: string;
   /** True when the requested generation was already served. */
@@ -63,6 +66,8 @@ export class Reloader {
     private readonly config: Config,
     private readonly store: SnapshotStore,
     private readonly onSnapshotClosed: (s: Snapshot) => void = () => {},
+    /** false: snapshots carry no lane memory (a cluster worker: the kernel process holds the lanes). */
+    private readonly openLanes = true,
   ) {
     this.validator = new Validator(config);
   }
@@ -106,8 +111,8 @@ export class Reloader {
 
   /** Maps (or reads) a validated generation's lanes into a snapshot that nobody serves yet. */
   private async open(info: GenerationInfo, signal: AbortSignal, warm = false): Promise<Snapshot> {
-    const mode = this.config.use_mmap ? 'mmap' : 'memory';
-    // Mapping is quick whatever the size; reading a lane into memory takes as long as hashing it.
+    const mode = laneMemoryMode(this.config);
+    // Mapping is quick whatever the size; reading a lane into memory (whole, or the shards the cache lacks) takes as long as hashing it.
     const openMs = mode === 'mmap' ? this.config.reload_step_timeout_ms : this.config.validate_timeout_ms;
     const lanes: Partial<Record<LaneName, ServedLane>> = {};
     const opened: LaneHandle[] = [];
@@ -120,20 +125,22 @@ export class Reloader {
         // after its files are pruned; it must be the very file that was validated.
         const hint = await openValidatedHint(l.hintPath, info.files[`${name}/hint.bin`], hintBytes(l.crs), name);
         hints.push(hint);
-        // A lane mapped after its step timed out is released, not leaked.
-        const handle = await runStep(
-          `${mode === 'mmap' ? 'mapping' : 'reading'} the ${name} lane of generation ${info.id}`,
-          openMs,
-          signal,
-          async (s) => {
-            await this.hooks.beforeStep?.('open', s);
-            return openLane(l, mode);
-          },
-          (late) => late.release(),
-        );
-        opened.push(handle);
-        lanes[name] = { name, info: l, handle, hint };
-        if (warm) await runStep(`warming the ${name} lane of generation ${info.id}`, this.config.prepare_timeout_ms, signal, () => handle.warm());
+        // A lane mapped after its step timed out is released, not leaked. A cluster worker opens no lane memory.
+        const handle = this.openLanes
+          ? await runStep(
+              `${mode === 'mmap' ? 'mapping' : 'reading'} the ${name} lane of generation ${info.id}`,
+              openMs,
+              signal,
+              async (s) => {
+                await this.hooks.beforeStep?.('open', s);
+                return openLane(l, mode);
+              },
+              (late) => late.release(),
+            )
+          : undefined;
+        if (handle) opened.push(handle);
+        lanes[name] = { name, info: l, ...(handle ? { handle } : {}), hint };
+        if (warm && handle && mode === 'mmap') await runStep(`warming the ${name} lane of generation ${info.id}`, this.config.prepare_timeout_ms, signal, () => handle.warm());
       }
     } catch (err) {
       await Promise.all([...opened.map((h) => h.release()), ...hints.map((h) => h.close().catch(() => {}))]);
@@ -203,6 +210,7 @@ export class Reloader {
       hot_loaded: next.lanes.hot !== undefined,
       cold_loaded: next.lanes.cold !== undefined,
       mmap_mode: next.mode === 'mmap',
+      lane_memory: next.mode,
       old_generation: old?.id ?? null,
       new_generation: next.id,
       unchanged,

@@ -1,5 +1,6 @@
-// One lanepir server process: the snapshot store, the reloader, per-lane
-// schedulers and the two listeners (public and admin).
+// One lanepir server process: the snapshot store, the reloader, the kernel
+// backend (its own executor, or the cluster's kernel process) and the two
+// listeners (public and admin).
 import http from 'node:http';
 import { type AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
@@ -9,11 +10,14 @@ import { type Config } from '../config.js';
 import { native } from '../native.js';
 import { type AppContext, createAdminApp, createPublicApp } from './app.js';
 import { DeltaService } from './deltas.js';
+import { type KernelBackend, LocalKernel, RemoteKernel } from './kernel.js';
+import { laneMemoryMode } from './lane-memory.js';
 import { Reloader, type ReloadOptions, type ReloadResult, ReloadError } from './reloader.js';
-import { LaneScheduler } from './scheduler.js';
 import { ServerMetrics } from './metrics.js';
-import { SnapshotStore } from './snapshot.js';
+import { type Snapshot, SnapshotStore } from './snapshot.js';
 import { PageAssets } from './page.js';
+import { loadGeneration, resolveGeneration } from '../store/generation.js';
+import { type PassReport } from '../native.js';
 
 export const VERSION = (createRequire(import.meta.url)('../../../package.json') as { version: string }).version;
 
@@ -30,6 +34,12 @@ export interface ServerOptions {
   /** filesDigest the cluster primary validated initialGeneration with (confirmed instead of hashed again). */
   initialDigest?: string;
   metrics?: ServerMetrics;
+  /**
+   * The cluster's query exchange and this worker's region in it: queries go to
+   * the kernel process, and this process maps no lane memory. Without it the
+   * server runs its own executor.
+   */
+  exchange?: { name: string; region: number };
 }
 
 export interface RunningServer {
@@ -38,6 +48,7 @@ export interface RunningServer {
   reloader: Reloader;
   logger: Logger;
   metrics: ServerMetrics;
+  kernel: KernelBackend;
   deltas: DeltaService;
   publicUrl: string;
   adminUrl: string;
@@ -86,21 +97,28 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   // Before anything is mapped or opened: a missing page is a start-up error naming the fix.
   const page = config.page ? PageAssets.load() : undefined;
   const store = new SnapshotStore(config.retain_generations);
-  const reloader = new Reloader(config, store, (s) => logger.info({ generation: s.id, block: s.blockNumber }, 'released generation'));
   const metrics = opts.metrics ?? new ServerMetrics();
-  const schedulerOpts = {
-    batchMax: config.batch_max,
-    windowMs: config.batch_window_ms,
-    maxPending: config.max_pending_per_lane,
-    threads: config.kernel_threads,
-    onPass: (lane: { name: string; handle: { bytes: number } }, batch: number, seconds: number) => {
-      metrics.batchSize.observe({ lane: lane.name }, batch);
-      metrics.kernelBytes.inc({ lane: lane.name }, lane.handle.bytes);
-      metrics.kernelSeconds.inc({ lane: lane.name }, seconds);
-      if (seconds > 0) metrics.kernelGbps.set({ lane: lane.name }, lane.handle.bytes / seconds / 1e9);
-    },
+  const onPass = (p: PassReport) => {
+    metrics.batchSize.observe({ lane: p.lane }, p.batch);
+    metrics.kernelBytes.inc({ lane: p.lane }, p.bytes);
+    metrics.kernelSeconds.inc({ lane: p.lane }, p.seconds);
+    if (p.seconds > 0) metrics.kernelGbps.set({ lane: p.lane }, p.bytes / p.seconds / 1e9);
   };
-  const schedulers = { hot: new LaneScheduler(schedulerOpts), cold: new LaneScheduler(schedulerOpts) };
+  const onAreasFull = (need: number, size: number) =>
+    logger.warn({ query_bytes: need, area_bytes: size }, 'a query and its answer take over half of this process\'s query areas: raise exchange_mib');
+  let kernel: KernelBackend;
+  if (opts.exchange) {
+    kernel = new RemoteKernel(config, opts.exchange.name, opts.exchange.region, { onAreasFull });
+  } else {
+    // The areas are sized from the generation served first (when there is one).
+    const first = opts.initialGeneration === null ? undefined : await resolveGeneration(config.data_dir, opts.initialGeneration).then((g) => loadGeneration(g.dir), () => undefined);
+    kernel = new LocalKernel(config, first, { onPass, onAreasFull });
+  }
+  const onClosed = (s: Snapshot) => {
+    kernel.snapshotClosed(s);
+    logger.info({ generation: s.id, block: s.blockNumber }, 'released generation');
+  };
+  const reloader = new Reloader(config, store, onClosed, !opts.exchange);
 
   const reloadLocal = async (target?: string, reloadOpts: ReloadOptions = {}): Promise<ReloadResult> => {
     const end = metrics.reloadDuration.startTimer();
@@ -130,7 +148,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
   const ctx: AppContext = {
     config,
     store,
-    schedulers,
+    kernel,
     logger,
     version: VERSION,
     metrics,
@@ -161,6 +179,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
             held_complete: true,
           },
         ],
+        executor: { ...kernel.describe(), lane_memory: laneMemoryMode(config) },
         mappings: native.mappingStats(),
       })),
   };
@@ -185,6 +204,7 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
     // Leave nothing open behind a failed start (the public listener may be up already).
     for (const s of [publicServer, adminServer]) if (s.listening) s.close();
     store.retireAll();
+    kernel.close();
     throw err;
   }
 
@@ -197,8 +217,9 @@ export async function startServer(config: Config, opts: ServerOptions = {}): Pro
       await Promise.race([stopped, timeout]);
       for (const s of [publicServer, adminServer]) s.closeAllConnections();
       store.retireAll();
+      kernel.close();
       await deltas.close();
     })());
 
-  return { config, store, reloader, logger, metrics, deltas, publicUrl, adminUrl, publicServer, adminServer, reloadLocal, close };
+  return { config, store, reloader, logger, metrics, kernel, deltas, publicUrl, adminUrl, publicServer, adminServer, reloadLocal, close };
 }

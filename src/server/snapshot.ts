@@ -4,14 +4,15 @@
 // and a snapshot's lanes are released when it is neither current nor
 // retained and its last pinned request has finished.
 import { type FileHandle } from 'node:fs/promises';
-import { type LaneHandle } from '../native.js';
+import { type LaneHandle, type LaneMemory } from '../native.js';
 import { type GenerationInfo, type LaneInfo } from '../store/generation.js';
 import { LANES, type LaneName } from '../store/layout.js';
 
 export interface ServedLane {
   name: LaneName;
   info: LaneInfo;
-  handle: LaneHandle;
+  /** The lane's memory, when this process runs the executor; a cluster worker has none (the kernel process holds it). */
+  handle?: LaneHandle;
   /** hint.bin, open for as long as the lane is mapped: served even if the generation's files are pruned meanwhile. */
   hint: FileHandle;
 }
@@ -28,7 +29,7 @@ export class Snapshot {
   constructor(
     readonly generation: GenerationInfo,
     readonly lanes: Partial<Record<LaneName, ServedLane>>,
-    readonly mode: 'mmap' | 'memory',
+    readonly mode: LaneMemory,
     private readonly onClose: (s: Snapshot) => void = () => {},
   ) {
     this.id = generation.id;
@@ -77,7 +78,7 @@ export class Snapshot {
     // The unmap runs off the JS thread; the handles are unusable from here on.
     // (Hint streams pin the snapshot until their last read is done.)
     for (const lane of Object.values(this.lanes)) {
-      void lane.handle.release();
+      void lane.handle?.release();
       lane.hint.close().catch(() => {});
     }
     this.onClose(this);

@@ -9,7 +9,7 @@ import crypto from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { type Crs, parseCrs, hintBytes } from '../pir/crs.js';
-import { native, type LaneHandle } from '../native.js';
+import { native, type LaneHandle, type LaneMemory } from '../native.js';
 import { StoreError } from './errors.js';
 import { FileChecker, type FileIdentity } from './files.js';
 import {
@@ -37,6 +37,8 @@ export interface LaneInfo {
   shardPaths: string[];
   /** The shard files' identities when they were checked (openLane insists on them). */
   shardIds: FileIdentity[];
+  /** The manifest's sha256 of each shard ('' where it lists none): the shard cache reuses a buffer only for the same checksum. */
+  shardSha256: string[];
   hintPath: string;
 }
 
@@ -209,12 +211,14 @@ async function loadLane(
   if (hintId.size !== hintBytes(crs)) fail('EHINT', `${lane}: hint.bin has ${hintId.size} bytes, expected ${hintBytes(crs)}`);
   if (listed(hintName).sha256 !== crs.hint_sha256) fail('EHINT', `${lane}: manifest and crs.json disagree on the hint checksum`);
   files[hintName] = hintId;
-  return { lane, crs, summary, shardPaths, shardIds, hintPath: hintFile };
+  const shardSha256 = shardPaths.map((_, i) => manifest.files[`${lane}/shards/${shardName(i)}`]?.sha256 ?? '');
+  return { lane, crs, summary, shardPaths, shardIds, shardSha256, hintPath: hintFile };
 }
 
-/** Opens a lane's data for the kernels (mapped or read into memory). */
-export function openLane(info: LaneInfo, mode: 'mmap' | 'memory'): Promise<LaneHandle> {
+/** Opens a lane's data for the kernels (mapped, read into memory, or through the shard cache). */
+export function openLane(info: LaneInfo, mode: LaneMemory): Promise<LaneHandle> {
   return native.openLane({
+    ...(mode === 'cache' && info.shardSha256 ? { contentIds: info.shardSha256 } : {}),
     shards: info.shardPaths,
     entrySize: info.crs.entry_size,
     entries: info.crs.entries,
