@@ -191,6 +191,62 @@ test('struct logs: SSTORE targets by call frame (CALL, DELEGATECALL, STATICCALL,
   t.deepEqual(t2, touched);
 });
 
+test('struct logs: a CREATE that halts its own frame (write protection in a STATICCALL) is dropped, not resolved from an unrelated callee', (t) => {
+  const w = (n: bigint | number) => BigInt(n).toString(16).padStart(64, '0');
+  const addr = (a: string) => w(BigInt(a));
+  const logs = [
+    // A STATICCALLs B; B's CREATE is a state change in a static context: B's frame halts on it (no child frame, no step after it at depth 2).
+    { depth: 1, op: 'STATICCALL', stack: [w(0), w(0), w(0), w(0), addr(B), w(1000)] },
+    { depth: 2, op: 'PUSH1', stack: [] },
+    { depth: 2, op: 'CREATE', stack: [w(0), w(0), w(0)] },
+    // Back in A (the STATICCALL failed: 0), which then CALLs C: C's first step is at depth 2 with an empty stack.
+    { depth: 1, op: 'POP', stack: [w(0)] },
+    { depth: 1, op: 'CALL', stack: [w(0), w(0), w(0), w(0), w(0), addr(C), w(1000)] },
+    { depth: 2, op: 'PUSH1', stack: [] },
+    { depth: 2, op: 'SSTORE', stack: [w(7), w(6)] }, // C[6]
+    { depth: 2, op: 'STOP', stack: [] },
+    { depth: 1, op: 'STOP', stack: [w(1)] },
+  ];
+  const touched = emptyTouched();
+  t.notThrows(() => walkStructLogs(logs, A, touched));
+  t.deepEqual([...touched.accounts].sort(), [A, B, C].sort());
+  t.deepEqual(Object.fromEntries([...touched.slots].map(([a, set]) => [a, [...set]])), { [C]: [s(6)] });
+
+  // The same halt in the root frame (out of gas on CREATE) ends the trace: nothing is left to resolve.
+  const root = emptyTouched();
+  t.notThrows(() => walkStructLogs([{ depth: 1, op: 'CREATE2', stack: [w(0), w(0), w(0), w(0)] }], A, root));
+  t.deepEqual([...root.accounts], [A]);
+});
+
+test('struct logs: nested CREATEs resolve on return to their creators, a CREATE failing without a frame resolves to nothing', (t) => {
+  const w = (n: bigint | number) => BigInt(n).toString(16).padStart(64, '0');
+  const addr = (a: string) => w(BigInt(a));
+  const OUTER = '0x' + 'e1'.repeat(20);
+  const INNER = '0x' + 'e2'.repeat(20);
+  const logs = [
+    { depth: 1, op: 'CREATE', stack: [w(0), w(0), w(0)] },
+    { depth: 2, op: 'SSTORE', stack: [w(1), w(1)] }, // OUTER[1] (address unknown yet)
+    { depth: 2, op: 'CREATE2', stack: [w(0), w(0), w(0), w(0)] },
+    { depth: 3, op: 'SSTORE', stack: [w(1), w(2)] }, // INNER[2]
+    // INNER's constructor fails to create (insufficient balance): no frame, 0 on the next step at the same depth.
+    { depth: 3, op: 'CREATE', stack: [w(0), w(0), w(0)] },
+    { depth: 3, op: 'POP', stack: [w(0)] },
+    { depth: 3, op: 'RETURN', stack: [w(0), w(0)] },
+    { depth: 2, op: 'POP', stack: [addr(INNER)] }, // INNER is the creator's stack top on return
+    { depth: 2, op: 'SSTORE', stack: [w(1), w(3)] }, // OUTER[3]
+    { depth: 2, op: 'RETURN', stack: [w(0), w(0)] },
+    { depth: 1, op: 'POP', stack: [addr(OUTER)] },
+    { depth: 1, op: 'STOP', stack: [] },
+  ];
+  const touched = emptyTouched();
+  walkStructLogs(logs, A, touched);
+  t.deepEqual([...touched.accounts].sort(), [A, INNER, OUTER].sort());
+  t.deepEqual(
+    Object.fromEntries([...touched.slots].map(([a, set]) => [a, [...set].sort()])),
+    { [OUTER]: [s(1), s(3)], [INNER]: [s(2)] },
+  );
+});
+
 test('struct-log source against a Hardhat node: every changed key of every block, with the node\'s values', async (t) => {
   const chain = await startDevChain();
   t.teardown(() => chain.stop());
@@ -284,3 +340,4 @@ test('an answer over the response size limit is ETOO_LARGE naming the limit, not
   const big = new EthRpc({ url, batchSize: 1, maxResponseBytes: 1 << 20, retryCount: 0 });
   t.is((await big.request<{ structLogs: unknown[] }>('debug_traceTransaction', ['0x' + '00'.repeat(32), {}])).structLogs.length, 200);
 });
+

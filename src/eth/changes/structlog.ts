@@ -6,7 +6,8 @@
 //     storage the running frame uses: CALL and STATICCALL run in the callee's
 //     storage, DELEGATECALL and CALLCODE in the caller's; CREATE and CREATE2
 //     run in the new contract's, whose address is known only when the frame
-//     returns (the creator's stack top at the next step at its depth);
+//     returns (the creator's stack top at its next step; a creator that
+//     halts on the CREATE itself created nothing);
 //   - accounts whose balance, nonce or code may change: CALL/CALLCODE
 //     targets (value), creators (nonce) and created contracts, self-destructed
 //     contracts and their beneficiaries.
@@ -80,7 +81,15 @@ const asWord = (v: bigint) => `0x${v.toString(16).padStart(64, '0')}`;
 export function walkStructLogs(logs: readonly StructLog[], root: string, touched: Touched, where = 'trace'): void {
   const rootCtx: Context = { address: root.toLowerCase(), pending: [], touched: false };
   const frames: Frame[] = [{ depth: logs[0]?.depth ?? 1, ctx: rootCtx }];
-  /** CREATEs whose new address is the stack top at the next step at `depth` after step `index`. */
+  /**
+   * CREATEs waiting for their new address, at most one per depth (deepest
+   * last). A CREATE at depth d is followed by its constructor's steps at
+   * d + 1 (none if it failed at once or the init code is empty), then by
+   * the creator's next step at d, whose stack top is the new address (0 on
+   * failure). If the creator's frame halts on the CREATE itself (write
+   * protection in a static call, out of gas), the next step is shallower and
+   * the CREATE never happened; a later step at d belongs to another frame.
+   */
   const creates: { depth: number; index: number; ctx: Context }[] = [];
 
   const resolve = (ctx: Context, address: string | undefined) => {
@@ -102,9 +111,11 @@ export function walkStructLogs(logs: readonly StructLog[], root: string, touched
   for (let i = 0; i < logs.length; i++) {
     const step = logs[i]!;
     while (frames.length > 1 && frames[frames.length - 1]!.depth > step.depth) frames.pop();
+    // Back at a shallower depth: the creators of deeper pending CREATEs halted on them.
+    while (creates.length && creates[creates.length - 1]!.depth > step.depth) creates.pop();
     const top = creates[creates.length - 1];
     if (top && top.depth === step.depth && i > top.index) {
-      creates.pop();
+      creates.pop(); // the creator's next step (steps between were the constructor's, deeper)
       resolve(top.ctx, asAddress(stackWord(step.stack, 0, `${where} step ${i}`)));
     }
     const frame = frames[frames.length - 1]!;
