@@ -69,7 +69,7 @@ test('prestateTracer diff mode: transfers, new and cleared slots, code, removal,
 test('prestateTracer: malformed answers are refused, never half-applied silently', (t) => {
   t.throws(() => applyPrestateBlock(new BlockDiff(), [{ result: { pre: {}, post: {} } }], 2, 1), { message: /2 transactions, the trace has 1/ });
   t.throws(() => applyPrestateBlock(new BlockDiff(), [{ error: 'execution timeout' }], 1, 1), { message: /failed to trace/ });
-  t.throws(() => applyPrestateBlock(new BlockDiff(), [{ result: { pre: {}, post: { [A]: { balance: 'lots' } } } }], 1, 1), { message: /balance is not a quantity/ });
+  t.throws(() => applyPrestateBlock(new BlockDiff(), [{ result: { pre: {}, post: { [A]: { balance: 'lots' } } } }], 1, 1), { message: /balance: expected a hex quantity/ });
   t.throws(() => applyPrestateBlock(new BlockDiff(), [{ result: { pre: {}, post: { '0x12': {} } } }], 1, 1), { message: /address/ });
   t.throws(() => applyPrestateBlock(new BlockDiff(), { not: 'an array' }, 1, 1), { message: /one result per transaction/ });
 });

@@ -8,7 +8,8 @@
 //   - an account in pre and not in post was removed (self-destruct, EIP-161).
 // The transactions are folded in order into one BlockDiff.
 import { RpcError } from '../rpc/errors.js';
-import { preview } from '../rpc/client.js';
+import { preview, quantityBigInt } from '../rpc/client.js';
+import { type AnswerChecks, answerChecks, codeSize } from './answers.js';
 import { type BlockDiff, ZERO_WORD, word } from './diff.js';
 
 interface PrestateAccount {
@@ -18,32 +19,20 @@ interface PrestateAccount {
   storage?: Record<string, string>;
 }
 
-function bad(what: string, v: unknown): never {
-  throw new RpcError('EBAD_RESPONSE', `prestateTracer: ${what}: ${preview(v)}`);
-}
+const check: AnswerChecks = answerChecks('prestateTracer');
 
-function object(v: unknown, what: string): Record<string, unknown> {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) bad(`${what} is not an object`, v);
-  return v as Record<string, unknown>;
-}
-
+/** geth writes nonces as JSON numbers, other fields as hex quantities. */
 function quantity(v: unknown, what: string): bigint {
   if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return BigInt(v);
-  if (typeof v === 'string' && /^0x[0-9a-fA-F]{1,64}$/.test(v)) return BigInt(v);
-  bad(`${what} is not a quantity`, v);
-}
-
-function codeSize(v: unknown, what: string): number {
-  if (typeof v !== 'string' || !/^0x([0-9a-fA-F]{2})*$/.test(v)) bad(`${what} is not hex bytes`, v);
-  return (v.length - 2) / 2;
+  return quantityBigInt(v, `prestateTracer: ${what}`);
 }
 
 function storage(v: unknown, what: string): Map<string, string> {
   const out = new Map<string, string>();
   if (v === undefined || v === null) return out;
-  for (const [slot, value] of Object.entries(object(v, what))) {
-    if (!/^0x[0-9a-fA-F]{1,64}$/.test(slot)) bad(`${what} slot`, slot);
-    if (typeof value !== 'string' || !/^0x[0-9a-fA-F]{1,64}$/.test(value)) bad(`${what}[${slot}]`, value);
+  for (const [slot, value] of Object.entries(check.object(v, what))) {
+    if (!/^0x[0-9a-fA-F]{1,64}$/.test(slot)) check.bad(`${what} slot`, slot);
+    if (typeof value !== 'string' || !/^0x[0-9a-fA-F]{1,64}$/.test(value)) check.bad(`${what}[${slot}]`, value);
     out.set(word(slot), word(value));
   }
   return out;
@@ -51,12 +40,12 @@ function storage(v: unknown, what: string): Map<string, string> {
 
 /** Folds one transaction's {pre, post} into the block's diff. Returns the addresses it says were removed. */
 export function applyPrestateDiff(diff: BlockDiff, result: unknown, where: string): string[] {
-  const r = object(result, `${where} result`);
+  const r = check.object(result, `${where} result`);
   const byAddress = (side: 'pre' | 'post') => {
     const m = new Map<string, PrestateAccount>();
-    for (const [address, acct] of Object.entries(object(r[side] ?? {}, `${where} ${side}`))) {
-      if (!/^0x[0-9a-fA-F]{40}$/.test(address)) bad(`${where} ${side} address`, address);
-      m.set(address.toLowerCase(), object(acct, `${where} ${side}[${address}]`) as PrestateAccount);
+    for (const [address, acct] of Object.entries(check.object(r[side] ?? {}, `${where} ${side}`))) {
+      if (!/^0x[0-9a-fA-F]{40}$/.test(address)) check.bad(`${where} ${side} address`, address);
+      m.set(address.toLowerCase(), check.object(acct, `${where} ${side}[${address}]`) as PrestateAccount);
     }
     return m;
   };
@@ -73,7 +62,7 @@ export function applyPrestateDiff(diff: BlockDiff, result: unknown, where: strin
     const at = `${where} post[${address}]`;
     if (after.balance !== undefined) diff.setBalance(address, quantity(after.balance, `${at}.balance`));
     if (after.nonce !== undefined) diff.setNonce(address, quantity(after.nonce, `${at}.nonce`));
-    if (after.code !== undefined) diff.setCodeSize(address, codeSize(after.code, `${at}.code`));
+    if (after.code !== undefined) diff.setCodeSize(address, codeSize(after.code, `prestateTracer: ${at}.code`));
     const newSlots = storage(after.storage, `${at}.storage`);
     const oldSlots = storage(pre.get(address)?.storage, `${where} pre[${address}].storage`);
     for (const [slot, value] of newSlots) diff.setStorage(address, slot, value);
@@ -85,13 +74,13 @@ export function applyPrestateDiff(diff: BlockDiff, result: unknown, where: strin
 
 /** Folds a whole debug_traceBlockByNumber answer (one entry per transaction, in order). */
 export function applyPrestateBlock(diff: BlockDiff, answer: unknown, txCount: number, blockNumber: number): { removed: string[] } {
-  if (!Array.isArray(answer)) bad(`block ${blockNumber}: expected one result per transaction`, answer);
+  if (!Array.isArray(answer)) check.bad(`block ${blockNumber}: expected one result per transaction`, answer);
   if (answer.length !== txCount) {
     throw new RpcError('EBAD_RESPONSE', `prestateTracer: block ${blockNumber} has ${txCount} transactions, the trace has ${answer.length} results`);
   }
   const removed: string[] = [];
   answer.forEach((entry, i) => {
-    const e = object(entry, `block ${blockNumber} trace ${i}`);
+    const e = check.object(entry, `block ${blockNumber} trace ${i}`);
     const where = `block ${blockNumber} tx ${i}${typeof e.txHash === 'string' ? ` (${e.txHash})` : ''}`;
     if (e.error !== undefined) throw new RpcError('ERPC', `prestateTracer: ${where} failed to trace: ${preview(e.error)}`);
     removed.push(...applyPrestateDiff(diff, e.result, where));

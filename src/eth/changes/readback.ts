@@ -3,13 +3,9 @@
 // reads fail instead of answering from another block.
 import { type BlockRef, type EthRpc, address20, blockParam, preview, quantityBigInt } from '../rpc/client.js';
 import { RpcError } from '../rpc/errors.js';
+import { codeSize } from './answers.js';
 import { type BlockDiff, word } from './diff.js';
 import { type Touched } from './structlog.js';
-
-function codeSize(v: unknown, what: string): number {
-  if (typeof v !== 'string' || !/^0x([0-9a-fA-F]{2})*$/.test(v)) throw new RpcError('EBAD_RESPONSE', `${what}: expected hex bytes, got ${preview(v)}`);
-  return (v.length - 2) / 2;
-}
 
 /** Reads every touched account (balance, nonce, code size) and slot at `at`, and writes them into the diff. */
 export async function readBack(rpc: EthRpc, at: BlockRef, touched: Touched, diff: BlockDiff): Promise<number> {

@@ -8,40 +8,33 @@
 // An account whose balance (or nonce) died was removed. The transactions are
 // folded in order into one BlockDiff.
 import { RpcError } from '../rpc/errors.js';
-import { preview } from '../rpc/client.js';
+import { type AnswerChecks, answerChecks, codeSize } from './answers.js';
 import { type BlockDiff, ZERO_WORD } from './diff.js';
 
 type Delta = '=' | { '+': string } | { '-': string } | { '*': { from: string; to: string } };
 
-function bad(what: string, v: unknown): never {
-  throw new RpcError('EBAD_RESPONSE', `stateDiff: ${what}: ${preview(v)}`);
-}
-
-function object(v: unknown, what: string): Record<string, unknown> {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) bad(`${what} is not an object`, v);
-  return v as Record<string, unknown>;
-}
+const check: AnswerChecks = answerChecks('stateDiff');
 
 function hex(v: unknown, what: string, bytes = false): string {
-  if (typeof v !== 'string' || !(bytes ? /^0x([0-9a-fA-F]{2})*$/ : /^0x[0-9a-fA-F]{1,64}$/).test(v)) bad(`${what} is not hex`, v);
+  if (typeof v !== 'string' || !(bytes ? /^0x([0-9a-fA-F]{2})*$/ : /^0x[0-9a-fA-F]{1,64}$/).test(v)) check.bad(`${what} is not hex`, v);
   return v;
 }
 
 /** The field's state after the transaction: unchanged, removed, or a new value. */
 function after(d: unknown, what: string, bytes = false): { kind: 'same' } | { kind: 'died' } | { kind: 'set'; value: string } {
   if (d === '=') return { kind: 'same' };
-  const o = object(d, what) as Exclude<Delta, '='>;
+  const o = check.object(d, what) as Exclude<Delta, '='>;
   if ('+' in o) return { kind: 'set', value: hex(o['+'], `${what}["+"]`, bytes) };
   if ('-' in o) return { kind: 'died' };
-  if ('*' in o) return { kind: 'set', value: hex(object(o['*'], `${what}["*"]`).to, `${what}["*"].to`, bytes) };
-  bad(`${what} is not "=", +, - or *`, d);
+  if ('*' in o) return { kind: 'set', value: hex(check.object(o['*'], `${what}["*"]`).to, `${what}["*"].to`, bytes) };
+  check.bad(`${what} is not "=", +, - or *`, d);
 }
 
 export function applyStateDiff(diff: BlockDiff, stateDiff: unknown, where: string): string[] {
   const removed: string[] = [];
-  for (const [address, raw] of Object.entries(object(stateDiff, `${where} stateDiff`))) {
-    if (!/^0x[0-9a-fA-F]{40}$/.test(address)) bad(`${where} address`, address);
-    const a = object(raw, `${where} stateDiff[${address}]`);
+  for (const [address, raw] of Object.entries(check.object(stateDiff, `${where} stateDiff`))) {
+    if (!/^0x[0-9a-fA-F]{40}$/.test(address)) check.bad(`${where} address`, address);
+    const a = check.object(raw, `${where} stateDiff[${address}]`);
     const at = `${where} stateDiff[${address}]`;
     const balance = after(a.balance ?? '=', `${at}.balance`);
     const nonce = after(a.nonce ?? '=', `${at}.nonce`);
@@ -53,9 +46,9 @@ export function applyStateDiff(diff: BlockDiff, stateDiff: unknown, where: strin
     }
     if (balance.kind === 'set') diff.setBalance(address, BigInt(balance.value));
     if (nonce.kind === 'set') diff.setNonce(address, BigInt(nonce.value));
-    if (code.kind === 'set') diff.setCodeSize(address, (code.value.length - 2) / 2);
+    if (code.kind === 'set') diff.setCodeSize(address, codeSize(code.value, `stateDiff: ${at}.code`));
     else if (code.kind === 'died') diff.setCodeSize(address, 0);
-    for (const [slot, d] of Object.entries(object(a.storage ?? {}, `${at}.storage`))) {
+    for (const [slot, d] of Object.entries(check.object(a.storage ?? {}, `${at}.storage`))) {
       hex(slot, `${at}.storage slot`);
       const s = after(d, `${at}.storage[${slot}]`);
       if (s.kind === 'set') diff.setStorage(address, slot, s.value);
@@ -67,13 +60,13 @@ export function applyStateDiff(diff: BlockDiff, stateDiff: unknown, where: strin
 
 /** Folds a whole trace_replayBlockTransactions answer (one entry per transaction, in order). */
 export function applyStateDiffBlock(diff: BlockDiff, answer: unknown, txCount: number, blockNumber: number): { removed: string[] } {
-  if (!Array.isArray(answer)) bad(`block ${blockNumber}: expected one result per transaction`, answer);
+  if (!Array.isArray(answer)) check.bad(`block ${blockNumber}: expected one result per transaction`, answer);
   if (answer.length !== txCount) {
     throw new RpcError('EBAD_RESPONSE', `stateDiff: block ${blockNumber} has ${txCount} transactions, the replay has ${answer.length} results`);
   }
   const removed: string[] = [];
   answer.forEach((entry, i) => {
-    const e = object(entry, `block ${blockNumber} replay ${i}`);
+    const e = check.object(entry, `block ${blockNumber} replay ${i}`);
     const where = `block ${blockNumber} tx ${i}${typeof e.transactionHash === 'string' ? ` (${e.transactionHash})` : ''}`;
     if (e.stateDiff === null || e.stateDiff === undefined) throw new RpcError('EBAD_RESPONSE', `stateDiff: ${where} has no stateDiff (was "stateDiff" asked for?)`);
     removed.push(...applyStateDiff(diff, e.stateDiff, where));
