@@ -263,7 +263,7 @@ async function fakeNode(keys: number, txs: number) {
   const header = { number: '0x1', hash: hash32(0xb1), parentHash: hash32(0xb0), stateRoot: hash32(0x5), timestamp: '0x1', miner: addr(0xfee), transactions: Array.from({ length: txs }, (_, i) => hash32(i + 1)), withdrawals: [] };
   const one = (r: { id: number; method: string }) => {
     const result =
-      r.method === 'debug_traceBlockByNumber' ? a.prestate
+      r.method === 'debug_traceBlockByHash' ? a.prestate
       : r.method === 'trace_replayBlockTransactions' ? a.statediff
       : r.method === 'eth_getBlockByNumber' || r.method === 'eth_getBlockByHash' ? header
       : r.method === 'eth_getCode' ? '0x'

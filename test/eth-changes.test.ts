@@ -7,13 +7,14 @@ import { pino } from 'pino';
 import { type Hex } from 'viem';
 import { BlockDiff, ZERO_WORD, word } from '../src/eth/changes/diff.js';
 import { applyPrestateBlock } from '../src/eth/changes/prestate.js';
-import { detectChangeSource } from '../src/eth/changes/sources.js';
+import { changeSource, detectChangeSource } from '../src/eth/changes/sources.js';
 import { applyStateDiffBlock } from '../src/eth/changes/statediff.js';
 import { emptyTouched, walkStructLogs } from '../src/eth/changes/structlog.js';
 import { startDevChain } from '../src/eth/devchain/hardhat.js';
 import { Traffic, mappingSlot } from '../src/eth/devchain/traffic.js';
 import { EthRpc } from '../src/eth/rpc/client.js';
 import { parseStateText } from '../src/eth/state-file.js';
+import { type FakeNodeOptions, startFakeNode } from './fake-node.js';
 
 const A = '0x' + 'aa'.repeat(20);
 const B = '0x' + 'bb'.repeat(20);
@@ -21,6 +22,8 @@ const C = '0x' + 'cc'.repeat(20);
 const D = '0x' + 'dd'.repeat(20);
 const MINER = '0x' + '11'.repeat(20);
 const s = (n: number) => word(BigInt(n));
+const TX1 = '0x' + '01'.repeat(32);
+const TX2 = '0x' + '02'.repeat(32);
 
 test('prestateTracer diff mode: transfers, new and cleared slots, code, removal, fold across transactions', (t) => {
   const answer = [
@@ -52,7 +55,7 @@ test('prestateTracer diff mode: transfers, new and cleared slots, code, removal,
     },
   ];
   const diff = new BlockDiff();
-  const { removed } = applyPrestateBlock(diff, answer, 2, 7);
+  const { removed } = applyPrestateBlock(diff, answer, [TX1, TX2], 7);
   t.deepEqual(removed, [B]);
   t.deepEqual(diff.lines(), [
     { address: MINER, balance: '0x6' },
@@ -67,11 +70,11 @@ test('prestateTracer diff mode: transfers, new and cleared slots, code, removal,
 });
 
 test('prestateTracer: malformed answers are refused, never half-applied silently', (t) => {
-  t.throws(() => applyPrestateBlock(new BlockDiff(), [{ result: { pre: {}, post: {} } }], 2, 1), { message: /2 transactions, the trace has 1/ });
-  t.throws(() => applyPrestateBlock(new BlockDiff(), [{ error: 'execution timeout' }], 1, 1), { message: /failed to trace/ });
-  t.throws(() => applyPrestateBlock(new BlockDiff(), [{ result: { pre: {}, post: { [A]: { balance: 'lots' } } } }], 1, 1), { message: /balance: expected a hex quantity/ });
-  t.throws(() => applyPrestateBlock(new BlockDiff(), [{ result: { pre: {}, post: { '0x12': {} } } }], 1, 1), { message: /address/ });
-  t.throws(() => applyPrestateBlock(new BlockDiff(), { not: 'an array' }, 1, 1), { message: /one result per transaction/ });
+  t.throws(() => applyPrestateBlock(new BlockDiff(), [{ txHash: TX1, result: { pre: {}, post: {} } }], [TX1, TX2], 1), { message: /2 transactions, the trace has 1/ });
+  t.throws(() => applyPrestateBlock(new BlockDiff(), [{ txHash: TX1, error: 'execution timeout' }], [TX1], 1), { message: /failed to trace/ });
+  t.throws(() => applyPrestateBlock(new BlockDiff(), [{ txHash: TX1, result: { pre: {}, post: { [A]: { balance: 'lots' } } } }], [TX1], 1), { message: /balance: expected a hex quantity/ });
+  t.throws(() => applyPrestateBlock(new BlockDiff(), [{ txHash: TX1, result: { pre: {}, post: { '0x12': {} } } }], [TX1], 1), { message: /address/ });
+  t.throws(() => applyPrestateBlock(new BlockDiff(), { not: 'an array' }, [TX1], 1), { message: /one result per transaction/ });
 });
 
 test('trace_replayBlockTransactions stateDiff: born, died, changed and unchanged fields, folded in order', (t) => {
@@ -102,7 +105,7 @@ test('trace_replayBlockTransactions stateDiff: born, died, changed and unchanged
     },
   ];
   const diff = new BlockDiff();
-  const { removed } = applyStateDiffBlock(diff, answer, 2, 9);
+  const { removed } = applyStateDiffBlock(diff, answer, [TX1, TX2], 9);
   t.deepEqual(removed, [B]);
   t.deepEqual(diff.lines(), [
     { address: MINER, balance: '0x6' },
@@ -111,8 +114,8 @@ test('trace_replayBlockTransactions stateDiff: born, died, changed and unchanged
     { address: C, storage: { [s(1)]: ZERO_WORD, [s(2)]: s(7), [s(3)]: s(10) } },
     { address: D, balance: '0x0', nonce: '0x1', code_size: 4, storage: { [s(0)]: s(1) } },
   ]);
-  t.throws(() => applyStateDiffBlock(new BlockDiff(), [{ stateDiff: null }], 1, 1), { message: /no stateDiff/ });
-  t.throws(() => applyStateDiffBlock(new BlockDiff(), [{ stateDiff: { [A]: { balance: { '?': 1 } } } }], 1, 1), { message: /"=", \+, - or \*/ });
+  t.throws(() => applyStateDiffBlock(new BlockDiff(), [{ transactionHash: TX1, stateDiff: null }], [TX1], 1), { message: /no stateDiff/ });
+  t.throws(() => applyStateDiffBlock(new BlockDiff(), [{ transactionHash: TX1, stateDiff: { [A]: { balance: { '?': 1 } } } }], [TX1], 1), { message: /"=", \+, - or \*/ });
 });
 
 test('a removed account set again in the same block is removed with its storage, then written whole', (t) => {
@@ -140,7 +143,7 @@ test('prestateTracer: a contract self-destructed in one transaction and re-creat
     { txHash: '0x' + '02'.repeat(32), result: { pre: { [C]: { balance: '0x0' } }, post: { [C]: { nonce: 1, code: '0x6001', storage: { [s(2)]: s(9) } } } } },
   ];
   const diff = new BlockDiff();
-  applyPrestateBlock(diff, answer, 2, 3);
+  applyPrestateBlock(diff, answer, [TX1, TX2], 3);
   t.deepEqual(diff.lines().filter((l) => l.address === C), [
     { address: C, deleted: true },
     { address: C, balance: '0x0', nonce: '0x1', code_size: 2, storage: { [s(2)]: s(9) } },
@@ -341,3 +344,69 @@ test('an answer over the response size limit is ETOO_LARGE naming the limit, not
   t.is((await big.request<{ structLogs: unknown[] }>('debug_traceTransaction', ['0x' + '00'.repeat(32), {}])).structLogs.length, 200);
 });
 
+// ---- prestate and stateDiff sources against a scripted node ----
+
+const BLOCK_HASH = '0x' + 'b1'.repeat(32);
+
+function fakeBlock(txs: Record<string, unknown>[]): FakeNodeOptions['block'] {
+  return {
+    number: '0x10',
+    hash: BLOCK_HASH,
+    parentHash: '0x' + 'b0'.repeat(32),
+    stateRoot: '0x' + '55'.repeat(32),
+    timestamp: '0x1000',
+    miner: MINER,
+    transactions: txs.map((tx) => ({ from: A, to: B, type: '0x2', blockHash: BLOCK_HASH, ...tx })),
+    withdrawals: [],
+  };
+}
+
+async function sourceOn(t: import('ava').ExecutionContext, name: 'prestate' | 'statediff' | 'structlog', opts: FakeNodeOptions) {
+  const node = await startFakeNode(opts);
+  t.teardown(() => node.close());
+  const rpc = new EthRpc({ url: node.url, retryCount: 0 });
+  const header = (await rpc.header(0x10))!;
+  return { node, header, source: changeSource(name, rpc) };
+}
+
+test('prestate source: traces the block by its hash; every entry must name the block\'s transaction at its position', async (t) => {
+  const entry = (txHash: string) => ({ txHash, result: { pre: { [A]: { balance: '0x10', nonce: 1 } }, post: { [A]: { balance: '0x8', nonce: 2 } } } });
+  const block = fakeBlock([{ hash: TX1 }, { hash: TX2 }]);
+  const state = { [A]: { balance: '0x8', nonce: '0x2' } };
+
+  const ok = await sourceOn(t, 'prestate', { block, prestate: [entry(TX1), entry(TX2)], state });
+  const { diff } = await ok.source.blockChanges(ok.header);
+  t.deepEqual(diff.lines().find((l) => l.address === A), { address: A, balance: '0x8', nonce: '0x2' });
+  const traces = ok.node.calls.filter((c) => c.method.startsWith('debug_trace'));
+  t.deepEqual(traces.map((c) => [c.method, c.params[0]]), [['debug_traceBlockByHash', BLOCK_HASH]]);
+
+  const swapped = await sourceOn(t, 'prestate', { block, prestate: [entry(TX2), entry(TX1)], state });
+  const e1 = await t.throwsAsync(swapped.source.blockChanges(swapped.header));
+  t.is((e1 as { code?: string }).code, 'EREORG');
+  t.regex(e1!.message, /tx 0 .*0x0202.*not the block's 0x0101/);
+
+  const unnamed = await sourceOn(t, 'prestate', { block, prestate: [{ result: entry(TX1).result }, entry(TX2)], state });
+  const e2 = await t.throwsAsync(unnamed.source.blockChanges(unnamed.header));
+  t.is((e2 as { code?: string }).code, 'EBAD_RESPONSE');
+  t.regex(e2!.message, /txHash/);
+
+  const short = await sourceOn(t, 'prestate', { block, prestate: [entry(TX1)], state });
+  t.is(((await t.throwsAsync(short.source.blockChanges(short.header))) as { code?: string }).code, 'EBAD_RESPONSE');
+});
+
+test('statediff source: every replay entry must name the block\'s transaction at its position (the block at that number changed: EREORG)', async (t) => {
+  const entry = (transactionHash: string) => ({ transactionHash, output: '0x', trace: [], stateDiff: { [A]: { balance: { '*': { from: '0x10', to: '0x8' } }, nonce: '=', code: '=', storage: {} } } });
+  const block = fakeBlock([{ hash: TX1 }, { hash: TX2 }]);
+  const state = { [A]: { balance: '0x8', nonce: '0x1' } };
+
+  const ok = await sourceOn(t, 'statediff', { block, statediff: [entry(TX1), entry(TX2)], state });
+  t.is((await ok.source.blockChanges(ok.header)).diff.lines().find((l) => l.address === A)?.balance, '0x8');
+
+  const other = await sourceOn(t, 'statediff', { block, statediff: [entry(TX1), entry('0x' + '03'.repeat(32))], state });
+  const err = await t.throwsAsync(other.source.blockChanges(other.header));
+  t.is((err as { code?: string }).code, 'EREORG');
+  t.regex(err!.message, /tx 1 .*0x0303.*not the block's 0x0202/);
+
+  const unnamed = await sourceOn(t, 'statediff', { block, statediff: [entry(TX1), { ...entry(TX2), transactionHash: undefined }], state });
+  t.is(((await t.throwsAsync(unnamed.source.blockChanges(unnamed.header))) as { code?: string }).code, 'EBAD_RESPONSE');
+});

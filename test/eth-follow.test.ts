@@ -385,7 +385,7 @@ test('a node without debug methods is a clear error at start-up (and lanepir fol
   const rpc = new EthRpc({ url: proxy.url });
   const err = await t.throwsAsync(detectChangeSource(rpc, quiet));
   t.is((err as { code?: string }).code, 'ENO_CHANGE_SOURCE');
-  t.regex(err!.message, /debug_traceBlockByNumber: not offered; trace_replayBlockTransactions: not offered; debug_traceTransaction: not offered/);
+  t.regex(err!.message, /debug_traceBlockByHash: not offered; trace_replayBlockTransactions: not offered; debug_traceTransaction: not offered/);
   const data = tempDir();
   t.teardown(() => rmrf(data));
   // run(): killed after its time limit and when the test process exits, whatever happens here.

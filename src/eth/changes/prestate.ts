@@ -1,4 +1,4 @@
-// Change source 1: debug_traceBlockByNumber with the prestateTracer in diff
+// Change source 1: debug_traceBlockByHash with the prestateTracer in diff
 // mode (geth; reth and Nethermind implement the same tracer). Per
 // transaction the node answers {pre, post}:
 //   - pre: the changed accounts before the transaction (only the fields and
@@ -9,7 +9,7 @@
 // The transactions are folded in order into one BlockDiff.
 import { RpcError } from '../rpc/errors.js';
 import { preview, quantityBigInt } from '../rpc/client.js';
-import { type AnswerChecks, answerChecks, codeSize } from './answers.js';
+import { type AnswerChecks, answerChecks, checkTraceEntries, codeSize } from './answers.js';
 import { type BlockDiff, ZERO_WORD, word } from './diff.js';
 
 interface PrestateAccount {
@@ -72,16 +72,14 @@ export function applyPrestateDiff(diff: BlockDiff, result: unknown, where: strin
   return removed;
 }
 
-/** Folds a whole debug_traceBlockByNumber answer (one entry per transaction, in order). */
-export function applyPrestateBlock(diff: BlockDiff, answer: unknown, txCount: number, blockNumber: number): { removed: string[] } {
-  if (!Array.isArray(answer)) check.bad(`block ${blockNumber}: expected one result per transaction`, answer);
-  if (answer.length !== txCount) {
-    throw new RpcError('EBAD_RESPONSE', `prestateTracer: block ${blockNumber} has ${txCount} transactions, the trace has ${answer.length} results`);
-  }
+/**
+ * Folds a whole debug_traceBlockByHash answer: one entry per transaction, in
+ * order, each naming its transaction (txHash), which must be the block's.
+ */
+export function applyPrestateBlock(diff: BlockDiff, answer: unknown, txHashes: readonly string[], blockNumber: number): { removed: string[] } {
   const removed: string[] = [];
-  answer.forEach((entry, i) => {
-    const e = check.object(entry, `block ${blockNumber} trace ${i}`);
-    const where = `block ${blockNumber} tx ${i}${typeof e.txHash === 'string' ? ` (${e.txHash})` : ''}`;
+  checkTraceEntries('prestateTracer', answer, txHashes, 'txHash', blockNumber).forEach((e, i) => {
+    const where = `block ${blockNumber} tx ${i} (${txHashes[i]})`;
     if (e.error !== undefined) throw new RpcError('ERPC', `prestateTracer: ${where} failed to trace: ${preview(e.error)}`);
     removed.push(...applyPrestateDiff(diff, e.result, where));
   });

@@ -1,5 +1,5 @@
 // Where a block's state changes come from, best first, detected at start-up:
-//   prestate   debug_traceBlockByNumber + prestateTracer {diffMode: true}  (geth, reth, Nethermind)
+//   prestate   debug_traceBlockByHash + prestateTracer {diffMode: true}    (geth, reth, Nethermind)
 //   statediff  trace_replayBlockTransactions [stateDiff]                   (Erigon, reth, Nethermind)
 //   structlog  debug_traceTransaction struct logs + values read back       (any debug node, e.g. Hardhat)
 // Every source also reads back what a block changes outside its
@@ -59,8 +59,8 @@ class PrestateSource implements ChangeSource {
   async blockChanges(block: BlockHeader): Promise<BlockChanges> {
     const before = this.rpc.requests;
     const diff = new BlockDiff();
-    const answer = block.transactions.length ? await this.rpc.request('debug_traceBlockByNumber', [toQuantity(block.number), PRESTATE_CONFIG]) : [];
-    const { removed } = applyPrestateBlock(diff, answer, block.transactions.length, block.number);
+    const answer = block.transactions.length ? await this.rpc.request('debug_traceBlockByHash', [block.hash, PRESTATE_CONFIG]) : [];
+    const { removed } = applyPrestateBlock(diff, answer, block.transactions, block.number);
     await finish(this.rpc, block, diff, removed);
     return { diff, requests: this.rpc.requests - before, changes: diff.changes };
   }
@@ -72,8 +72,9 @@ class StateDiffSource implements ChangeSource {
   async blockChanges(block: BlockHeader): Promise<BlockChanges> {
     const before = this.rpc.requests;
     const diff = new BlockDiff();
+    // Asked for by number (what the method takes everywhere); each entry's transactionHash pins it to this block.
     const answer = block.transactions.length ? await this.rpc.request('trace_replayBlockTransactions', [toQuantity(block.number), ['stateDiff']]) : [];
-    const { removed } = applyStateDiffBlock(diff, answer, block.transactions.length, block.number);
+    const { removed } = applyStateDiffBlock(diff, answer, block.transactions, block.number);
     await finish(this.rpc, block, diff, removed);
     return { diff, requests: this.rpc.requests - before, changes: diff.changes };
   }
@@ -177,11 +178,11 @@ export function changeSource(name: ChangeSourceName, rpc: EthRpc): ChangeSource 
 }
 
 /** Whether the node offers a method: false only when it says so; other failures propagate. */
-async function offers(rpc: EthRpc, method: string, params: unknown[], probes: string[]): Promise<boolean> {
+async function offers(rpc: EthRpc, method: string, params: unknown[], probes: string[], usable: (answer: unknown) => string | undefined = () => undefined): Promise<boolean> {
   try {
-    await rpc.request(method, params);
-    probes.push(`${method}: offered`);
-    return true;
+    const why = usable(await rpc.request(method, params));
+    probes.push(`${method}: ${why ?? 'offered'}`);
+    return why === undefined;
   } catch (err) {
     if (isUnsupported(err)) {
       probes.push(`${method}: not offered`);
@@ -206,9 +207,12 @@ export async function detectChangeSource(rpc: EthRpc, logger: Logger, wanted: Ch
   if (!head) throw new RpcError('EBAD_RESPONSE', 'eth_getBlockByNumber(latest) answered null');
   const at = toQuantity(head.number);
   const probes: string[] = [];
+  /** Each trace entry must name its transaction (checked against the block's every time). */
+  const namesTransactions = (field: string) => (answer: unknown) =>
+    Array.isArray(answer) && answer.every((e) => typeof (e as Record<string, unknown> | null)?.[field] === 'string') ? undefined : `offered, but its answers do not name their transactions (${field}; upgrade the node)`;
   const usable: Record<ChangeSourceName, () => Promise<boolean>> = {
-    prestate: () => offers(rpc, 'debug_traceBlockByNumber', [at, PRESTATE_CONFIG], probes),
-    statediff: () => offers(rpc, 'trace_replayBlockTransactions', [at, ['stateDiff']], probes),
+    prestate: () => offers(rpc, 'debug_traceBlockByHash', [head.hash, PRESTATE_CONFIG], probes, namesTransactions('txHash')),
+    statediff: () => offers(rpc, 'trace_replayBlockTransactions', [at, ['stateDiff']], probes, namesTransactions('transactionHash')),
     structlog: async () => {
       // Any transaction hash works to learn whether the method exists: an unknown one is a plain error.
       const tx = head.transactions[0] ?? `0x${'0'.repeat(64)}`;

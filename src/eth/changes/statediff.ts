@@ -8,7 +8,7 @@
 // An account whose balance (or nonce) died was removed. The transactions are
 // folded in order into one BlockDiff.
 import { RpcError } from '../rpc/errors.js';
-import { type AnswerChecks, answerChecks, codeSize } from './answers.js';
+import { type AnswerChecks, answerChecks, checkTraceEntries, codeSize } from './answers.js';
 import { type BlockDiff, ZERO_WORD } from './diff.js';
 
 type Delta = '=' | { '+': string } | { '-': string } | { '*': { from: string; to: string } };
@@ -58,16 +58,15 @@ export function applyStateDiff(diff: BlockDiff, stateDiff: unknown, where: strin
   return removed;
 }
 
-/** Folds a whole trace_replayBlockTransactions answer (one entry per transaction, in order). */
-export function applyStateDiffBlock(diff: BlockDiff, answer: unknown, txCount: number, blockNumber: number): { removed: string[] } {
-  if (!Array.isArray(answer)) check.bad(`block ${blockNumber}: expected one result per transaction`, answer);
-  if (answer.length !== txCount) {
-    throw new RpcError('EBAD_RESPONSE', `stateDiff: block ${blockNumber} has ${txCount} transactions, the replay has ${answer.length} results`);
-  }
+/**
+ * Folds a whole trace_replayBlockTransactions answer: one entry per
+ * transaction, in order, each naming its transaction (transactionHash),
+ * which must be the block's (the replay is asked for by number).
+ */
+export function applyStateDiffBlock(diff: BlockDiff, answer: unknown, txHashes: readonly string[], blockNumber: number): { removed: string[] } {
   const removed: string[] = [];
-  answer.forEach((entry, i) => {
-    const e = check.object(entry, `block ${blockNumber} replay ${i}`);
-    const where = `block ${blockNumber} tx ${i}${typeof e.transactionHash === 'string' ? ` (${e.transactionHash})` : ''}`;
+  checkTraceEntries('stateDiff', answer, txHashes, 'transactionHash', blockNumber).forEach((e, i) => {
+    const where = `block ${blockNumber} tx ${i} (${txHashes[i]})`;
     if (e.stateDiff === null || e.stateDiff === undefined) throw new RpcError('EBAD_RESPONSE', `stateDiff: ${where} has no stateDiff (was "stateDiff" asked for?)`);
     removed.push(...applyStateDiff(diff, e.stateDiff, where));
   });
