@@ -261,11 +261,12 @@ function answers(keys: number, txs: number) {
 async function fakeNode(keys: number, txs: number) {
   const a = answers(keys, txs);
   const header = { number: '0x1', hash: hash32(0xb1), parentHash: hash32(0xb0), stateRoot: hash32(0x5), timestamp: '0x1', miner: addr(0xfee), transactions: Array.from({ length: txs }, (_, i) => hash32(i + 1)), withdrawals: [] };
-  const one = (r: { id: number; method: string }) => {
+  const full = { ...header, transactions: header.transactions.map((hash) => ({ hash, from: addr(0x10), to: addr(0x1000), type: '0x2' })) };
+  const one = (r: { id: number; method: string; params?: unknown[] }) => {
     const result =
       r.method === 'debug_traceBlockByHash' ? a.prestate
       : r.method === 'trace_replayBlockTransactions' ? a.statediff
-      : r.method === 'eth_getBlockByNumber' || r.method === 'eth_getBlockByHash' ? header
+      : r.method === 'eth_getBlockByNumber' || r.method === 'eth_getBlockByHash' ? (r.params?.[1] ? full : header)
       : r.method === 'eth_getCode' ? '0x'
       : '0x1';
     return { jsonrpc: '2.0', id: r.id, result };
@@ -274,7 +275,7 @@ async function fakeNode(keys: number, txs: number) {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      const body = JSON.parse(Buffer.concat(chunks).toString()) as { id: number; method: string } | { id: number; method: string }[];
+      const body = JSON.parse(Buffer.concat(chunks).toString()) as Parameters<typeof one>[0] | Parameters<typeof one>[0][];
       res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(Array.isArray(body) ? body.map(one) : one(body)));
     });
   });

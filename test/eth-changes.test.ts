@@ -4,7 +4,8 @@
 // against a real Hardhat node, checked key by key against the node's state.
 import test from 'ava';
 import { pino } from 'pino';
-import { type Hex } from 'viem';
+import { type Hex, zeroAddress } from 'viem';
+import { privateKeyToAccount } from 'viem/accounts';
 import { BlockDiff, ZERO_WORD, word } from '../src/eth/changes/diff.js';
 import { applyPrestateBlock } from '../src/eth/changes/prestate.js';
 import { changeSource, detectChangeSource } from '../src/eth/changes/sources.js';
@@ -409,4 +410,28 @@ test('statediff source: every replay entry must name the block\'s transaction at
 
   const unnamed = await sourceOn(t, 'statediff', { block, statediff: [entry(TX1), { ...entry(TX2), transactionHash: undefined }], state });
   t.is(((await t.throwsAsync(unnamed.source.blockChanges(unnamed.header))) as { code?: string }).code, 'EBAD_RESPONSE');
+});
+
+test('EIP-7702: every authority of a type-4 transaction is read back, so a cleared delegation the trace leaves out is served as code_size 0', async (t) => {
+  const authority = privateKeyToAccount(('0x' + '42'.repeat(32)) as Hex);
+  const AUTH = authority.address.toLowerCase();
+  const signed = await authority.signAuthorization({ address: zeroAddress, chainId: 1, nonce: 5 });
+  const authorizationList = [
+    { address: signed.address, chainId: '0x1', nonce: '0x5', yParity: `0x${signed.yParity!.toString(16)}`, r: signed.r, s: signed.s },
+    // An invalid signature changes nothing (the EVM skips it too).
+    { address: zeroAddress, chainId: '0x1', nonce: '0x0', yParity: '0x0', r: '0x0', s: '0x0' },
+  ];
+  const block = fakeBlock([{ hash: TX1, type: '0x4', to: A, authorizationList }]);
+  // The node's state after the block: the delegation (0xef0100 ‖ address, 23 bytes) is gone.
+  const state = { [AUTH]: { balance: '0x7', nonce: '0x6', code: '0x' } };
+  const delegated = '0xef0100' + 'cd'.repeat(20);
+  // A node that leaves `code` out of post when it becomes empty, and a stateDiff that does not report 7702 code changes.
+  const prestate = [{ txHash: TX1, result: { pre: { [AUTH]: { balance: '0x7', nonce: 5, code: delegated } }, post: { [AUTH]: { nonce: 6 } } } }];
+  const statediff = [{ transactionHash: TX1, output: '0x', trace: [], stateDiff: { [AUTH]: { balance: '=', nonce: { '*': { from: '0x5', to: '0x6' } }, code: '=', storage: {} } } }];
+  for (const name of ['prestate', 'statediff', 'structlog'] as const) {
+    const { source, header } = await sourceOn(t, name, { block, prestate, statediff, state });
+    const lines = (await source.blockChanges(header)).diff.lines();
+    t.deepEqual(lines.find((l) => l.address === AUTH), { address: AUTH, balance: '0x7', nonce: '0x6', code_size: 0 }, `${name}: the authority is read back`);
+    t.false(lines.some((l) => l.address === zeroAddress), `${name}: an invalid authorization names nobody`);
+  }
 });

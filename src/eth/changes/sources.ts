@@ -3,11 +3,10 @@
 //   statediff  trace_replayBlockTransactions [stateDiff]                   (Erigon, reth, Nethermind)
 //   structlog  debug_traceTransaction struct logs + values read back       (any debug node, e.g. Hardhat)
 // Every source also reads back what a block changes outside its
-// transactions (system.ts) and checks removals against the node.
+// transactions (system.ts), the EIP-7702 authorities its transactions name
+// (transactions.ts), and checks removals against the node.
 import { type Logger } from 'pino';
-import { type Hex } from 'viem';
-import { recoverAuthorizationAddress } from 'viem/utils';
-import { type BlockHeader, type EthRpc, address20, isUnsupported, preview, toQuantity } from '../rpc/client.js';
+import { type BlockHeader, type EthRpc, type TxInfo, isUnsupported, preview, toQuantity } from '../rpc/client.js';
 import { RpcError } from '../rpc/errors.js';
 import { BlockDiff } from './diff.js';
 import { applyPrestateBlock } from './prestate.js';
@@ -15,6 +14,7 @@ import { readBack } from './readback.js';
 import { applyStateDiffBlock } from './statediff.js';
 import { type StructLog, type Touched, emptyTouched, touchAccount, touchSlot, walkStructLogs } from './structlog.js';
 import { touchBlockExtras } from './system.js';
+import { blockTransactions, touchAuthorities } from './transactions.js';
 
 export const CHANGE_SOURCES = ['prestate', 'statediff', 'structlog'] as const;
 export type ChangeSourceName = (typeof CHANGE_SOURCES)[number];
@@ -46,9 +46,15 @@ const PRESTATE_CONFIG = { tracer: 'prestateTracer', tracerConfig: { diffMode: tr
 /** Struct logs without memory and return data (big and unused); the stack is needed (SSTORE slots, call targets). */
 const STRUCT_LOG_CONFIG = { disableMemory: true, disableStorage: true, disableStack: false };
 
-/** Reads back the block's extra keys and every account a trace says was removed, then folds them in. */
-async function finish(rpc: EthRpc, block: BlockHeader, diff: BlockDiff, removed: string[], touched: Touched = emptyTouched()): Promise<number> {
+/**
+ * The step every source ends with: reads back the block's extra keys, the
+ * EIP-7702 authorities of its transactions and every account a trace says
+ * was removed, then folds them in (read-back values are the node's at the
+ * block, so they win over the trace).
+ */
+async function finish(rpc: EthRpc, block: BlockHeader, txs: readonly TxInfo[], diff: BlockDiff, removed: string[], touched: Touched = emptyTouched()): Promise<number> {
   for (const a of removed) if (diff.account(a).deleted) touchAccount(touched, a); // confirm removals at the block
+  await touchAuthorities(touched, txs);
   await touchBlockExtras(rpc, block, touched);
   return readBack(rpc, { blockHash: block.hash }, touched, diff);
 }
@@ -59,9 +65,12 @@ class PrestateSource implements ChangeSource {
   async blockChanges(block: BlockHeader): Promise<BlockChanges> {
     const before = this.rpc.requests;
     const diff = new BlockDiff();
-    const answer = block.transactions.length ? await this.rpc.request('debug_traceBlockByHash', [block.hash, PRESTATE_CONFIG]) : [];
+    const [txs, answer] = await Promise.all([
+      blockTransactions(this.rpc, block),
+      block.transactions.length ? this.rpc.request('debug_traceBlockByHash', [block.hash, PRESTATE_CONFIG]) : [],
+    ]);
     const { removed } = applyPrestateBlock(diff, answer, block.transactions, block.number);
-    await finish(this.rpc, block, diff, removed);
+    await finish(this.rpc, block, txs, diff, removed);
     return { diff, requests: this.rpc.requests - before, changes: diff.changes };
   }
 }
@@ -73,19 +82,14 @@ class StateDiffSource implements ChangeSource {
     const before = this.rpc.requests;
     const diff = new BlockDiff();
     // Asked for by number (what the method takes everywhere); each entry's transactionHash pins it to this block.
-    const answer = block.transactions.length ? await this.rpc.request('trace_replayBlockTransactions', [toQuantity(block.number), ['stateDiff']]) : [];
+    const [txs, answer] = await Promise.all([
+      blockTransactions(this.rpc, block),
+      block.transactions.length ? this.rpc.request('trace_replayBlockTransactions', [toQuantity(block.number), ['stateDiff']]) : [],
+    ]);
     const { removed } = applyStateDiffBlock(diff, answer, block.transactions, block.number);
-    await finish(this.rpc, block, diff, removed);
+    await finish(this.rpc, block, txs, diff, removed);
     return { diff, requests: this.rpc.requests - before, changes: diff.changes };
   }
-}
-
-interface RawTx {
-  hash: string;
-  from: string;
-  to: string | null;
-  type?: string;
-  authorizationList?: { address: Hex; chainId: Hex; nonce: Hex; r: Hex; s: Hex; yParity?: Hex; v?: Hex }[];
 }
 
 class StructLogSource implements ChangeSource {
@@ -99,52 +103,28 @@ class StructLogSource implements ChangeSource {
   async blockChanges(block: BlockHeader, context?: BlockContext): Promise<BlockChanges> {
     const before = this.rpc.requests;
     const touched = emptyTouched();
-    const hashes = block.transactions;
-    const meta = await this.rpc.many<Record<string, unknown> | null>(
-      hashes.flatMap((h) => [
-        { method: 'eth_getTransactionByHash', params: [h] },
-        { method: 'eth_getTransactionReceipt', params: [h] },
-      ]),
-    );
-    const txs = hashes.map((h, i) => {
-      const tx = meta[2 * i] as RawTx | null;
-      const receipt = meta[2 * i + 1] as { contractAddress?: string | null; blockHash?: string } | null;
-      if (!tx || !receipt) throw new RpcError('EREORG', `transaction ${h} of block ${block.number} is not known to the node any more (reorg?)`);
-      if (receipt.blockHash?.toLowerCase() !== block.hash) throw new RpcError('EREORG', `transaction ${h} is now in block ${preview(receipt.blockHash)}, not ${block.hash} (reorg)`);
+    const [txs, receipts] = await Promise.all([
+      blockTransactions(this.rpc, block),
+      this.rpc.many<{ contractAddress?: string | null; blockHash?: string } | null>(block.transactions.map((h) => ({ method: 'eth_getTransactionReceipt', params: [h] }))),
+    ]);
+    const roots = txs.map((tx, i) => {
+      const receipt = receipts[i];
+      if (!receipt) throw new RpcError('EREORG', `transaction ${tx.hash} of block ${block.number} has no receipt any more (reorg?)`);
+      if (receipt.blockHash?.toLowerCase() !== block.hash) throw new RpcError('EREORG', `transaction ${tx.hash} is now in block ${preview(receipt.blockHash)}, not ${block.hash} (reorg)`);
       const root = tx.to ?? receipt.contractAddress;
-      if (!root) throw new RpcError('EBAD_RESPONSE', `transaction ${h} creates a contract but its receipt has no contractAddress`);
-      touchAccount(touched, address20(tx.from, `${h}.from`));
-      touchAccount(touched, address20(root, `${h}.to`));
-      return { hash: h, tx, root: root.toLowerCase() };
+      if (!root) throw new RpcError('EBAD_RESPONSE', `transaction ${tx.hash} creates a contract but its receipt has no contractAddress`);
+      touchAccount(touched, tx.from);
+      touchAccount(touched, root);
+      return root.toLowerCase();
     });
-    // EIP-7702: each authorization sets its authority's code and nonce.
-    for (const { tx } of txs) {
-      for (const auth of tx.authorizationList ?? []) {
-        try {
-          const authority = await recoverAuthorizationAddress({
-            authorization: {
-              address: auth.address,
-              chainId: Number(BigInt(auth.chainId)),
-              nonce: Number(BigInt(auth.nonce)),
-              r: auth.r,
-              s: auth.s,
-              yParity: Number(BigInt(auth.yParity ?? auth.v ?? '0x0')),
-            },
-          });
-          touchAccount(touched, authority);
-        } catch {
-          // An invalid authorization is skipped by the EVM too: it changes nothing.
-        }
-      }
-    }
     await Promise.all(
       Array.from({ length: Math.min(this.traceConcurrency, txs.length) }, async (_, w) => {
         for (let i = w; i < txs.length; i += this.traceConcurrency) {
-          const { hash, root } = txs[i]!;
+          const hash = txs[i]!.hash;
           const trace = await this.rpc.request<{ structLogs?: StructLog[] }>('debug_traceTransaction', [hash, STRUCT_LOG_CONFIG]);
           if (!trace || !Array.isArray(trace.structLogs)) throw new RpcError('EBAD_RESPONSE', `debug_traceTransaction(${hash}): no structLogs in ${preview(trace)}`);
           try {
-            walkStructLogs(trace.structLogs, root, touched, `debug_traceTransaction(${hash})`);
+            walkStructLogs(trace.structLogs, roots[i]!, touched, `debug_traceTransaction(${hash})`);
           } catch (err) {
             throw new RpcError('EBAD_RESPONSE', (err as Error).message);
           }
@@ -161,7 +141,7 @@ class StructLogSource implements ChangeSource {
       for (const a of touched.destructed) for (const slot of await context.slotsOf(a)) touchSlot(touched, a, slot);
     }
     const diff = new BlockDiff();
-    await finish(this.rpc, block, diff, [], touched);
+    await finish(this.rpc, block, txs, diff, [], touched);
     return { diff, requests: this.rpc.requests - before, changes: diff.changes };
   }
 }

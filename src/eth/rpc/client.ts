@@ -49,6 +49,16 @@ export interface BlockHeader {
 /** Which block a state read is at: EIP-1898 by hash when we know it (a reorg then fails the read instead of answering another block). */
 export type BlockRef = { blockHash: Hex } | number | 'latest';
 
+/** A transaction's fields the change sources use (from a block with full transactions). */
+export interface TxInfo {
+  hash: Hex;
+  from: Hex;
+  /** null for a contract creation. */
+  to: Hex | null;
+  /** EIP-7702 (type 0x4): the signed authorizations, as the node sent them (recovered and checked by the caller). */
+  authorizationList?: unknown[];
+}
+
 const HASH = /^0x[0-9a-fA-F]{64}$/;
 const ADDRESS = /^0x[0-9a-fA-F]{40}$/;
 const QUANTITY = /^0x(0|[1-9a-fA-F][0-9a-fA-F]*)$/;
@@ -189,10 +199,15 @@ export class EthRpc {
     return parseHeader(raw, `eth_getBlockByNumber(${n})`);
   }
 
-  async headerByHash(hash: Hex): Promise<BlockHeader | undefined> {
-    const raw = await this.request('eth_getBlockByHash', [hash, false]);
+  /** The block with this hash and its transactions in full; undefined when the node does not know it. */
+  async blockByHash(hash: Hex): Promise<{ header: BlockHeader; transactions: TxInfo[] } | undefined> {
+    const what = `eth_getBlockByHash(${hash})`;
+    const raw = await this.request('eth_getBlockByHash', [hash, true]);
     if (raw === null) return undefined;
-    return parseHeader(raw, `eth_getBlockByHash(${hash})`);
+    const header = parseHeader(raw, what);
+    if (header.hash !== hash.toLowerCase()) throw new RpcError('EBAD_RESPONSE', `${what}: answered block ${header.hash}`);
+    const transactions = ((raw as { transactions: unknown[] }).transactions).map((t, i) => parseTx(t, `${what}.transactions[${i}]`));
+    return { header, transactions };
   }
 }
 
@@ -249,5 +264,18 @@ export function parseHeader(raw: unknown, what: string): BlockHeader {
     transactions: txs.map((t, i) => hash32(typeof t === 'object' && t !== null ? (t as { hash?: unknown }).hash : t, `${what}.transactions[${i}]`)),
     withdrawals: ((withdrawals as unknown[] | undefined) ?? []).map((w, i) => address20((w as { address?: unknown })?.address, `${what}.withdrawals[${i}].address`)),
     ...(b.parentBeaconBlockRoot ? { parentBeaconBlockRoot: hash32(b.parentBeaconBlockRoot, `${what}.parentBeaconBlockRoot`) } : {}),
+  };
+}
+
+function parseTx(raw: unknown, what: string): TxInfo {
+  if (typeof raw !== 'object' || raw === null) throw new RpcError('EBAD_RESPONSE', `${what}: expected a transaction object, got ${preview(raw)}`);
+  const t = raw as Record<string, unknown>;
+  const list = t.authorizationList;
+  if (list !== undefined && list !== null && !Array.isArray(list)) throw new RpcError('EBAD_RESPONSE', `${what}.authorizationList: expected a list, got ${preview(list)}`);
+  return {
+    hash: hash32(t.hash, `${what}.hash`),
+    from: address20(t.from, `${what}.from`),
+    to: t.to === null || t.to === undefined ? null : address20(t.to, `${what}.to`),
+    ...(Array.isArray(list) ? { authorizationList: list as unknown[] } : {}),
   };
 }
