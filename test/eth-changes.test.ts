@@ -435,3 +435,18 @@ test('EIP-7702: every authority of a type-4 transaction is read back, so a clear
     t.false(lines.some((l) => l.address === zeroAddress), `${name}: an invalid authorization names nobody`);
   }
 });
+
+test('read-backs are by the block hash with requireCanonical: a block reorged out is refused, not read from', async (t) => {
+  const block = fakeBlock([{ hash: TX1 }]);
+  const prestate = [{ txHash: TX1, result: { pre: { [A]: { balance: '0x10' } }, post: { [A]: { balance: '0x8' } } } }];
+  const state = { [A]: { balance: '0x8' } };
+  const canonical = await sourceOn(t, 'prestate', { block, prestate, state });
+  t.is((await canonical.source.blockChanges(canonical.header)).diff.lines().find((l) => l.address === A)?.balance, '0x8');
+  const reads = canonical.node.calls.filter((c) => /^eth_get(Balance|TransactionCount|Code|StorageAt)$/.test(c.method));
+  t.true(reads.length > 0 && reads.every((c) => JSON.stringify(c.params.at(-1)) === JSON.stringify({ blockHash: BLOCK_HASH, requireCanonical: true })));
+
+  const reorged = await sourceOn(t, 'prestate', { block, prestate, state, canonical: false });
+  const err = await t.throwsAsync(reorged.source.blockChanges(reorged.header));
+  t.is((err as { code?: string }).code, 'ERPC');
+  t.regex(err!.message, /not currently canonical/);
+});

@@ -20,6 +20,8 @@ export interface FakeNodeOptions {
   statediff?: unknown[];
   /** State at the block (missing: zero / empty). */
   state?: Record<string, FakeAccount>;
+  /** false: the block was reorged out; state reads by its hash with requireCanonical are refused, as geth does. */
+  canonical?: boolean;
 }
 
 export interface FakeNode {
@@ -35,6 +37,10 @@ export async function startFakeNode(opts: FakeNodeOptions): Promise<FakeNode> {
   const hashesOnly = { ...block, transactions: block.transactions.map((t) => t.hash) };
   const acct = (a: unknown) => opts.state?.[String(a).toLowerCase()] ?? {};
   const answer = (method: string, p: unknown[]): unknown => {
+    const at = p[p.length - 1] as { blockHash?: string; requireCanonical?: boolean } | undefined;
+    if (method.startsWith('eth_get') && opts.canonical === false && at?.blockHash === block.hash && at.requireCanonical) {
+      return { error: { code: -32000, message: `hash ${block.hash} is not currently canonical` } };
+    }
     switch (method) {
       case 'eth_getBlockByHash':
         return p[0] === block.hash ? (p[1] ? block : hashesOnly) : null;
@@ -67,6 +73,7 @@ export async function startFakeNode(opts: FakeNodeOptions): Promise<FakeNode> {
   const one = (r: { id: unknown; method: string; params?: unknown[] }) => {
     calls.push({ method: r.method, params: r.params ?? [] });
     const result = answer(r.method, r.params ?? []);
+    if (typeof result === 'object' && result !== null && 'error' in result) return { jsonrpc: '2.0', id: r.id, ...result };
     if (result === undefined) return { jsonrpc: '2.0', id: r.id, error: { code: -32601, message: `the method ${r.method} does not exist/is not available` } };
     return { jsonrpc: '2.0', id: r.id, result };
   };

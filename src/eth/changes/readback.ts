@@ -1,6 +1,8 @@
 // Reading touched accounts and slots back from the node at one block, by the
-// block's hash (EIP-1898): if the block stops being canonical mid-way, the
-// reads fail instead of answering from another block.
+// block's hash with requireCanonical (EIP-1898): a node answers by hash for
+// a block that is no longer canonical unless told not to, and a read-back
+// must be of the chain the follower serves. (The follower's re-check of the
+// header after ingesting also catches a reorg mid-way.)
 import { type BlockRef, type EthRpc, address20, blockParam, preview, quantityBigInt } from '../rpc/client.js';
 import { RpcError } from '../rpc/errors.js';
 import { codeSize } from './answers.js';

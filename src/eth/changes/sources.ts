@@ -6,7 +6,7 @@
 // transactions (system.ts), the EIP-7702 authorities its transactions name
 // (transactions.ts), and checks removals against the node.
 import { type Logger } from 'pino';
-import { type BlockHeader, type EthRpc, type TxInfo, isUnsupported, preview, toQuantity } from '../rpc/client.js';
+import { type BlockHeader, type EthRpc, type TxInfo, blockParam, isUnsupported, preview, toQuantity } from '../rpc/client.js';
 import { RpcError } from '../rpc/errors.js';
 import { BlockDiff } from './diff.js';
 import { applyPrestateBlock } from './prestate.js';
@@ -207,7 +207,7 @@ export async function detectChangeSource(rpc: EthRpc, logger: Logger, wanted: Ch
       }
       probes.push('debug_traceTransaction: offered');
       // The values are read back: the node must serve state at a block.
-      return offers(rpc, 'eth_getStorageAt', [`0x${'0'.repeat(40)}`, '0x0', { blockHash: head.hash }], probes);
+      return offers(rpc, 'eth_getStorageAt', [`0x${'0'.repeat(40)}`, '0x0', blockParam({ blockHash: head.hash })], probes);
     },
   };
   const order = wanted === 'auto' ? CHANGE_SOURCES : [wanted];

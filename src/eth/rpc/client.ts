@@ -46,7 +46,13 @@ export interface BlockHeader {
   parentBeaconBlockRoot?: Hex;
 }
 
-/** Which block a state read is at: EIP-1898 by hash when we know it (a reorg then fails the read instead of answering another block). */
+/**
+ * Which block a state read is at. By hash when we know it: sent as EIP-1898
+ * {blockHash, requireCanonical: true}, so a node refuses the read once the
+ * block is no longer canonical (without the flag geth answers from a
+ * reorged-out block). A reorg between the reads and the follower's
+ * re-check of the header is caught by that re-check.
+ */
 export type BlockRef = { blockHash: Hex } | number | 'latest';
 
 /** A transaction's fields the change sources use (from a block with full transactions). */
@@ -216,7 +222,9 @@ export function toQuantity(n: number | bigint): Hex {
 }
 
 export function blockParam(ref: BlockRef): unknown {
-  return typeof ref === 'number' ? toQuantity(ref) : ref;
+  if (typeof ref === 'number') return toQuantity(ref);
+  if (ref === 'latest') return ref;
+  return { blockHash: ref.blockHash, requireCanonical: true };
 }
 
 export function quantityBigInt(v: unknown, what: string): bigint {
