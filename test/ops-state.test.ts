@@ -68,7 +68,7 @@ test('ops/geth-dump-to-state: an iterative dump to a state file; an account with
   const r = await run(process.execPath, [GETH, file, '21000000', out]);
   t.is(r.code, 0, r.stderr);
   const { header, lines } = parsed(out);
-  t.deepEqual(header, { block_number: 21000000 });
+  t.deepEqual(header, { block_number: 21000000, state_root: '0x' + '12'.repeat(32) }, "the dump's root is the state file's state_root");
   t.deepEqual(lines, [
     { address: A, balance: 10n ** 21n, nonce: 7n, codeSize: 0, storage: [] },
     { address: `0x${B}`, balance: 0n, nonce: 1n, codeSize: 4, storage: [[word(3).slice(2), word(0x2a).slice(2)], [word(4).slice(2), word(0xff00).slice(2)]] },
@@ -80,5 +80,12 @@ test('ops/geth-dump-to-state: an iterative dump to a state file; an account with
   const refused = await run(process.execPath, [GETH, file, '21000000', out2]);
   t.is(refused.code, 1);
   t.regex(refused.stderr, /dump\.jsonl:4: an account without its address/);
+  t.deepEqual(fs.readdirSync(dir).sort(), ['dump.jsonl', 'state.jsonl']);
+
+  // A dump without its root line cannot say which state it is: refused.
+  fs.writeFileSync(file, dump.slice(1).map((l) => JSON.stringify(l)).join('\n') + '\n');
+  const rootless = await run(process.execPath, [GETH, file, '21000000', out2]);
+  t.is(rootless.code, 1);
+  t.regex(rootless.stderr, /no "root" line before the first account/);
   t.deepEqual(fs.readdirSync(dir).sort(), ['dump.jsonl', 'state.jsonl']);
 });

@@ -1,6 +1,8 @@
 // Proxies in front of a local node for tests: a TCP proxy that can stop
-// forwarding (the node "goes away": connections hang, then are cut) and a
-// JSON-RPC proxy that hides methods (a node without the debug API).
+// forwarding (the node "goes away": connections hang, then are cut), and
+// JSON-RPC proxies that answer some calls themselves: hiding methods (a node
+// without the debug API), or any fault a test scripts (a node behind, state
+// that is gone).
 import http from 'node:http';
 import net from 'node:net';
 
@@ -50,19 +52,36 @@ export async function startTcpProxy(target: string): Promise<TcpProxy> {
   };
 }
 
-/** A JSON-RPC proxy answering "method not found" (-32601) for methods matching `hide`. */
-export async function startHidingProxy(target: string, hide: RegExp): Promise<{ url: string; close: () => Promise<void> }> {
+export interface JsonRpcCall {
+  id: unknown;
+  method: string;
+  params?: unknown[];
+}
+
+/**
+ * A JSON-RPC proxy that lets `rewrite` answer a call in place of the node:
+ * it returns a `{ result }` or `{ error }` to answer, or undefined to forward.
+ */
+export async function startRewritingProxy(
+  target: string,
+  rewrite: (call: JsonRpcCall) => Promise<{ result: unknown } | { error: { code: number; message: string } } | undefined> | { result: unknown } | { error: { code: number; message: string } } | undefined,
+): Promise<{ url: string; close: () => Promise<void> }> {
   const server = http.createServer(async (req, res) => {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const body = JSON.parse(Buffer.concat(chunks).toString() || 'null');
-    const one = async (r: { id: unknown; method: string }) => {
-      if (hide.test(r.method)) return { jsonrpc: '2.0', id: r.id, error: { code: -32601, message: `the method ${r.method} does not exist/is not available` } };
+    const one = async (r: JsonRpcCall) => {
+      const answer = await rewrite(r);
+      if (answer) return { jsonrpc: '2.0', id: r.id, ...answer };
       const up = await fetch(target, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(r) });
       return up.json();
     };
-    const answer = Array.isArray(body) ? await Promise.all(body.map(one)) : await one(body);
-    res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(answer));
+    try {
+      const answer = Array.isArray(body) ? await Promise.all(body.map(one)) : await one(body);
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(answer));
+    } catch {
+      res.writeHead(502).end();
+    }
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as net.AddressInfo;
@@ -73,4 +92,9 @@ export async function startHidingProxy(target: string, hide: RegExp): Promise<{ 
       return new Promise((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** A JSON-RPC proxy answering "method not found" (-32601) for methods matching `hide`. */
+export function startHidingProxy(target: string, hide: RegExp): Promise<{ url: string; close: () => Promise<void> }> {
+  return startRewritingProxy(target, (r) => (hide.test(r.method) ? { error: { code: -32601, message: `the method ${r.method} does not exist/is not available` } } : undefined));
 }

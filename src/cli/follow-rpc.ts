@@ -4,7 +4,7 @@ import { ChainFollower } from '../eth/chain-follower.js';
 import { CHANGE_SOURCES, type ChangeSourceName, detectChangeSource } from '../eth/changes/sources.js';
 import { EthRpc, redactUrl } from '../eth/rpc/client.js';
 import { FollowMetrics, serveFollowMetrics } from '../follow/metrics.js';
-import { Roller } from '../follow/roller.js';
+import { Roller, type RollerEvents } from '../follow/roller.js';
 import { generationBlock } from '../store/layout.js';
 import { type AdminFlags, adminTarget } from '../ops/admin.js';
 import { UsageError, intOption } from './errors.js';
@@ -27,6 +27,13 @@ export interface FollowRpcFlags extends AdminFlags {
   rpcTimeoutMs: string;
   rpcMaxResponseMb?: string;
 }
+
+/**
+ * Fewest generations of the tip's chain kept with --rpc: the tip and its
+ * parent, so that a one-block reorg can walk back (a reorg can go
+ * `retain - 1` blocks below the tip; abandoned branches are pruned first).
+ */
+export const MIN_RPC_RETAIN = 2;
 
 /**
  * Starts following; resolves once the first generation is built and
@@ -52,7 +59,7 @@ export async function followRpc(
   });
   logger.info({ rpc: redactUrl(flags.rpc) }, 'connecting to the node');
   const source = await detectChangeSource(rpc, logger, flags.changeSource as ChangeSourceName | 'auto');
-  const roller = new Roller({ data: flags.data, admin, logger, retain: intOption('--retain', flags.retain, 1)!, debounceMs: intOption('--debounce-ms', flags.debounceMs)! });
+  const roller = new Roller({ data: flags.data, admin, logger, retain: intOption('--retain', flags.retain, MIN_RPC_RETAIN)!, debounceMs: intOption('--debounce-ms', flags.debounceMs)! });
   const follower = new ChainFollower({
     data: flags.data,
     rpc,
@@ -66,15 +73,12 @@ export async function followRpc(
     ...(flags.fromBlock !== undefined ? { fromBlock: intOption('--from-block', flags.fromBlock)!, stateFile: flags.state! } : {}),
   });
   // Served block, lag and reload durations from the roller.
-  roller.on('reloaded', (e: { generation: string; block: number; ms: number }) => {
+  roller.on('reloaded', (e: RollerEvents['reloaded']) => {
     metrics.servedBlock.set(e.block);
     metrics.reloadSeconds.observe(e.ms / 1000);
     if (follower.nodeHead >= 0) metrics.lagBlocks.set(Math.max(0, follower.nodeHead - e.block));
-    const seen = follower.seenAt.get(e.block);
-    const blockToServedMs = seen ? Date.now() - seen : undefined;
-    if (blockToServedMs !== undefined) metrics.blockToServedSeconds.observe(blockToServedMs / 1000);
-    for (const n of follower.seenAt.keys()) if (n <= e.block) follower.seenAt.delete(n);
-    logger.info({ generation: e.generation, block: e.block, reload_ms: Math.round(e.ms), lag_blocks: Math.max(0, follower.nodeHead - e.block), block_to_served_ms: blockToServedMs }, 'serving');
+    if (e.blockToServedMs !== undefined) metrics.blockToServedSeconds.observe(e.blockToServedMs / 1000);
+    logger.info({ generation: e.generation, block: e.block, reload_ms: Math.round(e.ms), lag_blocks: Math.max(0, follower.nodeHead - e.block), block_to_served_ms: e.blockToServedMs }, 'serving');
   });
   roller.on('failed', () => metrics.reloadFailures.inc());
   follower.on('built', () => {

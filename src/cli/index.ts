@@ -193,7 +193,7 @@ export function program(): Command {
       .option('--metrics-host <host>', 'metrics listener host', '127.0.0.1')
       .option('--debounce-ms <ms>', 'quiet time before building a burst of blocks', '200')
       .option('--poll-ms <ms>', 'rescan (files) or head polling (--rpc) interval', '1000')
-      .option('--retain <n>', 'newest generations kept on disk (besides those a server holds)', '32')
+      .option('--retain <n>', 'generations of the served chain kept on disk besides those a server holds; other branches are pruned first (--rpc: at least 2; a reorg can go back retain - 1 blocks)', '32')
       .option('--log-level <level>', 'pino log level', 'info'),
   ).action(run(followCommand));
 

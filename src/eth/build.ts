@@ -72,9 +72,13 @@ function mergeHeader(block: number, given: EthBlockInfo, header: BlockHeaderLine
   if (header.chain_id !== undefined && given.chainId !== undefined && header.chain_id !== given.chainId) {
     throw new EthError('EINPUT', `${where}: chain_id ${header.chain_id} differs from --chain-id ${given.chainId}`);
   }
+  if (header.state_root && given.stateRoot && header.state_root !== given.stateRoot.toLowerCase()) {
+    throw new EthError('EINPUT', `${where}: state_root ${header.state_root} differs from the block's state root ${given.stateRoot}`);
+  }
   return {
     ...((header.block_hash ?? given.blockHash) ? { blockHash: (header.block_hash ?? given.blockHash)!.toLowerCase() } : {}),
     ...((header.chain_id ?? given.chainId) !== undefined ? { chainId: (header.chain_id ?? given.chainId)! } : {}),
+    ...((header.state_root ?? given.stateRoot) ? { stateRoot: (header.state_root ?? given.stateRoot)!.toLowerCase() } : {}),
   };
 }
 
@@ -154,7 +158,7 @@ export async function buildEthState(opts: EthStateBuildOptions): Promise<BuildRe
       ...(info.blockHash !== undefined ? { blockHash: info.blockHash } : {}),
       ...(info.chainId !== undefined ? { chainId: info.chainId } : {}),
       ...(opts.parentHash ? { parentHash: opts.parentHash.toLowerCase() } : {}),
-      ...(opts.stateRoot ? { stateRoot: opts.stateRoot.toLowerCase() } : {}),
+      ...(info.stateRoot ? { stateRoot: info.stateRoot.toLowerCase() } : {}),
       extraFiles: async (tmp, files) => {
         await writeHotManifest(tmp, files, hot);
         indexed = true;
@@ -231,7 +235,7 @@ export async function buildEthDiff(opts: EthDiffBuildOptions): Promise<Increment
     ...(info.blockHash !== undefined ? { blockHash: info.blockHash } : {}),
     ...(info.chainId !== undefined ? { chainId: info.chainId } : {}),
     ...(opts.parentHash ? { parentHash: opts.parentHash.toLowerCase() } : {}),
-    ...(opts.stateRoot ? { stateRoot: opts.stateRoot.toLowerCase() } : {}),
+    ...(info.stateRoot ? { stateRoot: info.stateRoot.toLowerCase() } : {}),
     extraFiles: async (tmp, files) => {
       const nextBytes = Buffer.from(next.toJson());
       if (nextBytes.equals(old.bytes)) {

@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { type Logger } from 'pino';
+import { writeJsonAtomic } from '../store/fsutil.js';
 import { loadGeneration, resolveGeneration } from '../store/generation.js';
 import { buildIncremental } from '../store/incremental.js';
 import { type LaneName, generationBlock, generationDir } from '../store/layout.js';
@@ -62,8 +63,6 @@ export class Follower extends EventEmitter {
   private readonly roller: Roller;
   /** The missing block last reported as awaited (logged once). */
   private waitingFor: number | undefined;
-  /** When each pending block's file was first seen, for block-to-served latency. */
-  private seenAt = new Map<string, number>();
 
   constructor(private readonly opts: FollowOptions) {
     super();
@@ -138,9 +137,7 @@ export class Follower extends EventEmitter {
   }
 
   private async saveState(): Promise<void> {
-    const tmp = `${this.statePath}.tmp`;
-    await fsp.writeFile(tmp, JSON.stringify(this.state));
-    await fsp.rename(tmp, this.statePath);
+    await writeJsonAtomic(this.statePath, this.state);
   }
 
   /** Builds every pending block in order, then publishes and reloads the newest once. */
@@ -152,8 +149,8 @@ export class Follower extends EventEmitter {
       if (bytes === undefined) continue;
       const sha = crypto.createHash('sha256').update(bytes).digest('hex');
       if (this.state.files[name] === sha) continue;
-      if (!this.seenAt.has(name)) this.seenAt.set(name, Date.now());
       const block = Number(name.split('.')[0]);
+      this.roller.seen(block);
       const headBlock = generationBlock(this.head);
       if (block > headBlock + 1) {
         if (this.waitingFor !== headBlock + 1) {
@@ -199,10 +196,7 @@ export class Follower extends EventEmitter {
     if (builtAny) await this.roller.request(this.head);
   }
 
-  private onReloaded({ generation: id, block, reload }: RollerEvents['reloaded']): void {
-    const seen = this.seenAt.get(`${block}.jsonl`);
-    const blockToServedMs = seen ? Date.now() - seen : 0;
-    for (const name of [...this.seenAt.keys()]) if (Number(name.split('.')[0]) <= block) this.seenAt.delete(name);
+  private onReloaded({ generation: id, block, reload, blockToServedMs = 0 }: RollerEvents['reloaded']): void {
     this.opts.logger.info({ generation: id, block, block_to_served_ms: blockToServedMs }, 'serving');
     this.emit('reloaded', { generation: id, block, blockToServedMs, reload });
   }

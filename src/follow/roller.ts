@@ -18,7 +18,7 @@ export interface RollerOptions {
   data: string;
   admin: { url: string; token: string | undefined };
   logger: Logger;
-  /** Generations kept on disk besides those a server holds. Default 32. */
+  /** Generations of current's chain kept on disk (current included) besides those a server holds; other branches are pruned. Default 32. */
   retain?: number;
   /** Quiet time before a reload (more blocks may follow). Default 0. */
   debounceMs?: number;
@@ -28,8 +28,12 @@ export interface RollerOptions {
 }
 
 export interface RollerEvents {
-  /** `reload`: the server's answer to POST /admin/reload. */
-  reloaded: { generation: string; block: number; ms: number; reload: unknown };
+  /**
+   * `reload`: the server's answer to POST /admin/reload; `blockToServedMs`:
+   * from the block source first seeing the block (`seen`) to the server
+   * serving it (undefined when the block was never marked seen).
+   */
+  reloaded: { generation: string; block: number; ms: number; reload: unknown; blockToServedMs: number | undefined };
   failed: { generation: string; error: string; retrying: boolean };
 }
 
@@ -42,6 +46,8 @@ export class Roller extends EventEmitter {
   private timer: NodeJS.Timeout | undefined;
   private failures = 0;
   private stopped = false;
+  /** When each block not yet served was first seen by the block source. */
+  private readonly seenAt = new Map<number, number>();
 
   constructor(private readonly opts: RollerOptions) {
     super();
@@ -52,6 +58,11 @@ export class Roller extends EventEmitter {
     this.wanted = id;
     await publishGeneration(this.opts.data, id);
     this.schedule(this.opts.debounceMs ?? 0);
+  }
+
+  /** The block source saw block `block` (first time counts): the start of its block-to-served latency. */
+  seen(block: number, at = Date.now()): void {
+    if (!this.seenAt.has(block)) this.seenAt.set(block, at);
   }
 
   /** Resolves when the wanted generation is served (or the roller stops). */
@@ -112,10 +123,13 @@ export class Roller extends EventEmitter {
     if (this.failures) this.opts.logger.info({ generation: id, after_failures: this.failures }, 'the server reloads again');
     this.failures = 0;
     this.served = id;
-    this.emit('reloaded', { generation: id, block: generationBlock(id), ms, reload });
+    const block = generationBlock(id);
+    const seen = this.seenAt.get(block);
+    for (const n of this.seenAt.keys()) if (n <= block) this.seenAt.delete(n);
+    this.emit('reloaded', { generation: id, block, ms, reload, blockToServedMs: seen === undefined ? undefined : Date.now() - seen } satisfies RollerEvents['reloaded']);
     try {
       const held = await heldGenerations(this.opts.admin);
-      const plan = await planPrune(this.opts.data, held, this.opts.retain ?? 32);
+      const plan = await planPrune(this.opts.data, held, this.opts.retain ?? 32, { chain: true });
       await removeGenerations(this.opts.data, plan.remove);
       if (plan.remove.length) this.opts.logger.info({ removed: plan.remove }, 'pruned generations');
     } catch (err) {
