@@ -1,10 +1,10 @@
 // All benchmarks in order: kernel, client, server, reload, validate,
-// cluster, incremental, follow, delta, keyword, eth, browser. Prints a
+// cluster, incremental, follow, delta, keyword, eth, browser, chain. Prints a
 // readable report (progress on stderr), or with --json one JSON object with
 // every figure on stdout. Each figure comes with its reference measured in
 // the same run; a target is reported PASS only when measured.
 //
-//   node dist/bench/index.js [--json] [--only kernel,client,server,reload,validate,cluster,incremental,follow,delta,keyword,eth,browser]
+//   node dist/bench/index.js [--json] [--only kernel,client,server,reload,validate,cluster,incremental,follow,delta,keyword,eth,browser,chain]
 //     [--size-mib N]     kernel lane (default 256) and, when given, the large reload lane too
 //     [--reload-mib N]   large (cold) lane for reload, validate and cluster (default 1024)
 //     [--seconds N]      seconds per load run (default 5)
@@ -13,10 +13,12 @@
 //     [--eth-accounts N] accounts of the eth bench's synthetic state (default 2,700,000: ~10.3M keys)
 //     [--keyword-keys N] [--keyword-hot-keys N]   keyword lanes (default 1,000,000 cold, 200,000 hot)
 //     [--browser-accounts N] accounts of the browser bench's state (default 400,000: ~1.5M keys)
+//     [--chain-blocks N] [--chain-accounts N]     chain: measured blocks per size (default 20), synthetic padding accounts (default 100,000)
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { native } from '../src/native.js';
+import { runChainBench } from './chain.js';
 import { runClientBench } from './client.js';
 import { runClusterBench } from './cluster.js';
 import { runDeltaBench } from './delta.js';
@@ -31,7 +33,7 @@ import { runServerBench } from './server.js';
 import { runValidateBench } from './validate.js';
 import { type BenchData, HOT_SHAPE, type Log, buildBenchData, fmt } from './util.js';
 
-export const BENCHMARKS = ['kernel', 'client', 'server', 'reload', 'validate', 'cluster', 'incremental', 'follow', 'delta', 'keyword', 'eth', 'browser'] as const;
+export const BENCHMARKS = ['kernel', 'client', 'server', 'reload', 'validate', 'cluster', 'incremental', 'follow', 'delta', 'keyword', 'eth', 'browser', 'chain'] as const;
 export type BenchName = (typeof BENCHMARKS)[number];
 
 export interface BenchArgs {
@@ -48,10 +50,13 @@ export interface BenchArgs {
   keywordHotKeys: number;
   /** Browser bench: accounts of its synthetic state. */
   browserAccounts: number;
+  /** Chain bench: measured blocks per size, synthetic padding accounts. */
+  chainBlocks: number;
+  chainAccounts: number;
 }
 
 export function parseArgs(argv: string[]): BenchArgs {
-  const args: BenchArgs = { json: false, only: [...BENCHMARKS], kernelMiB: 256, reloadMiB: 1024, seconds: 5, reloads: 20, blocks: 20, keywordKeys: 1_000_000, keywordHotKeys: 200_000, ethAccounts: DEFAULT_ETH_ACCOUNTS, browserAccounts: DEFAULT_BROWSER_ACCOUNTS };
+  const args: BenchArgs = { json: false, only: [...BENCHMARKS], kernelMiB: 256, reloadMiB: 1024, seconds: 5, reloads: 20, blocks: 20, keywordKeys: 1_000_000, keywordHotKeys: 200_000, ethAccounts: DEFAULT_ETH_ACCOUNTS, browserAccounts: DEFAULT_BROWSER_ACCOUNTS, chainBlocks: 20, chainAccounts: 100_000 };
   let reloadGiven = false;
   const num = (flag: string, v: string | undefined, min: number) => {
     const n = Number(v);
@@ -80,6 +85,8 @@ export function parseArgs(argv: string[]): BenchArgs {
     else if (a === '--browser-accounts') args.browserAccounts = Math.floor(num(a, argv[++i], 1));
     else if (a === '--keyword-keys') args.keywordKeys = Math.floor(num(a, argv[++i], 1000));
     else if (a === '--keyword-hot-keys') args.keywordHotKeys = Math.floor(num(a, argv[++i], 1000));
+    else if (a === '--chain-blocks') args.chainBlocks = Math.floor(num(a, argv[++i], 1));
+    else if (a === '--chain-accounts') args.chainAccounts = Math.floor(num(a, argv[++i], 1));
     else throw new Error(`unknown argument ${a}`);
   }
   return args;
@@ -182,6 +189,7 @@ export async function runAll(args: BenchArgs): Promise<{ report: Record<string, 
             keyword: () => runKeywordBench({ keys: args.keywordKeys, hotKeys: args.keywordHotKeys, log }),
             eth: () => runEthBench({ accounts: args.ethAccounts, log }),
             browser: () => runBrowserBench({ accounts: args.browserAccounts, log }),
+            chain: () => runChainBench({ blocks: args.chainBlocks, accounts: args.chainAccounts, log }),
           };
           const result = await runners[name]();
           figures = result.figures;

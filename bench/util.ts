@@ -360,9 +360,9 @@ export interface ClusterProcess {
 }
 
 /** `lanepir serve --workers N` on loopback; resolves when every worker is ready. */
-export async function startClusterProcess(opts: { data: string; workers: number; shardSize: number; env?: Record<string, string>; timeoutMs?: number }): Promise<ClusterProcess> {
-  const port = await freePort();
-  const adminPort = await freePort();
+export async function startClusterProcess(opts: { data: string; workers: number; shardSize: number; env?: Record<string, string>; timeoutMs?: number; port?: number; adminPort?: number }): Promise<ClusterProcess> {
+  const port = opts.port ?? (await freePort());
+  const adminPort = opts.adminPort ?? (await freePort());
   const args = [LANEPIR_BIN, 'serve', '--data', opts.data, '--host', '127.0.0.1', '--port', String(port), '--admin-port', String(adminPort), '--workers', String(opts.workers), '--log-level', 'warn'];
   const proc = spawn(process.execPath, args, {
     env: { ...process.env, LANEPIR_SHARD_SIZE_BYTES: String(opts.shardSize), ...opts.env },

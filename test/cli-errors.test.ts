@@ -55,7 +55,7 @@ test('follow mode logs the cause when the server cannot be reached', async (t) =
   const deadline = Date.now() + 60_000;
   let refused: { err: string } | undefined;
   while (!refused && Date.now() < deadline) {
-    refused = lines.map((l) => JSON.parse(l) as { msg: string; err: string }).find((l) => /reload refused/.test(l.msg));
+    refused = lines.map((l) => JSON.parse(l) as { msg: string; err: string }).find((l) => /reload failed/.test(l.msg));
     await new Promise((r) => setTimeout(r, 50));
   }
   t.truthy(refused, lines.join('\n'));
@@ -103,6 +103,14 @@ test('flag values are checked before anything is read or written, with messages 
     [['verify', '--data', data, '--generation', '9'], 1, /^lanepir: generation 9 does not exist under /],
     [['publish', '--data', data, '--generation', '../1'], 2, /^lanepir: --generation must be a generation id .*got "\.\.\/1"/],
     [['prune', '--data', data, '--retain', '0'], 2, /^lanepir: --retain must be an integer >= 1, got "0"/],
+    // Flags of follow --rpc are refused with --updates-dir (not silently ignored); defaults do not count.
+    [['follow', '--data', data, '--updates-dir', path.join(data, 'updates'), '--confirmations', '3'], 2, /^lanepir: --confirmations applies only to --rpc \(following an Ethereum node\), not to --updates-dir/],
+    [
+      ['follow', '--data', data, '--updates-dir', path.join(data, 'updates'), '--state', 's.jsonl', '--from-block', '5', '--metrics-port', '9100', '--rpc-batch', '10'],
+      2,
+      /^lanepir: --from-block, --state, --rpc-batch, --metrics-port apply only to --rpc/,
+    ],
+    [['follow', '--data', data, '--rpc', 'http://127.0.0.1:1', '--retain', '1'], 2, /^lanepir: --retain must be at least 2 with --rpc: .*one-block reorg/],
   ];
   for (const [args, code, message] of cases) {
     const r = await cli(...args);
@@ -111,4 +119,5 @@ test('flag values are checked before anything is read or written, with messages 
     t.is(r.stderr.trim().split('\n').length, 1, `${args.join(' ')}: one line\n${r.stderr}`);
   }
   t.deepEqual(fs.readdirSync(path.join(data, 'generations')), ['1']);
+  t.false(fs.existsSync(path.join(data, 'updates')), 'a refused follow creates nothing');
 });

@@ -140,6 +140,56 @@ test('state diffs: partial accounts keep old fields, deleted accounts lose their
   t.is(fs.statSync(path.join(generationDir(data, '4'), 'hot-manifest.json')).ino, fs.statSync(path.join(generationDir(data, '3'), 'hot-manifest.json')).ino);
 });
 
+test('state diffs: an account destroyed and re-created in one block ("deleted", then a line setting it anew) keeps none of its old storage or fields', async (t) => {
+  const data = tempDir();
+  t.teardown(() => rmrf(data));
+  const addr = (i: number) => `0x${i.toString(16).padStart(40, '0')}` as `0x${string}`;
+  const hotC = addr(0xabc);
+  const coldC = addr(0xdef);
+  const word = (n: number) => Buffer.from(n.toString(16).padStart(64, '0'), 'hex');
+  const slots = (from: number, n: number, v: number) => Array.from({ length: n }, (_, i) => ({ slot: word(from + i), value: word(v + i) }));
+  const manifest = HotManifest.fromJson({ version: 1, contracts: [{ address: hotC }] });
+  const state: AccountLine[] = [
+    { line: 1, address: hotC, deleted: false, balance: 9n, nonce: 4n, codeSize: 300, storage: slots(0, 20, 100) },
+    { line: 2, address: coldC, deleted: false, balance: 8n, nonce: 3n, codeSize: 200, storage: slots(0, 20, 200) },
+    { line: 3, address: addr(1), deleted: false, balance: 1n, nonce: 1n, codeSize: 0, storage: [] },
+  ];
+  const model = new EthModel(manifest);
+  model.apply(state, 'state');
+  await buildEthState({ data, block: 1, state, hotManifest: manifest, shardSize: SHARD });
+  // Block 2, as a follower writes it: each contract removed, then set anew with two slots (one of them an old slot number) and no nonce.
+  const file = path.join(data, 'diff-2.jsonl');
+  const text = [
+    { address: coldC, deleted: true },
+    { address: addr(1), balance: '0x2' },
+    { address: coldC, balance: '0x5', code_size: 40, storage: { '0x3': '0x77', '0x100': '0x78' } },
+    { address: hotC, deleted: true },
+    { address: hotC, nonce: '0x1', storage: { '0x0': '0x1' } },
+  ].map((l) => JSON.stringify(l)).join('\n') + '\n';
+  fs.writeFileSync(file, text);
+  const { parseStateText } = await import('../src/eth/state-file.js');
+  model.apply(parseStateText(text, 'diff', 'diff-2'), 'diff');
+  await buildEthDiff({ data, from: '1', block: 2, diff: file });
+  const gone = [...slots(0, 20, 0).filter((s) => !s.slot.equals(word(3))).map((s) => storageKey(coldC, s.slot)), ...slots(1, 19, 0).map((s) => storageKey(hotC, s.slot))];
+  await checkGeneration(t, data, '2', model, gone);
+  const gen = await loadGeneration(generationDir(data, '2'));
+  const [cold, hot] = await readLaneValues(gen.lanes.cold!, gen.dir, [accountKey(coldC), accountKey(hotC)]);
+  const { decodeBasicData } = await import('../src/eth/values.js');
+  t.deepEqual(decodeBasicData(cold!), { balance: 5n, nonce: 0n, codeSize: 40 }, 'the nonce is not the old account\'s');
+  t.deepEqual(decodeBasicData(hot!), { balance: 0n, nonce: 1n, codeSize: 0 });
+  t.deepEqual(await (await SlotIndex.open(gen.dir)).slotsOf(Buffer.from(coldC.slice(2), 'hex')).then((s) => s.map((x) => toHex(x)).sort()), [toHex(word(3)), toHex(word(0x100))]);
+
+  // Any other repetition of an address is refused, naming both lines.
+  const refuse = async (lines: object[], message: RegExp) => {
+    fs.writeFileSync(file, lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
+    await t.throwsAsync(buildEthDiff({ data, from: '2', block: 3, diff: file }), { code: 'EINPUT', message });
+  };
+  await refuse([{ address: coldC, balance: '0x1' }, { address: coldC, deleted: true }], /:2: account .* is listed twice \(first on line 1\); an account may appear twice only as a "deleted" line followed by one line/);
+  await refuse([{ address: coldC, deleted: true }, { address: coldC, deleted: true }], /:2: account .* is listed twice/);
+  await refuse([{ address: coldC, deleted: true }, { address: coldC, balance: '0x1' }, { address: coldC, nonce: '0x1' }], /:3: account .* is listed twice/);
+  t.deepEqual(fs.readdirSync(generationsDir(data)).sort(), ['1', '2']);
+});
+
 test('a state file with a bad line is refused and nothing is published', async (t) => {
   const data = tempDir();
   t.teardown(() => rmrf(data));

@@ -179,7 +179,8 @@ test('20 incremental blocks with inserts, changes and deletes: every read equals
       const at = models.get(r.block.number);
       t.truthy(at, `block ${r.block.number} is one of ours`);
       check(t, at!, sample[k]!, r, `block ${b}, read ${k} (answered at ${r.block.number})`);
-      t.is(r.block.hash, `0x${r.block.number.toString(16).padStart(64, '0')}`);
+      // Block 500 (built by ethServer) has hash 0x5a…5a: a read that beats block 501's reload names it.
+      t.is(r.block.hash, r.block.number === 500n ? `0x${'5a'.repeat(32)}` : `0x${r.block.number.toString(16).padStart(64, '0')}`);
     }
     const after = await client.readMany(sample.slice(0, 12));
     after.forEach((r, k) => {

@@ -22,6 +22,7 @@ export class EthModel {
   }
 
   apply(lines: Iterable<AccountLine>, kind: 'state' | 'diff'): void {
+    const wiped = new Set<string>();
     for (const l of lines) {
       const address = addressBytes(l.address);
       const a = toHex(address);
@@ -30,6 +31,10 @@ export class EthModel {
         this.values.delete(ak);
         for (const s of this.slots.get(a) ?? []) this.values.delete(toHex(storageKey(address, Buffer.from(s, 'hex'))));
         this.slots.delete(a);
+        wiped.add(a);
+      } else if (wiped.has(a)) {
+        // deleted, then set anew: every field from zero
+        this.values.set(ak, encodeBasicData({ balance: l.balance ?? 0n, nonce: l.nonce ?? 0n, codeSize: l.codeSize ?? 0 }));
       } else if (kind === 'state' || l.balance !== undefined || l.nonce !== undefined || l.codeSize !== undefined) {
         const prev = this.values.get(ak);
         const old = prev ? decodeBasicData(prev) : { balance: 0n, nonce: 0n, codeSize: 0 };

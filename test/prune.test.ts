@@ -9,8 +9,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { control } from '../src/native.js';
 import { hintBytes } from '../src/pir/crs.js';
+import { publishGeneration } from '../src/store/builder.js';
 import { buildIncremental } from '../src/store/incremental.js';
 import { type LaneName, generationDir, generationsDir } from '../src/store/layout.js';
+import { planPrune } from '../src/store/prune.js';
 import { cli, rmrf, tempDir } from './helpers.js';
 import { HOT, buildBlock, reload as reloadLocal, serve } from './server-helpers.js';
 import { type Cluster, json, request, startCluster } from './cluster-helpers.js';
@@ -180,4 +182,28 @@ test('prune on a missing data directory exits non-zero naming it', async (t) => 
   t.is(notData.code, 1);
   t.regex(notData.stderr, /is not a lanepir data directory/);
   t.deepEqual(onDisk(data), ['1']);
+});
+
+test('follow mode prunes along the chain of current: its ancestors first, abandoned branches before them, and what is built on current is kept', async (t) => {
+  // 1 - 2 - 3 - 4 (abandoned), and 2 - 3r1 - 4r1 (the served branch).
+  const data = tempDir();
+  t.teardown(() => rmrf(data));
+  await buildBlock(data, 1, undefined, true);
+  const next = (block: number, from: string, id = String(block)) =>
+    buildIncremental({ data, block, id, from, updates: { hot: new Map([[block % HOT.entries, crypto.randomBytes(32)]]) } });
+  await next(2, '1');
+  await next(3, '2');
+  await next(4, '3');
+  await next(3, '2', '3r1');
+  await next(4, '3r1', '4r1');
+  await publishGeneration(data, '4r1');
+  const removed = async (retain: number) => (await planPrune(data, new Set(), retain, { chain: true })).remove.sort();
+  t.deepEqual(await removed(2), ['1', '2', '3', '4'], 'the tip and its parent; the abandoned branch goes though it is newer');
+  t.deepEqual(await removed(3), ['1', '3', '4']);
+  t.deepEqual(await removed(5), ['3'], 'the whole chain, then the newest other');
+  t.deepEqual((await planPrune(data, new Set(), 2)).remove.sort(), ['1', '2', '3', '3r1'], 'plain prune: the newest --retain, whatever their branch');
+  // Built on current but not yet published: kept whatever --retain.
+  await publishGeneration(data, '3r1');
+  t.deepEqual(await removed(2), ['1', '3', '4']);
+  t.deepEqual(await removed(1), ['1', '2', '3', '4']);
 });

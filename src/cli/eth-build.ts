@@ -34,7 +34,7 @@ export function isEthBuild(flags: Partial<EthBuildFlags>): boolean {
   return flags.state !== undefined || flags.stateDiff !== undefined || flags.ethSynthetic !== undefined;
 }
 
-async function loadHotManifest(file: string): Promise<HotManifest> {
+export async function loadHotManifest(file: string): Promise<HotManifest> {
   let text: string;
   try {
     text = await fsp.readFile(file, 'utf8');

@@ -177,12 +177,23 @@ export function program(): Command {
   admin(
     cli
       .command('follow')
-      .description('watch a directory of per-block update files (<block>.jsonl) and roll each block into the server')
+      .description('roll one generation per block into the server: from an Ethereum node (--rpc) or from a directory of per-block files (--updates-dir)')
       .requiredOption('--data <dir>', 'data directory (DIR/current is the starting point)')
-      .requiredOption('--updates-dir <dir>', 'where the block source drops <block>.jsonl files (write them via rename); Ethereum data: state diffs (as --state-diff)')
+      .option('--rpc <url>', 'Ethereum node JSON-RPC (http(s):// batched, or ws(s):// with newHeads)')
+      .option('--updates-dir <dir>', 'where a block source drops <block>.jsonl files (write them via rename); Ethereum data: state diffs (as --state-diff)')
+      .option('--confirmations <n>', '--rpc: serve only blocks N below the head (0 for a development chain; see docs/OPERATIONS.md for mainnet)', '0')
+      .option('--hot-manifest <file>', '--rpc: hot-contract manifest for the first generation (and later ones: a change moves keys)')
+      .option('--from-block <n>', '--rpc: the block --state is at (a new data directory starts there)')
+      .option('--state <file>', '--rpc: state file (JSON Lines) at --from-block')
+      .option('--change-source <name>', '--rpc: auto, prestate, statediff or structlog', 'auto')
+      .option('--rpc-batch <n>', '--rpc: requests per JSON-RPC batch (1: no batching)', '100')
+      .option('--rpc-timeout-ms <ms>', '--rpc: timeout of one request', '30000')
+      .option('--rpc-max-response-mb <n>', '--rpc (http): largest answer read, in MiB (struct logs of big transactions are large)', '256')
+      .option('--metrics-port <port>', 'serve Prometheus metrics of the follower on this port (GET /metrics)')
+      .option('--metrics-host <host>', 'metrics listener host', '127.0.0.1')
       .option('--debounce-ms <ms>', 'quiet time before building a burst of blocks', '200')
-      .option('--poll-ms <ms>', 'rescan interval in case file events are lost', '1000')
-      .option('--retain <n>', 'newest generations kept on disk (besides those a server holds)', '32')
+      .option('--poll-ms <ms>', 'rescan (files) or head polling (--rpc) interval', '1000')
+      .option('--retain <n>', 'generations of the served chain kept on disk besides those a server holds; other branches are pruned first (--rpc: at least 2; a reorg can go back retain - 1 blocks)', '32')
       .option('--log-level <level>', 'pino log level', 'info'),
   ).action(run(followCommand));
 

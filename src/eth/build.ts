@@ -29,6 +29,9 @@ export interface EthBlockInfo {
   /** 0x + 64 hex digits. */
   blockHash?: string;
   chainId?: number;
+  /** The block's parent hash and state root (0x + 64 hex digits), recorded by follow --rpc. */
+  parentHash?: string;
+  stateRoot?: string;
 }
 
 /** Keyword-lane parameters carried from an earlier generation (key_seed, m, A's seed…), per lane. */
@@ -69,15 +72,22 @@ function mergeHeader(block: number, given: EthBlockInfo, header: BlockHeaderLine
   if (header.chain_id !== undefined && given.chainId !== undefined && header.chain_id !== given.chainId) {
     throw new EthError('EINPUT', `${where}: chain_id ${header.chain_id} differs from --chain-id ${given.chainId}`);
   }
+  if (header.state_root && given.stateRoot && header.state_root !== given.stateRoot.toLowerCase()) {
+    throw new EthError('EINPUT', `${where}: state_root ${header.state_root} differs from the block's state root ${given.stateRoot}`);
+  }
   return {
     ...((header.block_hash ?? given.blockHash) ? { blockHash: (header.block_hash ?? given.blockHash)!.toLowerCase() } : {}),
     ...((header.chain_id ?? given.chainId) !== undefined ? { chainId: (header.chain_id ?? given.chainId)! } : {}),
+    ...((header.state_root ?? given.stateRoot) ? { stateRoot: (header.state_root ?? given.stateRoot)!.toLowerCase() } : {}),
   };
 }
 
 export function checkBlockInfo(info: EthBlockInfo): void {
   if (info.blockHash !== undefined && !/^0x[0-9a-fA-F]{64}$/.test(info.blockHash)) {
     throw new EthError('EPARAMS', `the block hash must be 0x followed by 64 hex digits, got ${JSON.stringify(info.blockHash)}`);
+  }
+  for (const [name, v] of [['parent hash', info.parentHash], ['state root', info.stateRoot]] as const) {
+    if (v !== undefined && !/^0x[0-9a-fA-F]{64}$/.test(v)) throw new EthError('EPARAMS', `the ${name} must be 0x followed by 64 hex digits, got ${JSON.stringify(v)}`);
   }
   if (info.chainId !== undefined && (!Number.isSafeInteger(info.chainId) || info.chainId < 1)) {
     throw new EthError('EPARAMS', `the chain id must be a positive integer, got ${info.chainId}`);
@@ -147,6 +157,8 @@ export async function buildEthState(opts: EthStateBuildOptions): Promise<BuildRe
       ...(opts.placementCache ? { placementCache: opts.placementCache } : {}),
       ...(info.blockHash !== undefined ? { blockHash: info.blockHash } : {}),
       ...(info.chainId !== undefined ? { chainId: info.chainId } : {}),
+      ...(opts.parentHash ? { parentHash: opts.parentHash.toLowerCase() } : {}),
+      ...(info.stateRoot ? { stateRoot: info.stateRoot.toLowerCase() } : {}),
       extraFiles: async (tmp, files) => {
         await writeHotManifest(tmp, files, hot);
         indexed = true;
@@ -222,6 +234,8 @@ export async function buildEthDiff(opts: EthDiffBuildOptions): Promise<Increment
     placementCache,
     ...(info.blockHash !== undefined ? { blockHash: info.blockHash } : {}),
     ...(info.chainId !== undefined ? { chainId: info.chainId } : {}),
+    ...(opts.parentHash ? { parentHash: opts.parentHash.toLowerCase() } : {}),
+    ...(info.stateRoot ? { stateRoot: info.stateRoot.toLowerCase() } : {}),
     extraFiles: async (tmp, files) => {
       const nextBytes = Buffer.from(next.toJson());
       if (nextBytes.equals(old.bytes)) {

@@ -75,7 +75,8 @@ export interface DiffResult {
 /**
  * Turns a state diff into lane changes. Missing basic-data fields keep the
  * parent's values (0 for a new account); a deleted account loses its storage
- * too; a contract added to (removed from) the hot manifest has its storage
+ * too, and a line after its "deleted" line sets it anew (fields and storage
+ * from zero); a contract added to (removed from) the hot manifest has its storage
  * moved from cold to hot (hot to cold), with values from the parent unless
  * the diff sets them.
  */
@@ -90,12 +91,18 @@ export async function ingestDiff(lines: Iterable<AccountLine>, ctx: DiffContext)
     storage.set(toHex(storageKey(address, slot)), { address, slot, value });
   };
 
+  /** Accounts a "deleted" line removed: a later line for one of them sets it anew from zero (destroyed and re-created in the block). */
+  const wiped = new Set<string>();
   for (const line of lines) {
     const address = addressBytes(line.address);
     const key = accountKey(address);
     if (line.deleted) {
       changes.cold.set(toHex(key), null);
       for (const slot of await ctx.slots.slotsOf(address)) setStorage(address, slot, null);
+      wiped.add(toHex(key));
+    } else if (wiped.has(toHex(key))) {
+      // Re-created: nothing of the parent's account survives (its storage was removed above); missing fields are 0.
+      changes.cold.set(toHex(key), encodeBasicData({ balance: line.balance ?? 0n, nonce: line.nonce ?? 0n, codeSize: line.codeSize ?? 0 }, `line ${line.line} (${line.address})`));
     } else if (line.balance !== undefined && line.nonce !== undefined && line.codeSize !== undefined) {
       changes.cold.set(toHex(key), encodeBasicData({ balance: line.balance, nonce: line.nonce, codeSize: line.codeSize }, `line ${line.line} (${line.address})`));
     } else if (line.balance !== undefined || line.nonce !== undefined || line.codeSize !== undefined) {

@@ -34,11 +34,16 @@ export class AddressSet {
   }
 }
 
-/** Checks lines one at a time: header placement, line shape, one line per address. */
+/**
+ * Checks lines one at a time: header placement, line shape, one line per
+ * address — except that a diff may remove an account and set it anew (it was
+ * destroyed and re-created in the block): a `"deleted": true` line, then one
+ * more line for the same address.
+ */
 class LineChecker {
   private readonly seen = new AddressSet();
-  /** Diffs are small: remember where each address was, for the error message. */
-  private readonly firstLine = new Map<string, number>();
+  /** Diffs are small: remember each address's first line (for messages) and whether it deleted the account. */
+  private readonly firstLine = new Map<string, { line: number; deleted: boolean; again: boolean }>();
   private sawLine = false;
 
   constructor(
@@ -59,11 +64,20 @@ class LineChecker {
     }
     const account = parsed.account;
     account.line = lineNo;
+    const key = account.address.toLowerCase();
     if (!this.seen.add(account.address)) {
-      const first = this.firstLine.get(account.address);
-      throw new EthError('EINPUT', `${where}: account ${account.address} is listed twice${first ? ` (first on line ${first})` : ''}`);
+      const first = this.firstLine.get(key);
+      if (first && first.deleted && !first.again && !account.deleted) {
+        first.again = true; // wipe, then set
+        return account;
+      }
+      throw new EthError(
+        'EINPUT',
+        `${where}: account ${account.address} is listed twice${first ? ` (first on line ${first.line})` : ''}` +
+          (this.kind === 'diff' ? '; an account may appear twice only as a "deleted" line followed by one line setting it anew' : ''),
+      );
     }
-    if (this.kind === 'diff') this.firstLine.set(account.address, lineNo);
+    if (this.kind === 'diff') this.firstLine.set(key, { line: lineNo, deleted: account.deleted, again: false });
     return account;
   }
 }
@@ -83,7 +97,7 @@ export function parseStateText(text: string, kind: StateKind, source: string, op
   return out;
 }
 
-/** Reads `file` line by line; yields its accounts in file order. Refuses an address listed twice. */
+/** Reads `file` line by line; yields its accounts in file order. Refuses an address listed twice (but for a diff's delete-then-set). */
 export async function* readStateFile(file: string, kind: StateKind, opts: ReadStateOptions = {}): AsyncGenerator<AccountLine> {
   let size: number;
   try {

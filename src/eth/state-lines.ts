@@ -4,8 +4,8 @@
 // full state balance and nonce are required and code_size defaults to 0; in
 // a diff every field is optional (a missing one keeps its old value) and
 // `"deleted": true` removes the account. A zero storage value means absent.
-// An optional first line {"block_number": N, "block_hash": "0x…", "chain_id": 1}
-// describes the block. Errors name the line.
+// An optional first line {"block_number": N, "block_hash": "0x…", "chain_id": 1,
+// "state_root": "0x…"} describes the block. Errors name the line.
 import { type Address } from 'viem';
 import { EthError } from './errors.js';
 import { parseAddress, parseWord, parseWordBigInt, preview } from './keys.js';
@@ -30,10 +30,12 @@ export interface BlockHeaderLine {
   block_number?: number;
   block_hash?: `0x${string}`;
   chain_id?: number;
+  /** The state root of the block (a state file: the root its accounts hash to, e.g. geth dump's "root"). */
+  state_root?: `0x${string}`;
 }
 
 const ACCOUNT_KEYS = new Set(['address', 'balance', 'nonce', 'code_size', 'storage', 'deleted']);
-const HEADER_KEYS = new Set(['block_number', 'block_hash', 'chain_id']);
+const HEADER_KEYS = new Set(['block_number', 'block_hash', 'chain_id', 'state_root']);
 const BLOCK_HASH = /^0x[0-9a-fA-F]{64}$/;
 
 /** Throws EthError EINPUT naming `where` (file:line). */
@@ -68,7 +70,7 @@ export function parseStateLine(
   if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) bad(where, 'expected a JSON object');
   const o = obj as Record<string, unknown>;
   if (!('address' in o) && Object.keys(o).some((k) => HEADER_KEYS.has(k))) {
-    if (!headerAllowed) bad(where, 'a block header line (block_number, block_hash, chain_id) may only be the first line');
+    if (!headerAllowed) bad(where, 'a block header line (block_number, block_hash, chain_id, state_root) may only be the first line');
     return { header: parseHeader(o, where) };
   }
   return { account: parseAccount(o, kind, where) };
@@ -77,10 +79,10 @@ export function parseStateLine(
 function parseHeader(o: Record<string, unknown>, where: string): BlockHeaderLine {
   const header: BlockHeaderLine = {};
   for (const [k, v] of Object.entries(o)) {
-    if (!HEADER_KEYS.has(k)) bad(where, `unknown key ${JSON.stringify(k)} in the block header line (block_number, block_hash, chain_id)`);
-    if (k === 'block_hash') {
-      if (typeof v !== 'string' || !BLOCK_HASH.test(v)) bad(where, `block_hash must be 0x followed by 64 hex digits, got ${preview(v)}`);
-      header.block_hash = v.toLowerCase() as `0x${string}`;
+    if (!HEADER_KEYS.has(k)) bad(where, `unknown key ${JSON.stringify(k)} in the block header line (block_number, block_hash, chain_id, state_root)`);
+    if (k === 'block_hash' || k === 'state_root') {
+      if (typeof v !== 'string' || !BLOCK_HASH.test(v)) bad(where, `${k} must be 0x followed by 64 hex digits, got ${preview(v)}`);
+      header[k] = v.toLowerCase() as `0x${string}`;
     } else {
       if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < (k === 'chain_id' ? 1 : 0)) bad(where, `${k} must be a ${k === 'chain_id' ? 'positive' : 'non-negative'} integer, got ${preview(v)}`);
       header[k as 'block_number' | 'chain_id'] = v;

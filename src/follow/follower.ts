@@ -4,19 +4,20 @@
 // once (debounced, always with a trailing reload); a file for a block at or
 // below the head is a reorg and is rebuilt from the right ancestor under a
 // fresh id; a bad file is refused with its line and serving goes on.
+// Publishing, reloading (with retries while the server is away) and pruning
+// are the Roller's, as for lanepir follow --rpc.
 import crypto from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { type Logger } from 'pino';
-import { adminRequest, heldGenerations } from '../ops/admin.js';
-import { publishGeneration } from '../store/builder.js';
+import { writeJsonAtomic } from '../store/fsutil.js';
 import { loadGeneration, resolveGeneration } from '../store/generation.js';
 import { buildIncremental } from '../store/incremental.js';
 import { type LaneName, generationBlock, generationDir } from '../store/layout.js';
-import { planPrune, removeGenerations } from '../store/prune.js';
 import { chainOf, freeGenerationId } from './chain.js';
+import { Roller, type RollerEvents } from './roller.js';
 import { UPDATE_FILE, parseUpdates } from './updates.js';
 
 export interface FollowOptions {
@@ -59,14 +60,14 @@ export class Follower extends EventEmitter {
   private timer: NodeJS.Timeout | undefined;
   private poller: NodeJS.Timeout | undefined;
   private watcher: fs.FSWatcher | undefined;
-  private served: string | undefined;
+  private readonly roller: Roller;
   /** The missing block last reported as awaited (logged once). */
   private waitingFor: number | undefined;
-  /** When each pending block's file was first seen, for block-to-served latency. */
-  private seenAt = new Map<string, number>();
 
   constructor(private readonly opts: FollowOptions) {
     super();
+    this.roller = new Roller({ data: opts.data, admin: opts.admin, logger: opts.logger, retain: opts.retain ?? 32 });
+    this.roller.on('reloaded', (e: RollerEvents['reloaded']) => this.onReloaded(e));
   }
 
   private get statePath(): string {
@@ -75,7 +76,6 @@ export class Follower extends EventEmitter {
 
   async start(): Promise<void> {
     this.head = (await resolveGeneration(this.opts.data)).id;
-    this.served = this.head;
     await fsp.mkdir(this.opts.updatesDir, { recursive: true });
     const saved = await fsp.readFile(this.statePath, 'utf8').then((t) => JSON.parse(t) as State, () => undefined);
     if (saved) {
@@ -94,6 +94,7 @@ export class Follower extends EventEmitter {
     this.watcher.on('error', (err) => this.opts.logger.warn({ err: err.message }, 'watch failed; polling only'));
     this.poller = setInterval(() => this.schedule(), this.opts.pollMs ?? 1000);
     this.opts.logger.info({ head: this.head, updates: this.opts.updatesDir }, 'following');
+    await this.roller.request(this.head); // a server that is up already serves it (a no-op), one that is not yet gets it when it is
     this.schedule(0);
   }
 
@@ -102,6 +103,7 @@ export class Follower extends EventEmitter {
     if (this.poller) clearInterval(this.poller);
     if (this.timer) clearTimeout(this.timer);
     await this.scanning;
+    await this.roller.stop();
   }
 
   /** Runs a scan after the debounce window; a scan requested during a scan runs right after it. */
@@ -135,9 +137,7 @@ export class Follower extends EventEmitter {
   }
 
   private async saveState(): Promise<void> {
-    const tmp = `${this.statePath}.tmp`;
-    await fsp.writeFile(tmp, JSON.stringify(this.state));
-    await fsp.rename(tmp, this.statePath);
+    await writeJsonAtomic(this.statePath, this.state);
   }
 
   /** Builds every pending block in order, then publishes and reloads the newest once. */
@@ -149,8 +149,8 @@ export class Follower extends EventEmitter {
       if (bytes === undefined) continue;
       const sha = crypto.createHash('sha256').update(bytes).digest('hex');
       if (this.state.files[name] === sha) continue;
-      if (!this.seenAt.has(name)) this.seenAt.set(name, Date.now());
       const block = Number(name.split('.')[0]);
+      this.roller.seen(block);
       const headBlock = generationBlock(this.head);
       if (block > headBlock + 1) {
         if (this.waitingFor !== headBlock + 1) {
@@ -192,40 +192,12 @@ export class Follower extends EventEmitter {
       this.state.files[name] = sha;
       await this.saveState();
     }
-    if (builtAny || this.served !== this.head) await this.rollHead();
+    // The roller publishes at once and reloads (retrying while the server is away); a newer head supersedes it.
+    if (builtAny) await this.roller.request(this.head);
   }
 
-  /** Publishes the head, has the server reload it, and prunes what nobody holds. */
-  private async rollHead(): Promise<void> {
-    const id = this.head;
-    const previous = await resolveGeneration(this.opts.data).then((g) => g.id, () => undefined);
-    await publishGeneration(this.opts.data, id);
-    let reload: unknown;
-    try {
-      reload = await adminRequest(this.opts.admin, '/admin/reload', {
-        method: 'POST',
-        body: JSON.stringify({ generation: id }),
-        headers: { 'Content-Type': 'application/json' },
-      });
-    } catch (err) {
-      if (previous) await publishGeneration(this.opts.data, previous); // disk and server agree again
-      this.opts.logger.error({ generation: id, err: (err as Error).message }, 'reload refused; will retry with the next block');
-      return;
-    }
-    this.served = id;
-    const block = generationBlock(id);
-    const seen = this.seenAt.get(`${block}.jsonl`);
-    const blockToServedMs = seen ? Date.now() - seen : 0;
-    for (const name of [...this.seenAt.keys()]) if (Number(name.split('.')[0]) <= block) this.seenAt.delete(name);
+  private onReloaded({ generation: id, block, reload, blockToServedMs = 0 }: RollerEvents['reloaded']): void {
     this.opts.logger.info({ generation: id, block, block_to_served_ms: blockToServedMs }, 'serving');
     this.emit('reloaded', { generation: id, block, blockToServedMs, reload });
-    try {
-      const held = await heldGenerations(this.opts.admin);
-      const plan = await planPrune(this.opts.data, held, this.opts.retain ?? 32);
-      await removeGenerations(this.opts.data, plan.remove);
-      if (plan.remove.length) this.opts.logger.info({ removed: plan.remove }, 'pruned generations');
-    } catch (err) {
-      this.opts.logger.warn({ err: (err as Error).message }, 'prune skipped');
-    }
   }
 }

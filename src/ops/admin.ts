@@ -40,6 +40,8 @@ export class AdminError extends Error {
     message: string,
     readonly code: string,
     readonly body?: unknown,
+    /** The HTTP status when the server answered (undefined: no answer, or a client-side refusal). */
+    readonly status?: number,
   ) {
     super(message);
   }
@@ -70,7 +72,7 @@ export async function adminRequest(target: { url: string; token: string | undefi
   }
   if (!res.ok) {
     const b = body as { error?: string; code?: string };
-    throw new AdminError(`${path} answered ${res.status}: ${b?.error ?? text}`, b?.code ?? `EHTTP_${res.status}`, body);
+    throw new AdminError(`${path} answered ${res.status}: ${b?.error ?? text}`, b?.code ?? `EHTTP_${res.status}`, body, res.status);
   }
   return body;
 }

@@ -20,6 +20,8 @@ export interface ServedLane {
 export class Snapshot {
   readonly id: string;
   readonly blockNumber: number;
+  /** When this process made it current (the latest time, after a rollback). */
+  servedAt: Date | undefined;
   private pins = 0;
   private retired = false;
   private closed = false;
@@ -117,6 +119,7 @@ export class SnapshotStore {
     if (old === next) return old;
     this.past = this.past.filter((s) => s !== next);
     next.revive();
+    next.servedAt = new Date();
     this.cur = next;
     if (old) this.past.unshift(old);
     for (const gone of this.past.splice(this.retain)) this.retireOne(gone);

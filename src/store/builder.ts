@@ -59,6 +59,9 @@ export interface GenerationExtras {
   blockHash?: string | null;
   /** manifest chain_id (null when not given). */
   chainId?: number | null;
+  /** 0x + 64 lowercase hex digits: the block's parent hash and state root (follow --rpc); omitted when not given. */
+  parentHash?: string | null;
+  stateRoot?: string | null;
   /** Writes more files into the generation being built (listing them in `files`), after the lanes. */
   extraFiles?: (tmp: string, files: Manifest['files']) => Promise<void>;
 }
@@ -153,6 +156,8 @@ export async function commitGeneration(
       block_number: opts.block,
       block_hash: opts.blockHash ?? null,
       chain_id: opts.chainId ?? null,
+      ...(opts.parentHash ? { parent_hash: opts.parentHash } : {}),
+      ...(opts.stateRoot ? { state_root: opts.stateRoot } : {}),
       ...(parent !== undefined ? { parent } : {}),
       created_at: new Date().toISOString(),
       lanes,

@@ -48,6 +48,9 @@ export const manifestSchema = z.object({
   /** The block's hash and the chain's id when the builder was told them (null otherwise; absent in older generations). */
   block_hash: z.string().regex(/^0x[0-9a-f]{64}$/).nullable().optional(),
   chain_id: z.number().int().positive().nullable().optional(),
+  /** Followed chains (lanepir follow --rpc): the block's parent hash and state root, for reorg checks and clients. */
+  parent_hash: z.string().regex(/^0x[0-9a-f]{64}$/).nullable().optional(),
+  state_root: z.string().regex(/^0x[0-9a-f]{64}$/).nullable().optional(),
   /** Set by incremental builds: the generation this one was built from (its diffs are <lane>/diff.bin). */
   parent: z.string().regex(GENERATION_ID).optional(),
   created_at: z.string(),
