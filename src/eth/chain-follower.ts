@@ -117,7 +117,8 @@ export class ChainFollower extends EventEmitter {
   private poller: NodeJS.Timeout | undefined;
   private unsubscribe: (() => Promise<unknown>) | undefined;
   private awayLogged = false;
-  private behindLogged = false;
+  /** The (node head, our tip) last logged as behind: logged again when either moves, not on every retry. */
+  private behindLogged: string | undefined;
   private stateFailures = 0;
 
   constructor(private readonly opts: ChainFollowerOptions) {
@@ -189,7 +190,8 @@ export class ChainFollower extends EventEmitter {
         if (this.awayLogged) this.opts.logger.info({ tip: this.tip.number }, 'the node answers again; following on');
         if (this.behindLogged) this.opts.logger.info({ tip: this.tip.number, node_head: this.nodeHead }, 'the node has caught up with our tip; following on');
         if (this.stateFailures) this.opts.logger.info({ tip: this.tip.number, after_failures: this.stateFailures }, 'the node has the state again; following on');
-        this.awayLogged = this.behindLogged = false;
+        this.awayLogged = false;
+        this.behindLogged = undefined;
         this.stateFailures = 0;
         backoff = 250;
         if (more) continue;
@@ -199,8 +201,8 @@ export class ChainFollower extends EventEmitter {
         if (this.stopped) break;
         if (e instanceof NodeBehind) {
           this.opts.metrics?.rpcErrors.inc({ code: e.code });
-          if (!this.behindLogged) this.opts.logger.warn({ node_head: e.nodeHead, tip: e.tip }, `${e.message}; waiting for it (serving goes on)`);
-          this.behindLogged = true;
+          if (this.behindLogged !== e.message) this.opts.logger.warn({ node_head: e.nodeHead, tip: e.tip }, `${e.message}; waiting for it (serving goes on)`);
+          this.behindLogged = e.message;
           this.emit('behind', { nodeHead: e.nodeHead, tip: e.tip });
           await wait();
           continue;
