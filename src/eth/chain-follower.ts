@@ -314,6 +314,18 @@ export class ChainFollower extends EventEmitter {
     };
   }
 
+  /** What every generation of this chain records of its block, and the builders' shared state. */
+  private generationFields(header: BlockHeader) {
+    return {
+      blockHash: header.hash,
+      parentHash: header.parentHash,
+      stateRoot: header.stateRoot,
+      chainId: this.chainId,
+      placementCache: this.placementCache,
+      ...(this.opts.hotManifest ? { hotManifest: this.opts.hotManifest } : {}),
+    };
+  }
+
   private async buildDiff(id: string, header: BlockHeader, diff: BlockDiff): Promise<void> {
     // Through the state-diff parser: the same checks as a diff file (fail closed on anything odd).
     const lines = parseStateText(diff.toJsonl(), 'diff', `block ${header.number}`);
@@ -323,12 +335,7 @@ export class ChainFollower extends EventEmitter {
       id,
       from: this.tip.id,
       diff: lines,
-      blockHash: header.hash,
-      parentHash: header.parentHash,
-      stateRoot: header.stateRoot,
-      chainId: this.chainId,
-      placementCache: this.placementCache,
-      ...(this.opts.hotManifest ? { hotManifest: this.opts.hotManifest } : {}),
+      ...this.generationFields(header),
     });
   }
 
@@ -429,12 +436,7 @@ export class ChainFollower extends EventEmitter {
       data,
       block: fromBlock,
       state: stateFile!,
-      blockHash: header.hash,
-      parentHash: header.parentHash,
-      stateRoot: header.stateRoot,
-      chainId: this.chainId,
-      placementCache: this.placementCache,
-      ...(this.opts.hotManifest ? { hotManifest: this.opts.hotManifest } : {}),
+      ...this.generationFields(header),
     });
     logger.info({ block: fromBlock, build_ms: Math.round(performance.now() - t0) }, 'first generation built');
     const tip = { id: String(fromBlock), number: fromBlock, hash: header.hash };
@@ -464,12 +466,7 @@ export class ChainFollower extends EventEmitter {
       data,
       block: 0,
       state: stateLines,
-      blockHash: genesis.hash,
-      parentHash: genesis.parentHash,
-      stateRoot: genesis.stateRoot,
-      chainId: this.chainId,
-      placementCache: this.placementCache,
-      ...(this.opts.hotManifest ? { hotManifest: this.opts.hotManifest } : {}),
+      ...this.generationFields(genesis),
     });
     const tip = { id: '0', number: 0, hash: genesis.hash };
     this.tip = tip;

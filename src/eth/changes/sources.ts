@@ -59,34 +59,23 @@ async function finish(rpc: EthRpc, block: BlockHeader, txs: readonly TxInfo[], d
   return readBack(rpc, { blockHash: block.hash }, touched, diff);
 }
 
-class PrestateSource implements ChangeSource {
-  readonly name = 'prestate';
-  constructor(private readonly rpc: EthRpc) {}
+/**
+ * A source that traces the whole block in one request (prestate, stateDiff):
+ * the answer is folded into a diff (each entry must name the block's
+ * transaction at its position), then the common read-back step.
+ */
+class BlockTraceSource implements ChangeSource {
+  constructor(
+    readonly name: 'prestate' | 'statediff',
+    private readonly rpc: EthRpc,
+    private readonly trace: (block: BlockHeader) => Promise<unknown>,
+    private readonly apply: typeof applyPrestateBlock,
+  ) {}
   async blockChanges(block: BlockHeader): Promise<BlockChanges> {
     const before = this.rpc.requests;
     const diff = new BlockDiff();
-    const [txs, answer] = await Promise.all([
-      blockTransactions(this.rpc, block),
-      block.transactions.length ? this.rpc.request('debug_traceBlockByHash', [block.hash, PRESTATE_CONFIG]) : [],
-    ]);
-    const { removed } = applyPrestateBlock(diff, answer, block.transactions, block.number);
-    await finish(this.rpc, block, txs, diff, removed);
-    return { diff, requests: this.rpc.requests - before, changes: diff.changes };
-  }
-}
-
-class StateDiffSource implements ChangeSource {
-  readonly name = 'statediff';
-  constructor(private readonly rpc: EthRpc) {}
-  async blockChanges(block: BlockHeader): Promise<BlockChanges> {
-    const before = this.rpc.requests;
-    const diff = new BlockDiff();
-    // Asked for by number (what the method takes everywhere); each entry's transactionHash pins it to this block.
-    const [txs, answer] = await Promise.all([
-      blockTransactions(this.rpc, block),
-      block.transactions.length ? this.rpc.request('trace_replayBlockTransactions', [toQuantity(block.number), ['stateDiff']]) : [],
-    ]);
-    const { removed } = applyStateDiffBlock(diff, answer, block.transactions, block.number);
+    const [txs, answer] = await Promise.all([blockTransactions(this.rpc, block), block.transactions.length ? this.trace(block) : []]);
+    const { removed } = this.apply(diff, answer, block.transactions, block.number);
     await finish(this.rpc, block, txs, diff, removed);
     return { diff, requests: this.rpc.requests - before, changes: diff.changes };
   }
@@ -149,9 +138,10 @@ class StructLogSource implements ChangeSource {
 export function changeSource(name: ChangeSourceName, rpc: EthRpc): ChangeSource {
   switch (name) {
     case 'prestate':
-      return new PrestateSource(rpc);
+      return new BlockTraceSource('prestate', rpc, (block) => rpc.request('debug_traceBlockByHash', [block.hash, PRESTATE_CONFIG]), applyPrestateBlock);
     case 'statediff':
-      return new StateDiffSource(rpc);
+      // Asked for by number (what the method takes everywhere); each entry's transactionHash pins it to this block.
+      return new BlockTraceSource('statediff', rpc, (block) => rpc.request('trace_replayBlockTransactions', [toQuantity(block.number), ['stateDiff']]), applyStateDiffBlock);
     case 'structlog':
       return new StructLogSource(rpc);
   }
