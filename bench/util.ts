@@ -4,10 +4,10 @@
 import { type ChildProcess, fork, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../src/free-port.js';
 import autocannon from 'autocannon';
 import { type ConfigInput, loadConfig } from '../src/config.js';
 import { segmentName } from '../src/cluster/segment.js';
@@ -159,16 +159,7 @@ export async function postReload(adminUrl: string, generation: string, agent: ht
   return { ms: r.ms, body };
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 // ---- generations ----
 

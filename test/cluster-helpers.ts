@@ -2,24 +2,16 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import path from 'node:path';
+import { freePort } from '../src/free-port.js';
 import { segmentName } from '../src/cluster/segment.js';
 import { loadConfig } from '../src/config.js';
 import { SHARD_SIZE } from './server-helpers.js';
 
 export const BIN = path.resolve('bin/lanepir.js');
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
+
 
 export interface Cluster {
   proc: ChildProcess;

@@ -6,7 +6,6 @@
 // follower, the cluster (which removes its shared-memory segment) and the node.
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,19 +15,9 @@ import { startDevChain } from '../eth/devchain/hardhat.js';
 import { Traffic } from '../eth/devchain/traffic.js';
 import { followRpc } from './follow-rpc.js';
 import { reportAndExit } from './errors.js';
+import { freePort } from '../free-port.js';
 
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../bin/lanepir.js');
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function waitReady(url: string, ms: number, proc: ChildProcess): Promise<void> {
   const deadline = Date.now() + ms;
