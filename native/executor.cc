@@ -125,6 +125,7 @@ void Executor::laneLoop(int lane) {
   std::vector<Cand> cands;
   std::vector<Cand> taken;
   bool idle = true;
+  bool jumped = false;  // the last pass went ahead of older queries of another generation
   while (!stopping_.load()) {
     h->executorBeatMs.store(unixMs(), std::memory_order_relaxed);
     uint32_t seen = bell.seq.load();
@@ -155,7 +156,15 @@ void Executor::laneLoop(int lane) {
     idle = false;
     // The pass: the oldest query's generation, whole requests of it oldest first, up to
     // batchMax queries (the first always fits: a request carries at most batchMax).
-    const std::string gen = cands[0].gen;
+    // After a switch, queries pinned to the new generation (the newest query's) would
+    // wait behind a pass of those queued for the old one: they go first instead, but
+    // never twice in a row, so no generation waits more than one extra pass.
+    std::string gen = cands[0].gen;
+    const Cand* newest = &cands[0];
+    for (const Cand& c : cands)
+      if (c.submitNs >= newest->submitNs) newest = &c;
+    const bool jump = !jumped && newest->gen != gen;
+    if (jump) gen = newest->gen;
     taken.clear();
     uint64_t queries = 0;
     for (const Cand& c : cands) {
@@ -169,7 +178,10 @@ void Executor::laneLoop(int lane) {
         queries += std::max<uint32_t>(c.count, 1);
       }
     }
-    if (!taken.empty()) runPass(lane, gen, taken);
+    if (!taken.empty()) {
+      jumped = jump;
+      runPass(lane, gen, taken);
+    }
   }
 }
 

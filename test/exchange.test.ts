@@ -163,6 +163,37 @@ test('a descriptor whose areas lie outside the data area is refused (EBAD_DESCRI
   await hot.release();
 });
 
+test('after a switch, queries on the newest query\'s generation do not wait behind a pass of older ones (issue 12)', async (t) => {
+  const oldLane = await lane(4000, 1000);
+  const newLane = await lane(4000, 1000);
+  const x = exchange.exchangeCreate(null, 1, 8, 1 << 20);
+  const passes: PassReport[] = [];
+  const ex = new exchange.KernelExecutor(x, { batchMax: 16, windowMs: 0, threads: 1 }, (p) => passes.push(p));
+  ex.setGeneration('1', { hot: oldLane });
+  ex.setGeneration('2', { hot: newLane });
+  const a = client(x, 0);
+  t.teardown(() => {
+    a.c.close();
+    ex.stop();
+  });
+  const ab = oldLane.entrySize * oldLane.rows * 4;
+  const slot = (k: number) => k * (M * 4 + ab + 64);
+  const qs = Array.from({ length: 3 }, () => randomQuery());
+  // Queued before the executor starts: two queries pinned to the old generation, then one to the new.
+  const done = [a.ask(0, 0, '1', qs[0]!, slot(0), ab), a.ask(1, 0, '1', qs[1]!, slot(1), ab)];
+  await new Promise((r) => setTimeout(r, 2));
+  done.push(a.ask(2, 0, '2', qs[2]!, slot(2), ab));
+  ex.start();
+  const results = await Promise.all(done);
+  for (let i = 0; i < 100 && passes.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+  t.deepEqual(passes.map((p) => [p.generation, p.batch]), [['2', 1], ['1', 2]], 'the new generation first, then the old one (all of it)');
+  // Each answered on the generation it was pinned to.
+  const [o, n] = [await oldLane.answer([qs[0]!, qs[1]!]), await newLane.answer([qs[2]!])];
+  t.deepEqual(results.map((r) => r.answer), [o[0], o[1], n[0]]);
+  for (let d = 0; d < 3; d++) a.c.free(d);
+  await Promise.all([oldLane.release(), newLane.release()]);
+});
+
 test('KernelQueue: bounded per lane across regions, areas reused, a queued query withdrawn when its request goes', async (t) => {
   const hot = await lane(4000, 1000);
   const x = exchange.exchangeCreate(null, 2, 8, 1 << 20);
