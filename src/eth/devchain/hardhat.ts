@@ -30,14 +30,18 @@ export interface DevChain {
   stop(): Promise<void>;
 }
 
-const running = new Set<ChildProcess>();
+/** Running nodes and their temporary directories (removed by stop(), or at exit as a last resort). */
+const running = new Map<ChildProcess, string>();
 let exitHookInstalled = false;
 
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
   process.on('exit', () => {
-    for (const child of running) child.kill('SIGKILL');
+    for (const [child, dir] of running) {
+      child.kill('SIGKILL');
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 }
 
@@ -63,7 +67,7 @@ export async function startDevChain(opts: DevChainOptions = {}): Promise<DevChai
     env: { ...process.env, HARDHAT_DISABLE_TELEMETRY_PROMPT: 'true', DO_NOT_TRACK: '1', FORCE_COLOR: '0' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  running.add(child);
+  running.set(child, dir);
   installExitHook();
   let output = '';
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
