@@ -256,13 +256,15 @@ test.serial('after a reload to the next block the next lookup updates the hints 
   t.is(r.status, 200, JSON.stringify(r.body));
 
   const before = p.requests.length;
+  // Long tasks of the page's first lookup were checked against its own trace: only later ones count here.
+  const earlierLongTasks = (await p.longTasks()).length;
   await p.page.$eval('[data-testid="address"]', (e: { value: string }, v: string) => (e.value = v), address);
   const { result: state, tasks } = await traceMainThread(p.page, async () => {
     await p.page.click('[data-testid="submit"]');
     return lookupSettled(p.page);
   });
   t.is(state, 'done', await testText(p.page, 'error'));
-  checkMainThread(t, await p.longTasks(), tasks, 'lookup after the reload');
+  checkMainThread(t, (await p.longTasks()).slice(earlierLongTasks), tasks, 'lookup after the reload');
   t.deepEqual(parseResult(await testText(p.page, 'result')), {
     address: address.toLowerCase(),
     balance: '1000000000000000000',
