@@ -216,6 +216,12 @@ test('viem through the EIP-1193 provider: balances, nonces, storage, balanceOf; 
     },
   };
   const provider = createLanepirProvider({ url, passthrough });
+  // EIP-1193 events: 'connect' with the chain id after the first answer, once; a throwing listener is its own problem.
+  const connects: unknown[] = [];
+  const dropped: unknown[] = [];
+  const drop = (info: unknown) => dropped.push(info);
+  t.is(provider.on('connect', () => { throw new Error('a listener that throws'); }), provider);
+  provider.on('connect', (info: unknown) => connects.push(info)).on('connect', drop).removeListener('connect', drop);
   const viem = createPublicClient({ transport: custom(provider) });
   const holder = syn.holderOf(0).address;
   const want = decodeBasicData(model.values.get(toHex(accountKey(holder)))!);
@@ -235,6 +241,8 @@ test('viem through the EIP-1193 provider: balances, nonces, storage, balanceOf; 
   t.is(await provider.request({ method: 'eth_getBalance', params: [holder, { blockHash: `0x${'5a'.repeat(32)}` }] }), `0x${want.balance.toString(16)}`); // EIP-1898
   await t.throwsAsync(provider.request({ method: 'eth_getBalance', params: [holder, { blockHash: `0x${'5b'.repeat(32)}` }] }), { message: /not served/ });
   t.deepEqual(passed, [], 'private reads never reach the passthrough');
+  t.deepEqual(connects, [{ chainId: '0x7a69' }], "one 'connect' event, naming chain 31337");
+  t.deepEqual(dropped, [], 'a removed listener hears nothing');
   // A block the server does not serve fails; it is not forwarded.
   await t.throwsAsync(viem.getBalance({ address: holder, blockNumber: 12n }), { message: /block 12 is not served/ });
   t.deepEqual(passed, []);

@@ -16,6 +16,7 @@ import { type Eip1193Like, type Eip1193RequestArgs } from '../eth/provider.js';
 import { ProviderRpcError } from '../eth/rpc-error.js';
 import { type AccountResult, type Erc20Result, type LatestBlock, type PageToken, type ReadOptions, type StateRead, type StateResult, type StorageResult } from './state-session.js';
 import { type CallReport, type SerializedError, type WorkerClientOptions, type WorkerRequest, type WorkerResponse, WORKER_PROTOCOL } from './protocol.js';
+import { type ProviderListener, providerEvents } from '../eth/provider-events.js';
 
 export interface LanepirWorkerOptions extends WorkerClientOptions {
   /** The worker script (default: lanepir-worker.js next to this bundle). */
@@ -168,7 +169,7 @@ export interface WorkerProviderOptions {
   passthrough?: Eip1193Like;
 }
 
-type Listener = (...args: unknown[]) => void;
+type Listener = ProviderListener;
 
 export interface LanepirWorkerProvider extends Eip1193Like {
   on(event: string, listener: Listener): LanepirWorkerProvider;
@@ -183,17 +184,9 @@ export interface LanepirWorkerProvider extends Eip1193Like {
  * is given; a private method that fails fails: it never falls back.
  */
 export function createWorkerProvider(worker: LanepirWorker, options: WorkerProviderOptions = {}): LanepirWorkerProvider {
-  const listeners = new Map<string, Set<Listener>>();
+  const events = providerEvents(() => provider);
   let connected = false;
-  const emit = (event: string, ...args: unknown[]) => {
-    for (const l of listeners.get(event) ?? []) {
-      try {
-        l(...args);
-      } catch {
-        // a listener's error is its own
-      }
-    }
-  };
+  const { emit } = events;
   const provider: LanepirWorkerProvider = {
     worker,
     async request(args: Eip1193RequestArgs): Promise<unknown> {
@@ -213,16 +206,8 @@ export function createWorkerProvider(worker: LanepirWorker, options: WorkerProvi
       }
       return result;
     },
-    on(event, listener) {
-      let set = listeners.get(event);
-      if (!set) listeners.set(event, (set = new Set()));
-      set.add(listener);
-      return provider;
-    },
-    removeListener(event, listener) {
-      listeners.get(event)?.delete(listener);
-      return provider;
-    },
+    on: events.on,
+    removeListener: events.removeListener,
   };
   return provider;
 }

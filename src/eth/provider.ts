@@ -22,6 +22,7 @@ import { ProviderRpcError } from './rpc-error.js';
 
 export { ProviderRpcError } from './rpc-error.js';
 import { parseAddress, parseWord, wordFromBigInt, wordToHex } from './keys.js';
+import { type ProviderListener, providerEvents } from './provider-events.js';
 
 export interface Eip1193RequestArgs {
   method: string;
@@ -43,7 +44,7 @@ export const ERC20_BALANCE_OF = '0x70a08231';
 /** Methods answered privately; they never reach the passthrough. */
 export const PRIVATE_METHODS = ['eth_getBalance', 'eth_getTransactionCount', 'eth_getStorageAt', 'eth_blockNumber', 'eth_chainId'] as const;
 
-type Listener = (...args: unknown[]) => void;
+type Listener = ProviderListener;
 
 export interface LanepirProvider extends Eip1193Like {
   on(event: string, listener: Listener): LanepirProvider;
@@ -93,17 +94,9 @@ function rpcError(err: unknown): ProviderRpcError {
 
 export function createLanepirProvider(opts: LanepirProviderOptions): LanepirProvider {
   const client = opts.client ?? new Client(opts);
-  const listeners = new Map<string, Set<Listener>>();
+  const events = providerEvents(() => provider);
   let connected = false;
-  const emit = (event: string, ...args: unknown[]) => {
-    for (const l of listeners.get(event) ?? []) {
-      try {
-        l(...args);
-      } catch {
-        // a listener's error is its own
-      }
-    }
-  };
+  const { emit } = events;
 
   /** A read at the requested block; a block hash is looked up among the blocks the server serves. */
   const atBlock = async <T extends { block: { hash: string | null } }>(block: ReturnType<typeof blockOptions>, read: (o: ReadOptions) => Promise<T>): Promise<T> => {
@@ -188,16 +181,8 @@ export function createLanepirProvider(opts: LanepirProviderOptions): LanepirProv
       if (opts.passthrough) return opts.passthrough.request(args);
       throw new ProviderRpcError(4200, `${args.method} is not answered by lanepir (private reads: eth_getBalance, eth_getTransactionCount, eth_getStorageAt, eth_call of balanceOf on hot-manifest tokens, eth_blockNumber, eth_chainId) and no passthrough provider is configured`);
     },
-    on(event, listener) {
-      let set = listeners.get(event);
-      if (!set) listeners.set(event, (set = new Set()));
-      set.add(listener);
-      return provider;
-    },
-    removeListener(event, listener) {
-      listeners.get(event)?.delete(listener);
-      return provider;
-    },
+    on: events.on,
+    removeListener: events.removeListener,
   };
   return provider;
 }
