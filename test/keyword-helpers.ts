@@ -11,6 +11,11 @@ import { hashKeys } from '../src/store/keyword-builder.js';
 import { HASH_WORDS, KeywordTable } from '../src/store/keyword-placement.js';
 import { type LaneInfo, openLane } from '../src/store/generation.js';
 import fs from 'node:fs/promises';
+import { type ExecutionContext } from 'ava';
+import { type ConfigInput } from '../src/config.js';
+import { buildGeneration } from '../src/store/builder.js';
+import { rmrf, tempDir } from './helpers.js';
+import { serve } from './server-helpers.js';
 
 export const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 
@@ -68,4 +73,27 @@ export function grindKeys(keySeedHex: string, m: number, d: number, column: numb
     }
   }
   return out;
+}
+
+/**
+ * A served data set of two keyword lanes (hot: `hotKeys` random records,
+ * m = 32; cold: `coldKeys`, m = 64) at block 1, removed after the test; with
+ * the server's /info.
+ */
+export async function keywordServer(t: ExecutionContext, opts: { hotKeys?: number; coldKeys?: number; config?: Partial<ConfigInput> } = {}) {
+  const data = tempDir();
+  t.teardown(() => rmrf(data));
+  const hot = randomRecords(opts.hotKeys ?? 600);
+  const cold = randomRecords(opts.coldKeys ?? 1500);
+  await buildGeneration({
+    data,
+    block: 1,
+    shardSize: 16384,
+    publish: true,
+    lanes: { hot: { layout: 'keyword', records: () => hot, m: 32 }, cold: { layout: 'keyword', records: () => cold, m: 64 } },
+  });
+  const server = await serve(data, opts.config ?? {});
+  t.teardown(() => server.close());
+  const info = (await (await fetch(`${server.publicUrl}/info`)).json()) as { batch_max: number; lanes: Record<string, { bucket_choices: number }> };
+  return { data, server, hot, cold, info };
 }

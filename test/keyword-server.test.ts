@@ -6,30 +6,12 @@ import crypto from 'node:crypto';
 import { PirClient } from '../src/pir/client.js';
 import { decodeKeyword, keywordQueries } from '../src/pir/keyword.js';
 import { KeywordReader } from '../src/pir/keyword-remote.js';
-import { buildGeneration, publishGeneration } from '../src/store/builder.js';
+import { publishGeneration } from '../src/store/builder.js';
 import { buildIncremental } from '../src/store/incremental.js';
 import { type LaneName } from '../src/store/layout.js';
 import { type RunningServer } from '../src/server/server.js';
-import { rmrf, tempDir } from './helpers.js';
-import { reload, serve } from './server-helpers.js';
-import { hex, randomRecords } from './keyword-helpers.js';
-
-async function keywordServer(t: import('ava').ExecutionContext, hotKeys = 600, coldKeys = 1500) {
-  const data = tempDir();
-  t.teardown(() => rmrf(data));
-  const hot = randomRecords(hotKeys);
-  const cold = randomRecords(coldKeys);
-  await buildGeneration({
-    data,
-    block: 1,
-    shardSize: 16384,
-    publish: true,
-    lanes: { hot: { layout: 'keyword', records: () => hot, m: 32 }, cold: { layout: 'keyword', records: () => cold, m: 64 } },
-  });
-  const server = await serve(data);
-  t.teardown(() => server.close());
-  return { data, server, hot, cold };
-}
+import { reload } from './server-helpers.js';
+import { hex, keywordServer } from './keyword-helpers.js';
 
 /** Queries answered and requests served per lane, as the server's own metrics count them. */
 async function served(server: RunningServer): Promise<Record<LaneName, { queries: number; requests: number }>> {
@@ -124,7 +106,7 @@ test('lane hiding: a hot key, a cold key and an absent key cost each lane the sa
 });
 
 test('rounds follow the generations by hint deltas; every result names the generation it is from and equals its state', async (t) => {
-  const { data, server, hot, cold } = await keywordServer(t, 400, 800);
+  const { data, server, hot, cold } = await keywordServer(t, { hotKeys: 400, coldKeys: 800 });
   const current = { hot: new Map(hot.map((r) => [hex(r.key), r.value as Buffer | null])), cold: new Map(cold.map((r) => [hex(r.key), r.value as Buffer | null])) };
   const byGeneration = new Map<string, Record<LaneName, Map<string, Buffer | null>>>([['1', { hot: new Map(current.hot), cold: new Map(current.cold) }]]);
   const reader = new KeywordReader({ url: server.publicUrl });

@@ -9,13 +9,12 @@ import { KeywordReader } from '../src/pir/keyword-remote.js';
 import { RemoteLane } from '../src/pir/remote.js';
 import { StateClient } from '../src/eth/client.js';
 import { loadGeneration, readEntry } from '../src/store/generation.js';
-import { buildGeneration } from '../src/store/builder.js';
 import { buildIncremental } from '../src/store/incremental.js';
 import { generationDir } from '../src/store/layout.js';
 import { type ConfigInput } from '../src/config.js';
 import { rmrf, tempDir } from './helpers.js';
 import { buildBlock, serve } from './server-helpers.js';
-import { hex, randomRecords } from './keyword-helpers.js';
+import { hex, keywordServer } from './keyword-helpers.js';
 
 /** Fast retries for tests that play Retry-After: 0. */
 const FAST = { attempts: 3, backoffMs: 1, maxWaitMs: 2000 };
@@ -67,23 +66,6 @@ async function indexServer(t: import('ava').ExecutionContext, overrides: Partial
   t.teardown(() => server.close());
   const plain = async (g: number, i: number) => readEntry((await loadGeneration(generationDir(data, g))).lanes.cold!, i);
   return { data, server, plain };
-}
-
-async function keywordServer(t: import('ava').ExecutionContext, overrides: Partial<ConfigInput> = {}) {
-  const data = tempDir();
-  t.teardown(() => rmrf(data));
-  const hot = randomRecords(600);
-  const cold = randomRecords(1500);
-  await buildGeneration({
-    data,
-    block: 1,
-    shardSize: 16384,
-    publish: true,
-    lanes: { hot: { layout: 'keyword', records: () => hot, m: 32 }, cold: { layout: 'keyword', records: () => cold, m: 64 } },
-  });
-  const server = await serve(data, overrides);
-  t.teardown(() => server.close());
-  return { server, hot, cold };
 }
 
 test('Retry-After is read as seconds or an HTTP date; anything else is no Retry-After', (t) => {
@@ -234,7 +216,7 @@ test('a failed POST ends the round: no further POST starts', async (t) => {
 });
 
 test('a server with tight limits (max_pending_per_lane 16, max_requests_per_client 3) still serves a 40-key round', async (t) => {
-  const { server, hot, cold } = await keywordServer(t, { max_pending_per_lane: 16, max_requests_per_client: 3 });
+  const { server, hot, cold } = await keywordServer(t, { config: { max_pending_per_lane: 16, max_requests_per_client: 3 } });
   const net = refusingFetch(() => undefined);
   const reader = new KeywordReader({ url: server.publicUrl, fetch: net.fn });
   const round = await reader.lookupRound({ hot: hot.slice(0, 20).map((r) => r.key), cold: cold.slice(0, 20).map((r) => r.key) });

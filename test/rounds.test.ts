@@ -4,29 +4,7 @@
 // (429/503) are waited out and retried.
 import test from 'ava';
 import { KeywordReader } from '../src/pir/keyword-remote.js';
-import { buildGeneration } from '../src/store/builder.js';
-import { type ConfigInput } from '../src/config.js';
-import { rmrf, tempDir } from './helpers.js';
-import { serve } from './server-helpers.js';
-import { hex, randomRecords } from './keyword-helpers.js';
-
-async function keywordServer(t: import('ava').ExecutionContext, overrides: Partial<ConfigInput> = {}) {
-  const data = tempDir();
-  t.teardown(() => rmrf(data));
-  const hot = randomRecords(600);
-  const cold = randomRecords(1500);
-  await buildGeneration({
-    data,
-    block: 1,
-    shardSize: 16384,
-    publish: true,
-    lanes: { hot: { layout: 'keyword', records: () => hot, m: 32 }, cold: { layout: 'keyword', records: () => cold, m: 64 } },
-  });
-  const server = await serve(data, overrides);
-  t.teardown(() => server.close());
-  const info = (await (await fetch(`${server.publicUrl}/info`)).json()) as { batch_max: number; lanes: Record<string, { bucket_choices: number }> };
-  return { server, hot, cold, info };
-}
+import { hex, keywordServer } from './keyword-helpers.js';
 
 interface Sent {
   lane: string;
