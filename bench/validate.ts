@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { native } from '../src/native.js';
 import { buildIncremental } from '../src/store/incremental.js';
+import { type ValidationStats } from '../src/store/checksums.js';
 import { loadGeneration } from '../src/store/generation.js';
 import { generationDir } from '../src/store/layout.js';
 import { type BenchData, type Log, fmt, fmtMs, fmtRatio, postReload, round, startServerProcess } from './util.js';
@@ -25,16 +26,6 @@ export interface ValidateBenchOptions {
 }
 
 const GiB = 2 ** 30;
-
-interface Validation {
-  files: number;
-  bytes: number;
-  hashed_files: number;
-  hashed_bytes: number;
-  cached_files: number;
-  cached_bytes: number;
-  ms: number;
-}
 
 export async function runValidateBench(opts: ValidateBenchOptions): Promise<{ figures: Record<string, unknown>; lines: string[] }> {
   const { data } = opts;
@@ -102,9 +93,9 @@ export async function runValidateBench(opts: ValidateBenchOptions): Promise<{ fi
     } finally {
       await server.stop();
     }
-    const fv = freshReload.body.validation as Validation;
-    const iv = incReload.body.validation as Validation;
-    const cv = coldCache.body.validation as Validation;
+    const fv = freshReload.body.validation as ValidationStats;
+    const iv = incReload.body.validation as ValidationStats;
+    const cv = coldCache.body.validation as ValidationStats;
     if (fv.hashed_files !== fv.files || iv.cached_files === 0 || cv.cached_files !== 0) {
       throw new Error(`unexpected validation figures: fresh ${JSON.stringify(fv)}, incremental ${JSON.stringify(iv)}, cold cache ${JSON.stringify(cv)}`);
     }
