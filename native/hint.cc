@@ -40,7 +40,7 @@ void runHint(const Lane& lane, const uint8_t seed[16], size_t n, uint32_t* H, un
   // 1. A, packed into lo/hi pairs of adjacent rows (see kernels.h). Generated
   // once per call in chunks of rows (m x n words in total, 64 MiB for
   // m = 16384, n = 1024).
-  auto AP = alignedArray<uint32_t>(pairs * 2 * n);
+  auto AP = alignedArray<uint32_t>(pairs * hintAStride(n));
   {
     const size_t chunkPairs = 64;
     const size_t chunks = (pairs + chunkPairs - 1) / chunkPairs;
@@ -54,7 +54,7 @@ void runHint(const Lane& lane, const uint8_t seed[16], size_t n, uint32_t* H, un
         for (size_t pp = 0; pp < np; pp++) {
           const uint32_t* a0 = tmp.data() + 2 * pp * n;
           const uint32_t* a1 = 2 * pp + 1 < rows ? a0 + n : nullptr;  // odd m: the last pair's second row is 0
-          uint32_t* dst = AP.get() + (p0 + pp) * 2 * n;
+          uint32_t* dst = AP.get() + (p0 + pp) * hintAStride(n);
           for (size_t j = 0; j < n; j++) {
             const uint32_t v0 = a0[j], v1 = a1 ? a1[j] : 0;
             dst[(j / 16) * 32 + (j % 16)] = loPart(v0) | (loPart(v1) << 16);
@@ -103,7 +103,7 @@ void runHint(const Lane& lane, const uint8_t seed[16], size_t n, uint32_t* H, un
             }
           }
         }
-        kern(XP.get(), Tg, cb, AP.get() + pb * 2 * n, n, C);
+        kern(XP.get(), Tg, cb, AP.get() + pb * hintAStride(n), n, C);
       }
       if (progress) {
         std::lock_guard<std::mutex> lock(progressMu);

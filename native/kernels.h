@@ -40,9 +40,14 @@ using AnswerRunFn = void (*)(const AnswerCtx& ctx, const uint8_t* p, size_t c0, 
 
 // Hint block: C[t][j] += sum_p X(t,p) . A(p,j) for t < T, j < n, p < npairs.
 //  xp: T x npairs packed pairs of int16 (X - 128), row stride npairs.
-//  ap: npairs rows of 2n words; within a row, per 16-column block jb:
+//  ap: npairs rows of hintAStride(n) words; within a row, per 16-column block jb:
 //      [32*jb .. 32*jb+15] = lo2 of columns 16jb..16jb+15, [+16 .. +31] = hi2.
 //  C: T x n, row stride n.
+// Words between A rows: 2n plus one cache line, so a tile walking down a
+// column block (one row every 8 KiB at n = 1024) does not map every row to
+// the same few L1 sets.
+inline size_t hintAStride(size_t n) { return 2 * n + 16; }
+
 using HintBlockFn = void (*)(const uint32_t* xp, size_t T, size_t npairs, const uint32_t* ap, size_t n, uint32_t* C);
 
 void answer_run_portable(const AnswerCtx&, const uint8_t*, size_t, size_t, uint32_t*);

@@ -24,7 +24,7 @@ void hint_block_portable(const uint32_t* xp, size_t T, size_t npairs, const uint
     for (size_t p = 0; p < npairs; p++) {
       const uint32_t xv = xp[t * npairs + p];
       const int32_t x0 = int16_t(uint16_t(xv)), x1 = int16_t(uint16_t(xv >> 16));
-      const uint32_t* a = ap + p * 2 * n;
+      const uint32_t* a = ap + p * hintAStride(n);
       for (size_t j = 0; j < n; j++) {
         const uint32_t lo = a[(j / 16) * 32 + (j % 16)], hi = a[(j / 16) * 32 + 16 + (j % 16)];
         // Same products the SIMD kernels form (int16 x int16 pairs).
