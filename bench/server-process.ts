@@ -1,8 +1,9 @@
 // A single-process lanepir server for the benchmarks, run by
 // startServerProcess (util.ts) as a forked child: startServer(loadConfig({flags}))
 // with the flags from LANEPIR_BENCH_FLAGS; reports its URLs over IPC, answers
-// {t: 'stats'} with its GC and CPU time, and stops on SIGTERM or when the
+// {t: 'stats'} with its GC and CPU time (whole process and JS thread), and stops on SIGTERM or when the
 // parent goes away.
+import fs from 'node:fs';
 import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { type ConfigInput, loadConfig } from '../src/config.js';
 import { startServer } from '../src/server/server.js';
@@ -15,10 +16,23 @@ new PerformanceObserver((list) => {
 
 const flags = JSON.parse(process.env.LANEPIR_BENCH_FLAGS ?? '{}') as Partial<ConfigInput>;
 const server = await startServer(loadConfig({ flags }));
+/**
+ * CPU time of the main (JS) thread alone, kernel threads excluded: Linux's
+ * /proc/self/task/<pid>/stat (utime + stime, in clock ticks of 10 ms); NaN elsewhere.
+ */
+function mainThreadCpuMs(): number {
+  try {
+    const stat = fs.readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return NaN;
+  }
+}
 process.on('message', (m: { t?: string }) => {
   if (m?.t !== 'stats') return;
   const cpu = process.cpuUsage();
-  process.send?.({ t: 'stats', gcMs, cpuMs: (cpu.user + cpu.system) / 1000, activeMs: performance.eventLoopUtilization().active });
+  process.send?.({ t: 'stats', gcMs, cpuMs: (cpu.user + cpu.system) / 1000, mainThreadCpuMs: mainThreadCpuMs(), activeMs: performance.eventLoopUtilization().active });
 });
 let stopping = false;
 const stop = () => {

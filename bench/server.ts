@@ -5,6 +5,7 @@
 // server reached (same threads, same lane memory), whose queries/s the server
 // should come close to. Also the server's GC share of its CPU time.
 import crypto from 'node:crypto';
+import os from 'node:os';
 import { PirClient } from '../src/pir/client.js';
 import { loadConfig } from '../src/config.js';
 import { laneMemoryMode } from '../src/server/lane-memory.js';
@@ -56,6 +57,13 @@ export async function verifyLookup(url: string, lane: 'hot' | 'cold', data: Benc
   return { index, ok: entry.equals(plain), query: load.query };
 }
 
+/** Cores (CPU seconds per second) each party used during a load run. */
+interface CoreUse {
+  loadGenerator: number;
+  serverJsThread: number;
+  serverKernelThreads: number;
+}
+
 export function loadLine(label: string, r: LoadResult, batch?: number): string {
   return `${label} ${fmt(r.qps, 1).padStart(8)} q/s   p50 ${fmtMs(r.latencyMs.p50)}  p99 ${fmtMs(r.latencyMs.p99)}  (${r.requests} answered in ${fmt(r.seconds, 1)} s${batch !== undefined ? `, mean batch ${fmt(batch, 1)}` : ''}${r.errors + r.non2xx > 0 ? `, ${r.errors} errors, ${r.non2xx} non-2xx` : ''})`;
 }
@@ -91,18 +99,29 @@ export async function runServerBench(opts: ServerBenchOptions): Promise<{ figure
     if (!check.ok) throw new Error(`server bench: the decoded entry ${check.index} does not match the plaintext`);
     const url = `${server.publicUrl}/query/hot`;
     await postLoad({ url, body: check.query, connections: 4, seconds: 1 }); // warm-up: JIT, sockets
-    const runs: { connections: number; result: LoadResult; batch: number; gcShare: number; gcShareOfEventLoop: number }[] = [];
+    const runs: { connections: number; result: LoadResult; batch: number; gcShare: number; gcShareOfEventLoop: number; cores: CoreUse }[] = [];
     for (const connections of [1, 16]) {
       const before = await batchStats(server.adminUrl, 'hot');
       const s0 = await server.stats();
+      const u0 = process.cpuUsage();
+      const t0 = performance.now();
       const result = await postLoad({ url, body: check.query, connections, seconds });
+      const wallMs = performance.now() - t0;
+      const u1 = process.cpuUsage(u0);
       const s1 = await server.stats();
+      // Where the cores went: the load generator (this process), the server's JS thread, its kernel threads.
+      const jsMs = s1.mainThreadCpuMs - s0.mainThreadCpuMs;
+      const cores: CoreUse = {
+        loadGenerator: (u1.user + u1.system) / 1000 / wallMs,
+        serverJsThread: jsMs / wallMs,
+        serverKernelThreads: (s1.cpuMs - s0.cpuMs - jsMs) / wallMs,
+      };
       const batch = meanBatch(before, await batchStats(server.adminUrl, 'hot'));
       // GC pauses over all the server's CPU time (kernel threads included), and over its event loop's busy time.
       const gcShare = (s1.gcMs - s0.gcMs) / Math.max(1, s1.cpuMs - s0.cpuMs);
       const gcShareOfEventLoop = (s1.gcMs - s0.gcMs) / Math.max(1, s1.activeMs - s0.activeMs);
       opts.log(`  ${connections} connection(s): ${fmt(result.qps, 1)} q/s, p50 ${fmtMs(result.latencyMs.p50)}, mean batch ${fmt(batch, 1)}, GC ${fmt(100 * gcShare, 1)}% of server CPU`);
-      runs.push({ connections, result, batch, gcShare, gcShareOfEventLoop });
+      runs.push({ connections, result, batch, gcShare, gcShareOfEventLoop, cores });
     }
     const [c1, c16] = [runs[0]!, runs[1]!];
     const kernelQps16 = 16 / (k16.p50 / 1000);
@@ -119,11 +138,26 @@ export async function runServerBench(opts: ServerBenchOptions): Promise<{ figure
     const kernelQpsAtBatch = K / (kAtBatch.p50 / 1000);
     const httpVsKernel = c16.result.qps / kernelQpsAtBatch;
     opts.log(`  bare kernel at K=${K} (${mode}): ${fmtMs(kAtBatch.p50)} per pass = ${fmt(kernelQpsAtBatch, 1)} q/s; HTTP / kernel ${fmtRatio(httpVsKernel)}`);
+    // The bare kernel had every core; under HTTP load the load generator and the server's JS thread
+    // take theirs from the same cores. If the kernel scales with the cores left to it, this is the
+    // most the server could answer here (NaN where the JS thread's CPU is not measurable).
+    const allCores = os.availableParallelism();
+    const coresLeft = Math.max(0, allCores - c16.cores.loadGenerator - c16.cores.serverJsThread);
+    const cpuCeilingQps = (kernelQpsAtBatch * coresLeft) / allCores;
+    const httpVsCpuCeiling = c16.result.qps / cpuCeilingQps;
     const figures = {
       lane: { entries: lane.crs.entries, entrySize: lane.crs.entry_size, m: lane.crs.m, R: lane.crs.R, MiB: (lane.crs.entries * lane.crs.entry_size) / 2 ** 20 },
       decodedAnswerCorrect: check.ok,
       loadSecondsEach: seconds,
-      runs: runs.map((r) => ({ ...r.result, qps: round(r.result.qps, 1), meanBatch: round(r.batch, 2), gcShareOfServerCpu: round(r.gcShare, 4), gcShareOfEventLoop: round(r.gcShareOfEventLoop, 4) })),
+      runs: runs.map((r) => ({
+        ...r.result,
+        qps: round(r.result.qps, 1),
+        meanBatch: round(r.batch, 2),
+        gcShareOfServerCpu: round(r.gcShare, 4),
+        gcShareOfEventLoop: round(r.gcShareOfEventLoop, 4),
+        cores: { loadGenerator: round(r.cores.loadGenerator), serverJsThread: round(r.cores.serverJsThread), serverKernelThreads: round(r.cores.serverKernelThreads) },
+      })),
+      cpu: { cores: allCores, coresLeftToTheKernelAt16: round(coresLeft), cpuCeilingQps: round(cpuCeilingQps, 1), httpVsCpuCeiling: round(httpVsCpuCeiling) },
       reference: {
         kernelK1PassMs: roundSummary(k1),
         kernelK16PassMs: roundSummary(k16),
@@ -147,6 +181,7 @@ export async function runServerBench(opts: ServerBenchOptions): Promise<{ figure
       loadLine('  16 connections:', c16.result, c16.batch),
       `  reference: kernel pass K=1 ${fmtMs(k1.p50)} (${fmt(1000 / k1.p50, 1)} q/s), K=16 ${fmtMs(k16.p50)} (${fmt(kernelQps16, 1)} q/s); at the mean batch K=${K} (${mode}) ${fmtMs(kAtBatch.p50)} = ${fmt(kernelQpsAtBatch, 1)} q/s`,
       `  ${httpVsKernel >= 0.9 ? 'PASS' : 'FAIL'} 16-conn q/s / bare kernel q/s at the mean batch ${fmtRatio(httpVsKernel)} (>= 0.9); GC ${fmt(100 * c16.gcShare, 1)}% of server CPU at 16 connections`,
+      `  cores at 16 connections (of ${allCores}): load generator ${fmt(c16.cores.loadGenerator, 2)}, server JS thread ${fmt(c16.cores.serverJsThread, 2)}, kernel threads ${fmt(c16.cores.serverKernelThreads, 2)}; the bare kernel with the ${fmt(coresLeft, 2)} cores left would answer ~${fmt(cpuCeilingQps, 0)} q/s: HTTP / that ceiling ${fmtRatio(httpVsCpuCeiling)}`,
       `  ratios: 1-conn p50 / K=1 pass ${fmtRatio(figures.ratios.c1P50VsKernelK1)}; 16-conn q/s / kernel K=16 q/s ${fmtRatio(figures.ratios.c16QpsVsKernelK16Qps)}; 16-conn / 1-conn q/s ${fmtRatio(figures.ratios.c16QpsVsC1Qps)}`,
     ];
     return { figures, lines };
