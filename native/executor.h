@@ -36,7 +36,7 @@ struct PassInfo {
 
 struct ExecutorOptions {
   unsigned batchMax = 16;
-  uint64_t windowNs = 1000000;  // how long an idle lane waits for company
+  uint64_t windowNs = 0;  // how long an idle lane waits for company (0: start at once)
   unsigned threads = 1;
   KernelPath path = KernelPath::Portable;
 };
