@@ -469,6 +469,8 @@ export async function postLoad(opts: { url: string; body: Uint8Array; connection
 }
 
 export interface ResponseRecord {
+  /** performance.now() when the request was sent. */
+  sentAt: number;
   /** performance.now() when the answer had arrived. */
   at: number;
   status: number;
@@ -488,10 +490,11 @@ export function responseLoad(url: string, body: Uint8Array, connections: number)
   let errors = 0;
   const one = () =>
     new Promise<void>((resolve) => {
+      const sentAt = performance.now();
       const req = http.request(url, { method: 'POST', agent, headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': payload.length } }, (res) => {
         res.on('data', () => {});
         res.on('end', () => {
-          records.push({ at: performance.now(), status: res.statusCode!, generation: res.headers['x-lanepir-generation'] as string | undefined });
+          records.push({ sentAt, at: performance.now(), status: res.statusCode!, generation: res.headers['x-lanepir-generation'] as string | undefined });
           resolve();
         });
         res.on('error', () => {
