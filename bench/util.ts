@@ -482,35 +482,42 @@ export interface ResponseRecord {
  * one precomputed body back to back, recording when each answer arrived and
  * which generation it names. Runs until stop().
  */
+/** A header by its lower-case name whatever case the server sent it in (autocannon keeps the case). */
+function headerValue(headers: Record<string, string | string[] | undefined> | undefined, name: string): string | undefined {
+  for (const [k, v] of Object.entries(headers ?? {})) if (k.toLowerCase() === name) return Array.isArray(v) ? v[0] : v;
+  return undefined;
+}
+
 export function responseLoad(url: string, body: Uint8Array, connections: number) {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: connections });
   const records: ResponseRecord[] = [];
-  const payload = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
-  let stopped = false;
   let errors = 0;
-  const one = () =>
-    new Promise<void>((resolve) => {
-      const sentAt = performance.now();
-      const req = http.request(url, { method: 'POST', agent, headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': payload.length } }, (res) => {
-        res.on('data', () => {});
-        res.on('end', () => {
-          records.push({ sentAt, at: performance.now(), status: res.statusCode!, generation: res.headers['x-lanepir-generation'] as string | undefined });
-          resolve();
-        });
-        res.on('error', () => {
-          errors++;
-          resolve();
-        });
-      });
-      req.on('error', () => {
-        errors++;
-        resolve();
-      });
-      req.end(payload);
-    });
-  const loops = Array.from({ length: connections }, async () => {
-    while (!stopped) await one();
+  // autocannon (raw sockets, the request bytes prepared once) keeps the load generator light;
+  // onResponse sees each answer's headers, the 'response' event right after it its round trip.
+  let finish!: () => void;
+  const finished = new Promise<void>((resolve) => (finish = resolve));
+  const instance = autocannon({
+    url,
+    connections,
+    duration: 3600,
+    maxOverallRequests: Number.MAX_SAFE_INTEGER,
+    timeout: 30,
+    requests: [
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/octet-stream' },
+        body: Buffer.from(body.buffer, body.byteOffset, body.byteLength),
+        onResponse: (status, _body, _context, headers) => {
+          const at = performance.now();
+          records.push({ sentAt: at, at, status, generation: headerValue(headers, 'x-lanepir-generation') });
+        },
+      },
+    ],
+  }, () => finish());
+  instance.on('response', (_client, _status, _bytes, ms) => {
+    const last = records[records.length - 1];
+    if (last) last.sentAt = last.at - ms;
   });
+  instance.on('reqError', () => errors++);
   return {
     records,
     errors: () => errors,
@@ -526,9 +533,8 @@ export function responseLoad(url: string, body: Uint8Array, connections: number)
       return undefined;
     },
     async stop() {
-      stopped = true;
-      await Promise.all(loops);
-      agent.destroy();
+      instance.stop();
+      await finished;
     },
   };
 }
