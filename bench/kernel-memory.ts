@@ -6,7 +6,9 @@
 //    queries/s on 2 threads against 1 (the persistent pool);
 //  - AVX2 (in a child process, LANEPIR_KERNEL_PATH=avx2 with LANEPIR_NO_VNNI:
 //    the path of EPYC before Zen 4) against the best path: K=1 GB/s on the
-//    1 GiB lane and hint seconds per GiB.
+//    1 GiB lane and hint seconds per GiB, with each path's share of the
+//    instruction peak its hint kernel is built on (isa-peaks.cc, measured in
+//    the same run), which bounds their ratio from below.
 import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -16,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../src/config.js';
 import { type LaneHandle, type LaneMemory, native } from '../src/native.js';
 import { laneMemoryMode } from '../src/server/lane-memory.js';
+import { type IsaPeaks, measureIsaPeaks } from './isa-peaks.js';
 
 const ES = 32;
 const M = 16384;
@@ -128,6 +131,14 @@ export async function runKernelMemoryBench(opts: { bigMiB: number; hintMiB: numb
     await hh.release();
     opened.length = 0;
     opts.log(`  AVX2 (no VNNI) K=1 one thread ${avx2.gbps.toFixed(2)} GB/s vs best ${bestK1.toFixed(2)}; hint ${(avx2.hintSeconds / hintGiB).toFixed(2)} s/GiB vs ${(bestHintSeconds / hintGiB).toFixed(2)}`);
+    const peaks = await measureIsaPeaks(dir);
+    const hintPeaks = peaks.peaks ? hintPeakShares(peaks.peaks, hintGiB * 2 ** 30, avx2.hintSeconds, bestHintSeconds) : null;
+    if (hintPeaks) {
+      opts.log(
+        `  hint kernels against this core's instruction peaks (all ${hintPeaks.threads} threads): AVX2 ${(100 * hintPeaks.avx2Share).toFixed(0)}% of vpmaddwd+vpaddd ymm, ` +
+          `best ${(100 * hintPeaks.bestShare).toFixed(0)}% of ${hintPeaks.bestForm}; at their peaks AVX2 would take ${hintPeaks.peakRatio.toFixed(2)}x the best path's time`,
+      );
+    } else opts.log(`  instruction peaks not measured: ${peaks.peaks ? 'no AVX-512 path to compare with' : (peaks as { reason: string }).reason}`);
 
     // 3. The 32 MiB hot lane in the default mode.
     const hl = await native.openLane({ ...hot, mode: defaultMode });
@@ -162,6 +173,8 @@ export async function runKernelMemoryBench(opts: { bigMiB: number; hintMiB: numb
           hintSecondsPerGiB: avx2.hintSeconds / hintGiB,
           bestHintSecondsPerGiB: bestHintSeconds / hintGiB,
           ...(avxvnni ? { withAvxVnni: { k1OneThreadGBps: avxvnni.gbps, hintSecondsPerGiB: avxvnni.hintSeconds / hintGiB } } : {}),
+          isaPeaksPerThread: peaks.peaks,
+          hintPeakShares: hintPeaks,
         },
       },
     };
@@ -169,6 +182,33 @@ export async function runKernelMemoryBench(opts: { bigMiB: number; hintMiB: numb
     for (const h of opened) await h.release().catch(() => {});
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * A hint over `bytes` of lane forms 2 * bytes * n products of 16-bit pairs
+ * (the lo and hi halves of A). Against the per-thread instruction peaks times
+ * the threads the hint ran on: the share each path reached, and the ratio of
+ * the two paths' times if both ran at their peaks (AVX2 without VNNI:
+ * vpmaddwd + vpaddd on ymm, 16 products; the best path: vpdpwssd on zmm with
+ * AVX-512 VNNI, else vpmaddwd + vpaddd on zmm, 32 products).
+ */
+function hintPeakShares(p: IsaPeaks, bytes: number, avx2Seconds: number, bestSeconds: number) {
+  const f = native.cpuFeatures();
+  if (!p.madd_add_ymm || !f.avx512) return null;
+  const [bestForm, bestRate] = f.avx512vnni && p.dpwssd_zmm ? ['vpdpwssd zmm', p.dpwssd_zmm] : ['vpmaddwd+vpaddd zmm', p.madd_add_zmm];
+  if (!bestRate) return null;
+  const threads = os.availableParallelism();
+  const products = 2 * bytes * HINT_N;
+  const avx2Peak = p.madd_add_ymm * 16 * threads;
+  const bestPeak = bestRate * 32 * threads;
+  const r = (x: number) => Math.round(x * 1000) / 1000;
+  return {
+    threads,
+    bestForm,
+    avx2Share: r(products / avx2Seconds / avx2Peak),
+    bestShare: r(products / bestSeconds / bestPeak),
+    peakRatio: r(bestPeak / avx2Peak),
+  };
 }
 
 /** AnonHugePages of this process, bytes (null where unknown). */

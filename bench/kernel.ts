@@ -182,6 +182,11 @@ export async function runKernelBench(opts: KernelBenchOptions): Promise<Record<s
         lines.push(`lane memory (${f.bigLaneMiB} MiB, K=1, one thread): ${Object.entries(f.k1OneThreadGBps).map(([k, v]) => `${k} ${v} GB/s`).join(', ')}; default mode ${f.defaultMode}`);
         lines.push(`hot lane (32 MiB, ${f.defaultMode}): read ${f.hotLane.readGBps.toFixed(2)} GB/s, K=1 ${f.hotLane.k1GBps.toFixed(2)} GB/s; K=1 q/s 1 thread ${f.hotLane.k1QpsOneThread.toFixed(0)}, 2 threads ${f.hotLane.k1QpsTwoThreads.toFixed(0)}`);
         lines.push(`AVX2 (LANEPIR_KERNEL_PATH=avx2, no VNNI): K=1 ${f.avx2.k1OneThreadGBps.toFixed(2)} GB/s vs best ${f.avx2.bestK1OneThreadGBps.toFixed(2)}; hint ${f.avx2.hintSecondsPerGiB.toFixed(2)} s/GiB vs best ${f.avx2.bestHintSecondsPerGiB.toFixed(2)}`);
+        const hp = f.avx2.hintPeakShares;
+        if (hp)
+          lines.push(
+            `  hint kernels vs this core's instruction peaks: AVX2 ${(100 * hp.avx2Share).toFixed(0)}% of vpmaddwd+vpaddd ymm, best ${(100 * hp.bestShare).toFixed(0)}% of ${hp.bestForm}; both at their peaks, AVX2 hint / best = ${hp.peakRatio.toFixed(2)}x`,
+          );
       }
       lines.push('targets:');
       for (const [name, t] of Object.entries(targets))
