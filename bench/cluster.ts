@@ -5,9 +5,10 @@
 // (one kernel process scanning each lane for both workers) against one
 // process (startServer) on the same lanes, in the same run.
 import fs from 'node:fs';
+import os from 'node:os';
 import http from 'node:http';
 import { type LaneName, generationDir } from '../src/store/layout.js';
-import { type BenchData, type LoadResult, type Log, cloneGeneration, fmt, fmtMs, fmtRatio, passFail, postLoad, postReload, responseLoad, round, roundSummary, sleep, startClusterProcess, startServerProcess, summarize } from './util.js';
+import { type BenchData, type LoadResult, type Log, cloneGeneration, fmt, fmtMs, fmtRatio, passFail, postLoad, postReload, responseLoad, round, roundSummary, sleep, startClusterProcess, startServerProcess, summarize, treeCpuMs } from './util.js';
 import { loadLine, verifyLookup } from './server.js';
 
 export const TARGET_RELOAD_P99_MS = 10;
@@ -34,7 +35,10 @@ export const TARGET_QPS_VS_SINGLE = 1.1;
 // max_pending_per_lane: the same bound for both servers; queries/s counts answered ones.)
 export const TARGET_RELOAD_UNDER_LOAD_P99_MS = 10;
 
-type Runs = Record<string, LoadResult & { correct: boolean }>;
+/** A load run, with the CPU the server's processes (all of them, all threads) used meanwhile. */
+type Runs = Record<string, LoadResult & { correct: boolean; serverCores: number; serverCpuUsPerQuery: number }>;
+
+const cpuLine = (r: Runs) => ['hot16', 'hot64'].map((k) => `${fmt(r[k]!.serverCores, 2)} cores, ${fmt(r[k]!.serverCpuUsPerQuery, 0)} µs/query`).join(' / ');
 
 /** Per run, the round with the most queries/s (the least disturbed by other load). */
 function best(a: Runs | undefined, b: Runs): Runs {
@@ -42,8 +46,11 @@ function best(a: Runs | undefined, b: Runs): Runs {
   return Object.fromEntries(Object.keys(b).map((k) => [k, a[k] && a[k]!.qps >= b[k]!.qps ? a[k]! : b[k]!]));
 }
 
-/** Queries/s of a running server (cluster or single) for each of RUNS, each lane checked once for a correct decode. */
-async function throughput(url: string, data: BenchData, g: string, seconds: number, log: Log, label: string): Promise<Runs> {
+/**
+ * Queries/s of a running server (cluster or single, its process `pid` and
+ * descendants) for each of RUNS, each lane checked once for a correct decode.
+ */
+async function throughput(url: string, pid: number, data: BenchData, g: string, seconds: number, log: Log, label: string): Promise<Runs> {
   const out: Runs = {};
   const checks = new Map<LaneName, Awaited<ReturnType<typeof verifyLookup>>>();
   for (const { lane, connections } of RUNS) {
@@ -54,9 +61,14 @@ async function throughput(url: string, data: BenchData, g: string, seconds: numb
       checks.set(lane, check);
       await postLoad({ url: `${url}/query/${lane}?generation=${g}`, body: check.query, connections, seconds: 1 }); // warm-up
     }
+    const cpu0 = treeCpuMs(pid);
+    const t0 = performance.now();
     const r = await postLoad({ url: `${url}/query/${lane}?generation=${g}`, body: check.query, connections, seconds });
-    log(`  ${label} ${lane} ${connections} conns: ${fmt(r.qps, 1)} q/s, p50 ${fmtMs(r.latencyMs.p50)}`);
-    out[`${lane}${connections}`] = { ...r, qps: round(r.qps, 1), correct: check.ok };
+    const cpuMs = treeCpuMs(pid) - cpu0;
+    const serverCores = cpuMs / (performance.now() - t0);
+    const serverCpuUsPerQuery = (cpuMs * 1000) / Math.max(1, r.requests);
+    log(`  ${label} ${lane} ${connections} conns: ${fmt(r.qps, 1)} q/s, p50 ${fmtMs(r.latencyMs.p50)}, server ${fmt(serverCores, 2)} cores (${fmt(serverCpuUsPerQuery, 0)} µs CPU per query)`);
+    out[`${lane}${connections}`] = { ...r, qps: round(r.qps, 1), correct: check.ok, serverCores: round(serverCores), serverCpuUsPerQuery: round(serverCpuUsPerQuery, 1) };
   }
   return out;
 }
@@ -154,8 +166,8 @@ export async function runClusterBench(opts: ClusterBenchOptions): Promise<{ figu
     });
     try {
       for (let round = 0; round < 2; round++) {
-        const c = await throughput(cluster.url, opts.data, gens[0]!, seconds, opts.log, `cluster(${workers})`);
-        const sp = await throughput(single.publicUrl, opts.data, gens[0]!, seconds, opts.log, 'single');
+        const c = await throughput(cluster.url, cluster.proc.pid!, opts.data, gens[0]!, seconds, opts.log, `cluster(${workers})`);
+        const sp = await throughput(single.publicUrl, single.pid, opts.data, gens[0]!, seconds, opts.log, 'single');
         clusterQps = best(clusterQps, c);
         singleQps = best(singleQps, sp);
       }
@@ -238,6 +250,7 @@ export async function runClusterBench(opts: ClusterBenchOptions): Promise<{ figu
       loadLine(`    ${lane} ${connections} conns single:`.padEnd(34), singleQps[`${lane}${connections}`]!),
     ]),
     `  ratios: cluster / single q/s — hot 16 conns ${fmtRatio(ratios.hot16)}, hot 64 conns ${fmtRatio(ratios.hot64)}, cold 16 conns ${fmtRatio(ratios.cold16)}`,
+    `  server CPU (every process and thread of it), hot 16 / 64 conns: cluster ${cpuLine(clusterQps)}; single ${cpuLine(singleQps)} — of ${os.availableParallelism()} cores, shared with the load generator`,
     ...Object.entries(targets).map(([k, t]) => `  ${passFail(t.pass)} ${k}: ${t.value} (${t.target})`),
   ];
   return { figures, lines };

@@ -353,6 +353,38 @@ async function stopChild(child: ChildProcess, exited: Promise<void>, graceMs: nu
   clearTimeout(t);
 }
 
+/**
+ * CPU time (user + system, ms, all threads) of a process and its descendants
+ * alive now, from /proc (Linux; NaN elsewhere). Clock ticks of 10 ms.
+ */
+export function treeCpuMs(root: number): number {
+  let entries: string[];
+  try {
+    entries = fs.readdirSync('/proc').filter((e) => /^\d+$/.test(e));
+  } catch {
+    return NaN;
+  }
+  const stats = new Map<number, { ppid: number; ms: number }>();
+  for (const e of entries) {
+    try {
+      const s = fs.readFileSync(`/proc/${e}/stat`, 'utf8');
+      const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+      stats.set(Number(e), { ppid: Number(f[1]), ms: (Number(f[11]) + Number(f[12])) * 10 });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  if (!stats.has(root)) return NaN;
+  let total = 0;
+  const todo = [root];
+  while (todo.length) {
+    const pid = todo.pop()!;
+    total += stats.get(pid)?.ms ?? 0;
+    for (const [child, st] of stats) if (st.ppid === pid) todo.push(child);
+  }
+  return total;
+}
+
 export interface ClusterProcess {
   url: string;
   adminUrl: string;
