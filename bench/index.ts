@@ -4,16 +4,7 @@
 // every figure on stdout. Each figure comes with its reference measured in
 // the same run; a target is reported PASS only when measured.
 //
-//   node dist/bench/index.js [--json] [--only kernel,client,server,reload,validate,cluster,incremental,follow,delta,keyword,eth,browser,chain]
-//     [--size-mib N]     kernel lane (default 256) and, when given, the large reload lane too
-//     [--reload-mib N]   large (cold) lane for reload, validate and cluster (default 1024)
-//     [--seconds N]      seconds per load run (default 5)
-//     [--reloads N]      measured reloads per case (default 20)
-//     [--blocks N]       blocks dropped one at a time in follow (default 20)
-//     [--eth-accounts N] accounts of the eth bench's synthetic state (default 2,700,000: ~10.3M keys)
-//     [--keyword-keys N] [--keyword-hot-keys N]   keyword lanes (default 1,000,000 cold, 200,000 hot)
-//     [--browser-accounts N] accounts of the browser bench's state (default 400,000: ~1.5M keys)
-//     [--chain-blocks N] [--chain-accounts N]     chain: measured blocks per size (default 20), synthetic padding accounts (default 100,000)
+//   npm run bench -- --help    (the flags: USAGE below)
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,6 +26,19 @@ import { type BenchData, HOT_SHAPE, type Log, buildBenchData, fmt } from './util
 
 export const BENCHMARKS = ['kernel', 'client', 'server', 'reload', 'validate', 'cluster', 'incremental', 'follow', 'delta', 'keyword', 'eth', 'browser', 'chain'] as const;
 export type BenchName = (typeof BENCHMARKS)[number];
+
+const USAGE = `usage: npm run bench -- [--json] [--only ${BENCHMARKS.join(',')}]
+  [--size-mib N]     kernel lane (default 256) and, when given, the large reload lane too
+  [--reload-mib N]   large (cold) lane for reload, validate and cluster (default 1024)
+  [--seconds N]      seconds per load run (default 5)
+  [--reloads N]      measured reloads per case (default 20)
+  [--blocks N]       blocks dropped one at a time in follow (default 20)
+  [--eth-accounts N] accounts of the eth bench's synthetic state (default 2,700,000: ~10.3M keys)
+  [--keyword-keys N] [--keyword-hot-keys N]   keyword lanes (default 1,000,000 cold, 200,000 hot)
+  [--browser-accounts N] accounts of the browser bench's state (default 400,000: ~1.5M keys)
+  [--chain-blocks N] [--chain-accounts N]     chain: measured blocks per size (default 20), synthetic padding accounts (default 100,000)
+Without --only every benchmark runs, which takes long; a readable report goes to stdout, progress to stderr.
+`;
 
 export interface BenchArgs {
   json: boolean;
@@ -224,10 +228,14 @@ export async function runAll(args: BenchArgs): Promise<{ report: Record<string, 
 const isMain = process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url);
 if (isMain) {
   let args: BenchArgs;
+  if (process.argv.slice(2).some((a) => a === '--help' || a === '-h')) {
+    process.stdout.write(USAGE);
+    process.exit(0);
+  }
   try {
     args = parseArgs(process.argv.slice(2));
   } catch (err) {
-    process.stderr.write(`${(err as Error).message}\n`);
+    process.stderr.write(`${(err as Error).message}\n${USAGE}`);
     process.exit(2);
   }
   runAll(args).then(
