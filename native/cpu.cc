@@ -2,7 +2,10 @@
 
 #include "errors.h"
 
+#include <unistd.h>
+
 #include <cstdlib>
+#include <fstream>
 #include <string>
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -117,6 +120,33 @@ KernelPath defaultPath() {
 KernelPath resolvePath(const std::string& name) {
   if (name.empty() || name == "auto") return defaultPath();
   return namedPath(name);
+}
+
+uint64_t lastLevelCacheBytes() {
+  static const uint64_t bytes = [] {
+    uint64_t best = 0;
+    int bestLevel = 0;
+    for (int i = 0; i < 8; i++) {
+      const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(i) + "/";
+      std::ifstream level(dir + "level"), size(dir + "size");
+      int l = 0;
+      std::string sz;
+      if (!(level >> l) || !(size >> sz) || sz.empty()) continue;
+      uint64_t v = std::strtoull(sz.c_str(), nullptr, 10);
+      const char unit = sz.back();
+      if (unit == 'K') v <<= 10;
+      else if (unit == 'M') v <<= 20;
+      if (l > bestLevel && v > 0) bestLevel = l, best = v;
+    }
+#if defined(_SC_LEVEL3_CACHE_SIZE)
+    if (best == 0) {
+      const long v = sysconf(_SC_LEVEL3_CACHE_SIZE);
+      if (v > 0) best = uint64_t(v);
+    }
+#endif
+    return best > 0 ? best : uint64_t(32) << 20;
+  }();
+  return bytes;
 }
 
 }  // namespace lanepir

@@ -1,5 +1,6 @@
 // Runtime CPU feature detection and kernel-path selection.
 #pragma once
+#include <cstdint>
 #include <string>
 
 namespace lanepir {
@@ -29,5 +30,8 @@ bool pathSupported(KernelPath p);
 const char* pathName(KernelPath p);
 // "auto" / "" -> defaultPath(); unknown name -> EPARAMS; unsupported -> ECPU.
 KernelPath resolvePath(const std::string& name);
+// Size of the largest cache of cpu0 (Linux sysfs; sysconf where that is
+// missing; 32 MiB if neither says). A tuning hint only: VMs may misreport it.
+uint64_t lastLevelCacheBytes();
 
 }  // namespace lanepir

@@ -30,6 +30,7 @@ struct AnswerCtx {
   const uint32_t* qlo2;  // K x pairs
   const uint32_t* qhi2;  // K x pairs
   const uint8_t* zeros;  // >= es + 64 zero bytes (stands in for a missing pair half)
+  size_t prefetch;       // bytes ahead of the entries being read that the SIMD kernels prefetch
 };
 
 // Accumulate columns [c0, c0 + ncols) of one record row, whose entries lie
