@@ -124,9 +124,12 @@ export async function runKernelMemoryBench(opts: { bigMiB: number; hintMiB: numb
     for (const h of opened.splice(0)) await h.release();
     const hh = await native.openLane({ ...hintLane, mode: defaultMode });
     opened.push(hh);
-    const t0 = performance.now();
-    await native.hint(hh, crypto.randomBytes(16), HINT_N);
-    const bestHintSeconds = (performance.now() - t0) / 1000;
+    let bestHintSeconds = Infinity; // best of two, as in the AVX2 child
+    for (let i = 0; i < 2; i++) {
+      const t0 = performance.now();
+      await native.hint(hh, crypto.randomBytes(16), HINT_N);
+      bestHintSeconds = Math.min(bestHintSeconds, (performance.now() - t0) / 1000);
+    }
     const hintGiB = hh.bytes / 2 ** 30;
     await hh.release();
     opened.length = 0;

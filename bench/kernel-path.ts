@@ -2,7 +2,7 @@
 // this with LANEPIR_KERNEL_PATH (and LANEPIR_NO_VNNI) set, so that a path
 // other than the machine's best — AVX2 as on AMD EPYC before Zen 4 — is
 // measured on the same machine, lane files and memory mode. Prints one JSON
-// object: K=1 one-thread GB/s (best of the runs) and the hint's seconds.
+// object: K=1 one-thread GB/s (best of the runs) and the hint's seconds (best of two).
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { native, type LaneMemory } from '../src/native.js';
@@ -40,9 +40,13 @@ for (let i = 0; i < 3 || (performance.now() < until && i < 200); i++) {
 const gbps = lane.bytes / best / 1e9;
 await lane.release();
 const h = await native.openLane({ ...args.hint, mode: args.mode });
-const t0 = performance.now();
-await native.hint(h, crypto.randomBytes(16), args.n);
-const hintSeconds = (performance.now() - t0) / 1000;
+// Best of two, as for the best path in the parent: one run can meet other load.
+let hintSeconds = Infinity;
+for (let i = 0; i < 2; i++) {
+  const t0 = performance.now();
+  await native.hint(h, crypto.randomBytes(16), args.n);
+  hintSeconds = Math.min(hintSeconds, (performance.now() - t0) / 1000);
+}
 const hintBytes = h.bytes;
 await h.release();
 process.stdout.write(JSON.stringify({ path: features.default, avxvnni: features.avxvnni, avx512vnni: features.avx512vnni, gbps, hintSeconds, hintBytes }) + '\n');
