@@ -18,76 +18,31 @@ namespace {
 
 constexpr long kIters = 20000000;
 
-#define LP_ACC12(T, init) T c0 = init, c1 = init, c2 = init, c3 = init, c4 = init, c5 = init, c6 = init, c7 = init, c8 = init, c9 = init, c10 = init, c11 = init;
+// One measuring function per instruction form: twelve accumulators, each
+// updated by STEP (an asm block, so the compiler can neither fuse nor drop it)
+// once per iteration; the sum is returned so the loop is not dead.
 #define LP_EACH12(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11)
+#define LP_PEAK_FN(NAME, TARGET, V, SET1, ADD, REDUCE, STEP)                          \
+  __attribute__((target(TARGET))) unsigned NAME(long iters) {                       \
+    const V a = SET1(3), b = SET1(5);                                               \
+    V c0 = a, c1 = a, c2 = a, c3 = a, c4 = a, c5 = a, c6 = a, c7 = a, c8 = a, c9 = a, c10 = a, c11 = a; \
+    for (long i = 0; i < iters; i++) { LP_EACH12(STEP) }                            \
+    const V all[12] = {c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11};             \
+    V s = all[0];                                                                   \
+    for (int k = 1; k < 12; k++) s = ADD(s, all[k]);                                \
+    return unsigned(REDUCE(s));                                                     \
+  }
 
-__attribute__((target("avx2"))) unsigned maddAddYmm(long iters) {
-  const __m256i a = _mm256_set1_epi32(3), b = _mm256_set1_epi32(5);
-  LP_ACC12(__m256i, a)
-  for (long i = 0; i < iters; i++) {
-#define LP_S(k)                                                                                  \
-  {                                                                                              \
-    __m256i t;                                                                                   \
-    __asm__ volatile("vpmaddwd %2, %3, %1\n\tvpaddd %1, %0, %0" : "+x"(c##k), "=&x"(t) : "x"(a), "x"(b)); \
-  }
-    LP_EACH12(LP_S)
-#undef LP_S
-  }
-  __m256i s = c0;
-#define LP_R(k) s = _mm256_add_epi32(s, c##k);
-  LP_EACH12(LP_R)
-#undef LP_R
-  return unsigned(_mm256_extract_epi32(s, 0));
-}
+#define LP_MADD_ADD_Y(k) { __m256i t; __asm__ volatile("vpmaddwd %2, %3, %1\n\tvpaddd %1, %0, %0" : "+x"(c##k), "=&x"(t) : "x"(a), "x"(b)); }
+#define LP_MADD_ADD_Z(k) { __m512i t; __asm__ volatile("vpmaddwd %2, %3, %1\n\tvpaddd %1, %0, %0" : "+v"(c##k), "=&v"(t) : "v"(a), "v"(b)); }
+#define LP_DP_Y(k) __asm__ volatile("%{vex%} vpdpwssd %1, %2, %0" : "+x"(c##k) : "x"(a), "x"(b));
+#define LP_DP_Z(k) __asm__ volatile("vpdpwssd %1, %2, %0" : "+v"(c##k) : "v"(a), "v"(b));
+#define LP_FIRST_Y(s) _mm256_extract_epi32(s, 0)
 
-__attribute__((target("avx512f,avx512bw"))) unsigned maddAddZmm(long iters) {
-  const __m512i a = _mm512_set1_epi32(3), b = _mm512_set1_epi32(5);
-  LP_ACC12(__m512i, a)
-  for (long i = 0; i < iters; i++) {
-#define LP_S(k)                                                                                  \
-  {                                                                                              \
-    __m512i t;                                                                                   \
-    __asm__ volatile("vpmaddwd %2, %3, %1\n\tvpaddd %1, %0, %0" : "+v"(c##k), "=&v"(t) : "v"(a), "v"(b)); \
-  }
-    LP_EACH12(LP_S)
-#undef LP_S
-  }
-  __m512i s = c0;
-#define LP_R(k) s = _mm512_add_epi32(s, c##k);
-  LP_EACH12(LP_R)
-#undef LP_R
-  return unsigned(_mm512_reduce_add_epi32(s));
-}
-
-__attribute__((target("avx2,avxvnni"))) unsigned dpYmm(long iters) {
-  const __m256i a = _mm256_set1_epi32(3), b = _mm256_set1_epi32(5);
-  LP_ACC12(__m256i, a)
-  for (long i = 0; i < iters; i++) {
-#define LP_S(k) __asm__ volatile("%{vex%} vpdpwssd %1, %2, %0" : "+x"(c##k) : "x"(a), "x"(b));
-    LP_EACH12(LP_S)
-#undef LP_S
-  }
-  __m256i s = c0;
-#define LP_R(k) s = _mm256_add_epi32(s, c##k);
-  LP_EACH12(LP_R)
-#undef LP_R
-  return unsigned(_mm256_extract_epi32(s, 0));
-}
-
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) unsigned dpZmm(long iters) {
-  const __m512i a = _mm512_set1_epi32(3), b = _mm512_set1_epi32(5);
-  LP_ACC12(__m512i, a)
-  for (long i = 0; i < iters; i++) {
-#define LP_S(k) __asm__ volatile("vpdpwssd %1, %2, %0" : "+v"(c##k) : "v"(a), "v"(b));
-    LP_EACH12(LP_S)
-#undef LP_S
-  }
-  __m512i s = c0;
-#define LP_R(k) s = _mm512_add_epi32(s, c##k);
-  LP_EACH12(LP_R)
-#undef LP_R
-  return unsigned(_mm512_reduce_add_epi32(s));
-}
+LP_PEAK_FN(maddAddYmm, "avx2", __m256i, _mm256_set1_epi32, _mm256_add_epi32, LP_FIRST_Y, LP_MADD_ADD_Y)
+LP_PEAK_FN(maddAddZmm, "avx512f,avx512bw", __m512i, _mm512_set1_epi32, _mm512_add_epi32, _mm512_reduce_add_epi32, LP_MADD_ADD_Z)
+LP_PEAK_FN(dpYmm, "avx2,avxvnni", __m256i, _mm256_set1_epi32, _mm256_add_epi32, LP_FIRST_Y, LP_DP_Y)
+LP_PEAK_FN(dpZmm, "avx512f,avx512bw,avx512vnni", __m512i, _mm512_set1_epi32, _mm512_add_epi32, _mm512_reduce_add_epi32, LP_DP_Z)
 
 volatile unsigned sink;
 
