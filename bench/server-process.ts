@@ -3,10 +3,10 @@
 // with the flags from LANEPIR_BENCH_FLAGS; reports its URLs over IPC, answers
 // {t: 'stats'} with its GC and CPU time (whole process and JS thread), and stops on SIGTERM or when the
 // parent goes away.
-import fs from 'node:fs';
 import { PerformanceObserver, performance } from 'node:perf_hooks';
 import { type ConfigInput, loadConfig } from '../src/config.js';
 import { startServer } from '../src/server/server.js';
+import { readProcStat } from './proc-stat.js';
 
 // Garbage collection time of this process, for the bench's GC share of server CPU.
 let gcMs = 0;
@@ -21,13 +21,7 @@ const server = await startServer(loadConfig({ flags }));
  * /proc/self/task/<pid>/stat (utime + stime, in clock ticks of 10 ms); NaN elsewhere.
  */
 function mainThreadCpuMs(): number {
-  try {
-    const stat = fs.readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) * 10;
-  } catch {
-    return NaN;
-  }
+  return readProcStat(`/proc/self/task/${process.pid}/stat`)?.cpuMs ?? NaN;
 }
 process.on('message', (m: { t?: string }) => {
   if (m?.t !== 'stats') return;

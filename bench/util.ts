@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../src/free-port.js';
+import { readProcStat } from './proc-stat.js';
 import autocannon from 'autocannon';
 import { type ConfigInput, loadConfig } from '../src/config.js';
 import { segmentName } from '../src/cluster/segment.js';
@@ -364,22 +365,17 @@ export function treeCpuMs(root: number): number {
   } catch {
     return NaN;
   }
-  const stats = new Map<number, { ppid: number; ms: number }>();
+  const stats = new Map<number, { ppid: number; cpuMs: number }>();
   for (const e of entries) {
-    try {
-      const s = fs.readFileSync(`/proc/${e}/stat`, 'utf8');
-      const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-      stats.set(Number(e), { ppid: Number(f[1]), ms: (Number(f[11]) + Number(f[12])) * 10 });
-    } catch {
-      // gone meanwhile
-    }
+    const st = readProcStat(`/proc/${e}/stat`); // null: gone meanwhile
+    if (st) stats.set(Number(e), st);
   }
   if (!stats.has(root)) return NaN;
   let total = 0;
   const todo = [root];
   while (todo.length) {
     const pid = todo.pop()!;
-    total += stats.get(pid)?.ms ?? 0;
+    total += stats.get(pid)?.cpuMs ?? 0;
     for (const [child, st] of stats) if (st.ppid === pid) todo.push(child);
   }
   return total;
